@@ -1,0 +1,92 @@
+# uspair build.  `make` builds the libraries, tests and tools into $(BUILD);
+# `make check` runs every test; `make bench` runs the side-by-side benchmark.
+# Sanitizer builds: `make check SAN=address,undefined` or `make check SAN=thread`
+# (each goes to its own build directory).
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+BINDIR ?= $(PREFIX)/bin
+DESTDIR ?=
+
+VERSION := 0.1.0
+SOMAJOR := 0
+
+CC ?= cc
+SAN ?=
+ifeq ($(SAN),)
+BUILD ?= build
+SANFLAGS :=
+else
+BUILD ?= build-$(subst $(comma),-,$(SAN))
+SANFLAGS := -fsanitize=$(SAN) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+comma := ,
+
+OPT ?= -O2
+CFLAGS ?= $(OPT) -g
+WARN := -Wall -Wextra -Wshadow -Wno-unused-parameter -Wmissing-prototypes -Wstrict-prototypes
+ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -fPIC -pthread -Iinclude -Isrc $(WARN) $(CFLAGS) $(SANFLAGS)
+ALL_LDFLAGS := -pthread $(SANFLAGS) $(LDFLAGS)
+
+LIB_SRCS := $(wildcard src/*.c)
+LIB_OBJS := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+TEST_SRCS := $(filter-out test/t_%.c,$(wildcard test/*.c))
+TEST_HELPERS := $(wildcard test/t_*.c)
+TEST_BINS := $(patsubst test/%.c,$(BUILD)/test/%,$(TEST_SRCS))
+TOOL_SRCS := $(wildcard tools/*.c)
+
+SHLIB := $(BUILD)/libuspair.so.$(VERSION)
+STLIB := $(BUILD)/libuspair.a
+
+.PHONY: all lib tests tools check runtests bench install uninstall clean
+all: lib tests tools
+lib: $(SHLIB) $(STLIB)
+tests: $(TEST_BINS)
+tools: $(BUILD)/uspair
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard src/*.h) include/uspair.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fvisibility=hidden -c $< -o $@
+
+$(SHLIB): $(LIB_OBJS) src/uspair.map
+	$(CC) -shared -Wl,-soname,libuspair.so.$(SOMAJOR) -Wl,--version-script=src/uspair.map \
+		$(LIB_OBJS) -o $@ $(ALL_LDFLAGS)
+	ln -sf libuspair.so.$(VERSION) $(BUILD)/libuspair.so.$(SOMAJOR)
+	ln -sf libuspair.so.$(SOMAJOR) $(BUILD)/libuspair.so
+
+$(STLIB): $(LIB_OBJS)
+	rm -f $@
+	ar rcs $@ $(LIB_OBJS)
+
+$(BUILD)/test/%: test/%.c $(TEST_HELPERS) test/t_helpers.h $(STLIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Itest $< $(TEST_HELPERS) $(STLIB) -o $@ $(ALL_LDFLAGS)
+
+$(BUILD)/uspair: $(TOOL_SRCS) $(STLIB)
+	$(CC) $(ALL_CFLAGS) $(TOOL_SRCS) $(STLIB) -o $@ $(ALL_LDFLAGS) -lm
+
+check runtests: all
+	BUILD=$(BUILD) SAN=$(SAN) test/runtests.sh $(TEST_BINS)
+
+bench: tools
+	$(BUILD)/uspair bench $(BENCH_ARGS)
+
+install: lib
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR) $(DESTDIR)$(BINDIR)
+	install -m 644 include/uspair.h $(DESTDIR)$(INCLUDEDIR)/uspair.h
+	install -m 755 $(SHLIB) $(DESTDIR)$(LIBDIR)/libuspair.so.$(VERSION)
+	ln -sf libuspair.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libuspair.so.$(SOMAJOR)
+	ln -sf libuspair.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libuspair.so
+	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/libuspair.a
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' uspair.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/uspair.pc
+	[ ! -f $(BUILD)/uspair ] || install -m 755 $(BUILD)/uspair $(DESTDIR)$(BINDIR)/uspair
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/uspair.h $(DESTDIR)$(LIBDIR)/libuspair.so* \
+		$(DESTDIR)$(LIBDIR)/libuspair.a $(DESTDIR)$(PKGCONFIGDIR)/uspair.pc $(DESTDIR)$(BINDIR)/uspair
+
+clean:
+	rm -rf build build-*

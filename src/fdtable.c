@@ -1,0 +1,200 @@
+/*
+ * The process-local descriptor table: which descriptor numbers are uspair
+ * endpoints, and of which pair and side.
+ *
+ * Lookups are lock-free: the table is a fixed array of chunk pointers, each
+ * chunk an array of atomic words holding (struct usp_pair * | side).
+ * Changes (install, uninstall) take table_mutex.  A lookup takes a
+ * reference on the pair, then re-reads the slot: if the slot changed in
+ * between, a concurrent usp_close won and the lookup drops its reference
+ * and retries.  The pair is unmapped when its last reference goes, so a
+ * call in progress on one thread never touches unmapped memory even if
+ * another thread closes the descriptor under it.
+ *
+ * fork: the child inherits this table and the mappings, and each entry is
+ * one more holder of its endpoint (usp_endpoint.holders), counted in the
+ * pthread_atfork prepare handler while table_mutex is held.
+ */
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define CHUNK_BITS 10
+#define CHUNK_SLOTS (1u << CHUNK_BITS)
+#define MAX_CHUNKS (1u << 14) /* descriptors up to 16M */
+
+static _Atomic(_Atomic uintptr_t *) chunks[MAX_CHUNKS];
+static pthread_mutex_t table_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+void usp__table_lock(void)
+{
+	pthread_mutex_lock(&table_mutex);
+}
+
+void usp__table_unlock(void)
+{
+	pthread_mutex_unlock(&table_mutex);
+}
+
+static _Atomic uintptr_t *slot_of(int fd, bool create)
+{
+	if (fd < 0 || (unsigned)fd >= MAX_CHUNKS * CHUNK_SLOTS)
+		return NULL;
+	unsigned ci = (unsigned)fd >> CHUNK_BITS;
+	_Atomic uintptr_t *c = atomic_load_explicit(&chunks[ci], memory_order_acquire);
+	if (!c && create) {
+		c = calloc(CHUNK_SLOTS, sizeof(*c));
+		if (!c)
+			return NULL;
+		/* only called under table_mutex: no race with another creator */
+		atomic_store_explicit(&chunks[ci], c, memory_order_release);
+	}
+	return c ? &c[fd & (CHUNK_SLOTS - 1)] : NULL;
+}
+
+/* Applies fn to every installed (pair, side); caller holds table_mutex. */
+static void for_each_entry(void (*fn)(struct usp_pair *, int, int))
+{
+	for (unsigned ci = 0; ci < MAX_CHUNKS; ci++) {
+		_Atomic uintptr_t *c = atomic_load_explicit(&chunks[ci], memory_order_relaxed);
+		if (!c)
+			continue;
+		for (unsigned i = 0; i < CHUNK_SLOTS; i++) {
+			uintptr_t v = atomic_load_explicit(&c[i], memory_order_relaxed);
+			if (v)
+				fn((struct usp_pair *)(v & ~(uintptr_t)1), (int)(v & 1),
+				   (int)(ci * CHUNK_SLOTS + i));
+		}
+	}
+}
+
+static void count_fork_holder(struct usp_pair *pair, int side, int fd)
+{
+	atomic_fetch_add(&pair->shm->ep[side].holders, 1);
+}
+
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&table_mutex);
+	for_each_entry(count_fork_holder);
+}
+
+static void atfork_parent(void)
+{
+	pthread_mutex_unlock(&table_mutex);
+}
+
+static void atfork_child(void)
+{
+	pthread_mutex_unlock(&table_mutex);
+}
+
+static void exit_drop_holder(struct usp_pair *pair, int side, int fd)
+{
+	usp__endpoint_drop_holder(pair->shm, side, -1);
+}
+
+/* At exit the kernel closes every descriptor; tell the peers now so that
+ * they see EOF without waiting for the kernel liveness check. */
+__attribute__((destructor)) static void usp__at_exit(void)
+{
+	if (pthread_mutex_trylock(&table_mutex) != 0)
+		return; /* another thread is mid-change: leave it to the kernel */
+	for_each_entry(exit_drop_holder);
+	/* The entries stay: other threads may still run until exit ends. */
+	pthread_mutex_unlock(&table_mutex);
+}
+
+static void register_atfork(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+bool usp__lookup(int fd, struct usp_sock *s)
+{
+	_Atomic uintptr_t *slot = slot_of(fd, false);
+	if (!slot)
+		return false;
+	for (;;) {
+		uintptr_t v = atomic_load_explicit(slot, memory_order_acquire);
+		if (!v)
+			return false;
+		struct usp_pair *pair = (struct usp_pair *)(v & ~(uintptr_t)1);
+		atomic_fetch_add_explicit(&pair->refs, 1, memory_order_acquire);
+		if (atomic_load_explicit(slot, memory_order_acquire) != v) {
+			usp__pair_unref(pair);
+			continue;
+		}
+		int side = (int)(v & 1);
+		struct usp_shared *shm = pair->shm;
+		s->pair = pair;
+		s->shm = shm;
+		s->side = side;
+		s->fd = fd;
+		s->type = pair->type;
+		s->self = &shm->ep[side];
+		s->peer = &shm->ep[side ^ 1];
+		s->rxq = &shm->ring[side];
+		s->txq = &shm->ring[side ^ 1];
+		s->rxdata = (unsigned char *)shm + USP_DATA_OFFSET +
+			    (size_t)side * USP_RING_BYTES;
+		s->txdata = (unsigned char *)shm + USP_DATA_OFFSET +
+			    (size_t)(side ^ 1) * USP_RING_BYTES;
+		return true;
+	}
+}
+
+void usp__put(struct usp_sock *s)
+{
+	usp__pair_unref(s->pair);
+}
+
+void usp__pair_unref(struct usp_pair *pair)
+{
+	if (atomic_fetch_sub_explicit(&pair->refs, 1, memory_order_acq_rel) == 1) {
+		munmap(pair->shm, USP_REGION_BYTES);
+		free(pair);
+	}
+}
+
+/* Caller holds table_mutex and a reference on pair that the slot takes
+ * over.  Replaces a stale entry left by a descriptor closed with libc's
+ * close(): the kernel handed out this number again, so the old entry is
+ * certainly dead. */
+int usp__install(int fd, struct usp_pair *pair, int side)
+{
+	pthread_once(&atfork_once, register_atfork);
+	_Atomic uintptr_t *slot = slot_of(fd, true);
+	if (!slot)
+		return -ENOMEM;
+	uintptr_t old = atomic_exchange(slot, (uintptr_t)pair | (uintptr_t)side);
+	if (old) {
+		struct usp_pair *stale = (struct usp_pair *)(old & ~(uintptr_t)1);
+		usp__endpoint_drop_holder(stale->shm, (int)(old & 1), -1);
+		usp__pair_unref(stale);
+	}
+	return 0;
+}
+
+/* Caller holds table_mutex.  Returns the pair with the slot's reference,
+ * which the caller must drop, or NULL if fd is not ours. */
+struct usp_pair *usp__uninstall(int fd, int *side)
+{
+	_Atomic uintptr_t *slot = slot_of(fd, false);
+	if (!slot)
+		return NULL;
+	uintptr_t v = atomic_exchange(slot, 0);
+	if (!v)
+		return NULL;
+	*side = (int)(v & 1);
+	return (struct usp_pair *)(v & ~(uintptr_t)1);
+}
+
+int usp_is_uspair(int fd)
+{
+	_Atomic uintptr_t *slot = slot_of(fd, false);
+	return slot && atomic_load_explicit(slot, memory_order_relaxed) != 0;
+}

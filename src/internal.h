@@ -1,0 +1,269 @@
+/*
+ * uspair internals.  Names with usp__ are library-internal (hidden by the
+ * version script); internal functions return -errno unless they say
+ * otherwise.  docs/DESIGN.md explains the architecture; this header holds
+ * the shared-memory layout and the contracts between the files.
+ */
+#ifndef USPAIR_INTERNAL_H
+#define USPAIR_INTERNAL_H
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "uspair.h"
+
+#define USP_HIDDEN __attribute__((visibility("hidden")))
+#define USP_LIKELY(x) __builtin_expect(!!(x), 1)
+#define USP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define USP_CACHELINE 64
+
+/* ------------------------------------------------------------------------
+ * Shared-memory layout of one pair (one MAP_SHARED|MAP_ANONYMOUS region).
+ *
+ *   struct usp_shared                       header, 2 endpoints, 2 rings
+ *   ring data for queue 0 (into endpoint 0)  USP_RING_BYTES
+ *   ring data for queue 1 (into endpoint 1)  USP_RING_BYTES
+ *
+ * Endpoint i is the socket behind sv[i]; queue i is its receive queue.
+ * Everything here is readable and writable by every process holding either
+ * end, so every value read from it is treated as untrusted: indices and
+ * lengths are checked before use, and a value that cannot be right marks
+ * the pair corrupt (usp__pair_corrupt), after which every call on it fails
+ * with EIO.
+ * --------------------------------------------------------------------- */
+
+#define USP_MAGIC 0x7573706169723031ULL /* "uspair01" */
+
+/* Ring capacity.  It must hold what the kernel's accounting admits: the
+ * sender may queue while its charged truesize is below SO_SNDBUF (at most
+ * USP_MAX_SNDBUF), and each record costs less ring space than truesize. */
+#define USP_MAX_SNDBUF (8u << 20)
+#define USP_RING_BYTES (32u << 20)
+#define USP_RING_MASK (USP_RING_BYTES - 1)
+/* When the ring is empty and the write offset is past this, the producer
+ * wraps to offset 0 so that steady small traffic keeps touching the same
+ * few pages. */
+#define USP_RING_HOT_BYTES (64u << 10)
+
+#define USP_REC_HDR 8u
+#define USP_REC_DATA 1u /* a record carrying len payload bytes */
+#define USP_REC_WRAP 2u /* skip to the start of the ring */
+
+struct usp_rec_hdr {
+	uint32_t len;
+	uint32_t kind;
+};
+
+/* Kernel shutdown bits, as in include/net/sock.h. */
+#define USP_RCV_SHUTDOWN 1u
+#define USP_SEND_SHUTDOWN 2u
+#define USP_SHUTDOWN_MASK 3u
+
+/* Endpoint liveness (usp_endpoint.state). */
+#define USP_EP_OPEN 0u
+#define USP_EP_GONE 1u /* every holder closed it or died */
+
+/* DGRAM connection state as the survivor sees it. */
+#define USP_DGRAM_CONNECTED 0u
+#define USP_DGRAM_REFUSED 1u /* ECONNREFUSED reported once, now unconnected */
+
+/*
+ * One receive queue.  Producers are the holders of the *other* endpoint
+ * (serialised by that endpoint's send_lock); consumers are the holders of
+ * this endpoint (serialised by this endpoint's recv_lock).
+ *
+ * Memory ordering:
+ *  - The producer writes a record, then stores tail with release (P1).
+ *    The consumer loads tail with acquire (C1, pairs with P1) before it
+ *    reads any record below tail.
+ *  - The consumer finishes reading, then stores head and released with
+ *    release (C2).  The producer loads head/released with acquire (P2,
+ *    pairs with C2) before it reuses that space or trusts the charge.
+ *  - wmem_alloc (the kernel's sk_wmem_alloc) is charged - released, each
+ *    counter owned by one side, so neither needs a read-modify-write.
+ */
+struct usp_ring {
+	/* producer-owned */
+	_Alignas(USP_CACHELINE) _Atomic uint64_t tail;
+	_Atomic uint64_t charged; /* total truesize charged by the producer */
+	_Atomic uint64_t bytes_in; /* total payload bytes published */
+	/* consumer-owned */
+	_Alignas(USP_CACHELINE) _Atomic uint64_t head;
+	_Atomic uint64_t released; /* total truesize released by the consumer */
+	_Atomic uint64_t bytes_out; /* total payload bytes consumed */
+	_Atomic uint32_t head_used; /* STREAM: bytes of the head record consumed */
+};
+
+/*
+ * Socket state of one endpoint, shared by every holder (a kernel socket's
+ * state lives in its struct sock, shared by every descriptor that refers to
+ * it; this is that struct).
+ *
+ * Wake protocol (see docs/DESIGN.md "Wake protocol"):
+ *  - Anyone who changes something a holder of this endpoint may wait for
+ *    (data into its queue, space in its peer's queue, shutdown, release,
+ *    an error) calls usp__wake_endpoint() after making the change visible.
+ *  - A sleeper increments `sleepers`, reads `event_seq`, re-checks its
+ *    condition, then futex-waits on event_seq.  The waker, after its change,
+ *    issues a seq_cst fence (W1) and reads `sleepers`; the sleeper's
+ *    increment is seq_cst (S1).  W1/S1 form a Dekker pair: either the waker
+ *    sees the sleeper, or the sleeper's re-check sees the change.
+ *  - A poller (usp_poll) sets poll_armed before sleeping in the kernel's
+ *    poll() on the backing socket; a waker that clears poll_armed sends one
+ *    token byte through the kernel pair so that poll() returns.
+ */
+struct usp_endpoint {
+	_Alignas(USP_CACHELINE) _Atomic uint32_t event_seq; /* futex word */
+	_Atomic uint32_t sleepers;
+	_Atomic uint32_t poll_armed;
+	_Atomic uint32_t state;	 /* USP_EP_OPEN / USP_EP_GONE */
+	_Atomic uint32_t shutdown; /* USP_*_SHUTDOWN bits of this socket */
+	_Atomic int32_t sk_err;	 /* pending error (SO_ERROR), positive errno */
+	_Atomic uint32_t dgram_state;
+	_Atomic uint32_t reset_on_release; /* unread data when it was released */
+	_Atomic int32_t holders; /* live references (fd in a process) */
+	_Atomic uint32_t nonblock; /* O_NONBLOCK of the open file */
+	_Atomic int32_t sndbuf;
+	_Atomic int32_t rcvbuf;
+	_Atomic int32_t rcvlowat;
+	_Atomic int64_t rcvtimeo_us; /* 0 = none */
+	_Atomic int64_t sndtimeo_us;
+	pthread_mutex_t send_lock; /* robust, process-shared */
+	pthread_mutex_t recv_lock; /* robust, process-shared */
+};
+
+struct usp_shared {
+	uint64_t magic;
+	uint32_t type; /* SOCK_STREAM, SOCK_SEQPACKET or SOCK_DGRAM */
+	uint32_t corrupt;
+	pid_t creator_pid;
+	uid_t creator_uid;
+	gid_t creator_gid;
+	struct usp_endpoint ep[2];
+	struct usp_ring ring[2];
+};
+
+#define USP_DATA_OFFSET                                                        \
+	((sizeof(struct usp_shared) + 4095) & ~(size_t)4095)
+#define USP_REGION_BYTES (USP_DATA_OFFSET + 2 * (size_t)USP_RING_BYTES)
+
+/* ------------------------------------------------------------------------
+ * Process-local state.
+ * --------------------------------------------------------------------- */
+
+/* One per pair mapped in this process. */
+struct usp_pair {
+	struct usp_shared *shm; /* the region, USP_REGION_BYTES long */
+	int type;		/* copied at creation: never read from shm */
+	_Atomic int refs;	/* table entries + calls in progress */
+	/* per side: adaptive spin budget and last kernel liveness check */
+	_Atomic int64_t spin_ns[2];
+	_Atomic int64_t last_check_ns[2];
+};
+
+/* What a looked-up descriptor refers to; holds one ref on pair. */
+struct usp_sock {
+	struct usp_pair *pair;
+	struct usp_shared *shm;
+	struct usp_endpoint *self, *peer;
+	struct usp_ring *rxq; /* our receive queue */
+	struct usp_ring *txq; /* the peer's receive queue */
+	unsigned char *rxdata, *txdata;
+	int fd;
+	int side;
+	int type;
+};
+
+/* fdtable.c */
+USP_HIDDEN bool usp__lookup(int fd, struct usp_sock *s);
+USP_HIDDEN void usp__put(struct usp_sock *s);
+USP_HIDDEN int usp__install(int fd, struct usp_pair *pair, int side);
+USP_HIDDEN struct usp_pair *usp__uninstall(int fd, int *side);
+USP_HIDDEN void usp__pair_unref(struct usp_pair *pair);
+USP_HIDDEN void usp__table_lock(void);
+USP_HIDDEN void usp__table_unlock(void);
+
+/* pair.c */
+USP_HIDDEN int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out);
+USP_HIDDEN void usp__endpoint_drop_holder(struct usp_shared *shm, int side, int kfd);
+USP_HIDDEN void usp__endpoint_released(struct usp_shared *shm, int side);
+USP_HIDDEN bool usp__peer_gone(struct usp_sock *s);
+USP_HIDDEN void usp__check_peer(struct usp_sock *s, bool force);
+USP_HIDDEN void usp__pair_corrupt(struct usp_shared *shm);
+USP_HIDDEN void usp__lock(pthread_mutex_t *m);
+USP_HIDDEN void usp__unlock(pthread_mutex_t *m);
+USP_HIDDEN void usp__lock_init(pthread_mutex_t *m);
+
+/* truesize.c: the kernel's memory accounting for AF_UNIX skbs */
+USP_HIDDEN uint32_t usp__dgram_truesize(size_t len);
+USP_HIDDEN size_t usp__stream_chunk(size_t remaining, int sndbuf);
+USP_HIDDEN uint32_t usp__stream_truesize(size_t chunk);
+USP_HIDDEN int usp__clamp_sndbuf(int val);
+USP_HIDDEN int usp__clamp_rcvbuf(int val);
+USP_HIDDEN int usp__default_sndbuf(void);
+USP_HIDDEN int usp__default_rcvbuf(void);
+
+/* ring.c */
+struct usp_rec {
+	uint64_t pos; /* ring position of the header */
+	uint64_t next; /* position after the record */
+	uint32_t len;
+	const unsigned char *data;
+};
+USP_HIDDEN int usp__ring_peek(struct usp_shared *shm, struct usp_ring *r,
+			      unsigned char *data, uint64_t pos, uint64_t tail,
+			      struct usp_rec *rec);
+USP_HIDDEN int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
+				 unsigned char *data, uint32_t len,
+				 uint64_t *tail, unsigned char **payload);
+USP_HIDDEN uint64_t usp__ring_wmem(struct usp_shared *shm, struct usp_ring *r);
+USP_HIDDEN bool usp__ring_empty(struct usp_ring *r);
+
+/* wait.c */
+USP_HIDDEN int64_t usp__now_ns(void);
+USP_HIDDEN void usp__wake_endpoint(struct usp_endpoint *ep, int token_fd);
+struct usp_wait {
+	int64_t deadline_ns; /* 0: none */
+	bool spun;
+};
+/* ERESTARTSYS of the kernel: interrupted by a handler with SA_RESTART. */
+#define USP_ERESTART 512
+typedef bool (*usp_ready_fn)(struct usp_sock *s);
+USP_HIDDEN void usp__wait_init(struct usp_wait *w, int64_t timeo_us);
+USP_HIDDEN int usp__wait(struct usp_sock *s, struct usp_wait *w,
+			 usp_ready_fn ready, bool liveness);
+USP_HIDDEN void usp__drain_tokens(int kfd);
+USP_HIDDEN int usp__send_token(int kfd, int type);
+
+/* io.c */
+USP_HIDDEN ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg,
+				int flags);
+USP_HIDDEN ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg,
+				int flags);
+
+/* poll.c */
+USP_HIDDEN short usp__poll_mask(struct usp_sock *s, short events);
+
+#define USP_ACCESS_ONCE_U32(p) atomic_load_explicit((p), memory_order_relaxed)
+
+static inline struct usp_endpoint *usp__ep(struct usp_shared *shm, int side)
+{
+	return &shm->ep[side];
+}
+
+static inline uint64_t usp__ld_acq(_Atomic uint64_t *p)
+{
+	return atomic_load_explicit(p, memory_order_acquire);
+}
+
+static inline uint32_t usp__ld32(_Atomic uint32_t *p)
+{
+	return atomic_load_explicit(p, memory_order_acquire);
+}
+
+#endif /* USPAIR_INTERNAL_H */

@@ -1,0 +1,724 @@
+/*
+ * Sending and receiving: one function per socket type and direction, as
+ * net/unix/af_unix.c has (unix_stream_sendmsg, unix_dgram_sendmsg, ...),
+ * chosen by usp__sendmsg/usp__recvmsg.  SEQPACKET shares the DGRAM code
+ * where the kernel does.
+ *
+ * Locking: a sender holds its endpoint's send_lock while it writes into the
+ * peer's queue; a receiver holds its endpoint's recv_lock while it reads
+ * its own queue.  Neither lock is held while waiting.  The only state
+ * written by both sides is in struct usp_endpoint, through atomics.
+ *
+ * Error precedence follows the kernel functions named in each comment;
+ * test/ compares every path with a kernel socketpair.
+ */
+#include <limits.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#ifndef UIO_MAXIOV
+#define UIO_MAXIOV 1024
+#endif
+
+/* ---- iovec cursor ---------------------------------------------------- */
+
+struct iov_cursor {
+	const struct iovec *iov;
+	size_t cnt;
+	size_t idx;
+	size_t off;
+};
+
+static void cursor_init(struct iov_cursor *c, const struct iovec *iov, size_t cnt)
+{
+	c->iov = iov;
+	c->cnt = cnt;
+	c->idx = 0;
+	c->off = 0;
+}
+
+static void cursor_copy_out(struct iov_cursor *c, unsigned char *dst, size_t n)
+{
+	while (n) {
+		size_t avail = c->iov[c->idx].iov_len - c->off;
+		if (!avail) {
+			c->idx++;
+			c->off = 0;
+			continue;
+		}
+		size_t k = n < avail ? n : avail;
+		memcpy(dst, (const unsigned char *)c->iov[c->idx].iov_base + c->off, k);
+		dst += k;
+		n -= k;
+		c->off += k;
+	}
+}
+
+static void cursor_copy_in(struct iov_cursor *c, const unsigned char *src, size_t n)
+{
+	while (n) {
+		size_t avail = c->iov[c->idx].iov_len - c->off;
+		if (!avail) {
+			c->idx++;
+			c->off = 0;
+			continue;
+		}
+		size_t k = n < avail ? n : avail;
+		memcpy((unsigned char *)c->iov[c->idx].iov_base + c->off, src, k);
+		src += k;
+		n -= k;
+		c->off += k;
+	}
+}
+
+/* Total length, as import_iovec() computes it (MAX_RW_COUNT cap). */
+static ssize_t iov_total(const struct iovec *iov, size_t cnt)
+{
+	size_t total = 0;
+	const size_t max_rw = INT_MAX & ~(size_t)4095;
+	for (size_t i = 0; i < cnt; i++) {
+		if ((ssize_t)iov[i].iov_len < 0)
+			return -EINVAL;
+		if (iov[i].iov_len > max_rw - total)
+			return (ssize_t)max_rw; /* the kernel truncates */
+		total += iov[i].iov_len;
+	}
+	return (ssize_t)total;
+}
+
+/* ---- shared helpers ---------------------------------------------------- */
+
+static bool sock_nonblock(struct usp_sock *s, int flags)
+{
+	return (flags & MSG_DONTWAIT) ||
+	       atomic_load_explicit(&s->self->nonblock, memory_order_relaxed);
+}
+
+/* sock_error(): read and clear the pending error. */
+static int sock_error(struct usp_sock *s)
+{
+	if (USP_LIKELY(!atomic_load_explicit(&s->self->sk_err, memory_order_relaxed)))
+		return 0;
+	return -atomic_exchange(&s->self->sk_err, 0);
+}
+
+static uint32_t shutdown_bits(struct usp_endpoint *ep)
+{
+	return atomic_load_explicit(&ep->shutdown, memory_order_acquire);
+}
+
+static bool pair_corrupt(struct usp_sock *s)
+{
+	return atomic_load_explicit((_Atomic uint32_t *)&s->shm->corrupt,
+				    memory_order_relaxed) != 0;
+}
+
+static int sndbuf_of(struct usp_sock *s)
+{
+	int v = atomic_load_explicit(&s->self->sndbuf, memory_order_relaxed);
+	if (v < 1 || v > (int)USP_MAX_SNDBUF)
+		v = (int)USP_MAX_SNDBUF; /* untrusted: keep it in range */
+	return v;
+}
+
+/* Our charge in the peer's queue (sk_wmem_alloc); zero once the peer is
+ * gone, since the kernel purges a released socket's queue. */
+static uint64_t tx_wmem(struct usp_sock *s)
+{
+	if (usp__peer_gone(s))
+		return 0;
+	return usp__ring_wmem(s->shm, s->txq);
+}
+
+static bool send_ready(struct usp_sock *s)
+{
+	return tx_wmem(s) < (uint64_t)sndbuf_of(s) || usp__peer_gone(s) ||
+	       (shutdown_bits(s->self) & USP_SEND_SHUTDOWN) ||
+	       (shutdown_bits(s->peer) & USP_RCV_SHUTDOWN) ||
+	       atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) ||
+	       pair_corrupt(s);
+}
+
+static bool recv_ready(struct usp_sock *s)
+{
+	return !usp__ring_empty(s->rxq) ||
+	       (shutdown_bits(s->self) & USP_RCV_SHUTDOWN) ||
+	       atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) ||
+	       pair_corrupt(s);
+}
+
+/* Publish a record (P1: pairs with C1 in the receiver) and wake the peer. */
+static void publish(struct usp_sock *s, uint64_t tail, uint32_t len,
+		    uint32_t truesize)
+{
+	struct usp_ring *q = s->txq;
+	atomic_store_explicit(&q->charged,
+			      atomic_load_explicit(&q->charged, memory_order_relaxed) + truesize,
+			      memory_order_relaxed);
+	atomic_store_explicit(&q->bytes_in,
+			      atomic_load_explicit(&q->bytes_in, memory_order_relaxed) + len,
+			      memory_order_relaxed);
+	atomic_store_explicit(&q->tail, tail, memory_order_release); /* P1 */
+	usp__wake_endpoint(s->peer, s->fd);
+}
+
+/* Consume the record at head (C2: pairs with P2 in the sender). */
+static void consume(struct usp_sock *s, const struct usp_rec *rec,
+		    uint32_t truesize)
+{
+	struct usp_ring *q = s->rxq;
+	atomic_store_explicit(&q->head_used, 0, memory_order_relaxed);
+	atomic_store_explicit(&q->bytes_out,
+			      atomic_load_explicit(&q->bytes_out, memory_order_relaxed) + rec->len,
+			      memory_order_relaxed);
+	atomic_store_explicit(&q->released,
+			      atomic_load_explicit(&q->released, memory_order_relaxed) + truesize,
+			      memory_order_release);
+	atomic_store_explicit(&q->head, rec->next, memory_order_release); /* C2 */
+	usp__wake_endpoint(s->peer, s->fd);
+}
+
+static int64_t timeo_of(_Atomic int64_t *t)
+{
+	int64_t v = atomic_load_explicit(t, memory_order_relaxed);
+	return v < 0 ? 0 : v;
+}
+
+/* Wait outside the lock; returns 0 to retry or an error to return. */
+static int wait_unlocked(struct usp_sock *s, pthread_mutex_t *lock,
+			 struct usp_wait *w, usp_ready_fn ready, bool liveness)
+{
+	usp__unlock(lock);
+	int r = usp__wait(s, w, ready, liveness);
+	usp__lock(lock);
+	return r;
+}
+
+static int pipe_error(int flags, bool raise_sigpipe)
+{
+	if (raise_sigpipe && !(flags & MSG_NOSIGNAL))
+		raise(SIGPIPE);
+	return -EPIPE;
+}
+
+/* ---- SOCK_STREAM: unix_stream_sendmsg / unix_stream_read_generic ------- */
+
+static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
+			      size_t len, int flags)
+{
+	if (flags & MSG_OOB)
+		return -EOPNOTSUPP;
+	if (msg->msg_namelen)
+		return -EISCONN;
+	if (shutdown_bits(s->self) & USP_SEND_SHUTDOWN)
+		return pipe_error(flags, true);
+
+	struct iov_cursor cur;
+	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+	struct usp_wait w;
+	usp__wait_init(&w, timeo_of(&s->self->sndtimeo_us));
+	bool nonblock = sock_nonblock(s, flags);
+	size_t sent = 0;
+	ssize_t err = 0;
+
+	usp__check_peer(s, false);
+	usp__lock(&s->self->send_lock);
+	while (sent < len) {
+		if (pair_corrupt(s)) {
+			err = -EIO;
+			break;
+		}
+		if (shutdown_bits(s->self) & USP_SEND_SHUTDOWN) {
+			err = pipe_error(flags, sent == 0);
+			break;
+		}
+		int sndbuf = sndbuf_of(s);
+		size_t chunk = usp__stream_chunk(len - sent, sndbuf);
+		uint64_t tail;
+		unsigned char *payload;
+		int r = -EAGAIN;
+		if (tx_wmem(s) < (uint64_t)sndbuf)
+			r = usp__ring_reserve(s->shm, s->txq, s->txdata,
+					      (uint32_t)chunk, &tail, &payload);
+		if (r == -EIO) {
+			err = r;
+			break;
+		}
+		if (r == -EAGAIN) {
+			if (nonblock) {
+				usp__check_peer(s, true);
+				if (usp__peer_gone(s))
+					continue;
+				err = -EAGAIN;
+				break;
+			}
+			r = wait_unlocked(s, &s->self->send_lock, &w, send_ready, true);
+			if (r == -USP_ERESTART && sent == 0)
+				continue;
+			if (r) {
+				err = r == -USP_ERESTART ? -EINTR : r;
+				break;
+			}
+			continue;
+		}
+		cursor_copy_out(&cur, payload, chunk);
+		/* unix_stream_sendmsg checks the peer after filling the skb */
+		if (usp__peer_gone(s) ||
+		    (shutdown_bits(s->peer) & USP_RCV_SHUTDOWN)) {
+			err = pipe_error(flags, sent == 0);
+			break;
+		}
+		publish(s, tail, (uint32_t)chunk, usp__stream_truesize(chunk));
+		sent += chunk;
+	}
+	usp__unlock(&s->self->send_lock);
+	return sent ? (ssize_t)sent : err;
+}
+
+static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
+			      size_t len, int flags)
+{
+	if (flags & MSG_OOB)
+		return -EINVAL; /* no out-of-band byte is ever queued */
+
+	struct iov_cursor cur;
+	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+	bool peek = flags & MSG_PEEK;
+	bool nonblock = sock_nonblock(s, flags);
+	size_t target;
+	if (flags & MSG_WAITALL)
+		target = len;
+	else {
+		int lowat = atomic_load_explicit(&s->self->rcvlowat, memory_order_relaxed);
+		target = lowat > 0 && (size_t)lowat < len ? (size_t)lowat : len;
+	}
+	if (!target)
+		target = 1;
+	struct usp_wait w;
+	usp__wait_init(&w, timeo_of(&s->self->rcvtimeo_us));
+	size_t copied = 0;
+	ssize_t err = 0;
+
+	usp__lock(&s->self->recv_lock);
+	uint64_t pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
+	bool first = true;
+	do {
+		if (pair_corrupt(s)) {
+			err = -EIO;
+			break;
+		}
+		/* C1: pairs with P1; records below tail are complete. */
+		uint64_t tail = usp__ld_acq(&s->rxq->tail);
+		struct usp_rec rec;
+		int r = usp__ring_peek(s->shm, s->rxq, s->rxdata, pos, tail, &rec);
+		if (r == -EIO) {
+			err = r;
+			break;
+		}
+		if (r == -EAGAIN) {
+			if (copied >= target || (peek && copied))
+				break;
+			/* POSIX 1003.1g order: pending error, then EOF */
+			if ((err = sock_error(s)))
+				break;
+			if (shutdown_bits(s->self) & USP_RCV_SHUTDOWN)
+				break;
+			if (nonblock) {
+				/* EAGAIN or EOF: only the kernel knows */
+				usp__check_peer(s, true);
+				if (shutdown_bits(s->self) & USP_RCV_SHUTDOWN)
+					continue;
+				err = -EAGAIN;
+				break;
+			}
+			r = wait_unlocked(s, &s->self->recv_lock, &w, recv_ready, true);
+			if (r == -USP_ERESTART && copied == 0)
+				r = 0;
+			if (r) {
+				err = r == -USP_ERESTART ? -EINTR : r;
+				break;
+			}
+			pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
+			first = true;
+			continue;
+		}
+		/* the first record may be partly consumed already */
+		uint32_t used = 0;
+		if (first)
+			used = atomic_load_explicit(&s->rxq->head_used, memory_order_relaxed);
+		first = false;
+		if (used && used >= rec.len) {
+			usp__pair_corrupt(s->shm);
+			err = -EIO;
+			break;
+		}
+		size_t avail = rec.len - used;
+		size_t chunk = avail < len - copied ? avail : len - copied;
+		cursor_copy_in(&cur, rec.data + used, chunk);
+		copied += chunk;
+		if (peek) {
+			pos = rec.next;
+			continue;
+		}
+		if (used + chunk < rec.len) {
+			atomic_store_explicit(&s->rxq->head_used, used + (uint32_t)chunk,
+					      memory_order_relaxed);
+			break;
+		}
+		consume(s, &rec, usp__stream_truesize(rec.len));
+		pos = rec.next;
+	} while (copied < len);
+	usp__unlock(&s->self->recv_lock);
+	msg->msg_namelen = 0;
+	msg->msg_controllen = 0;
+	msg->msg_flags = flags & MSG_CMSG_CLOEXEC;
+	return copied ? (ssize_t)copied : err;
+}
+
+/* ---- SOCK_DGRAM and SOCK_SEQPACKET: unix_dgram_sendmsg / recvmsg ------- */
+
+static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
+			     size_t len, int flags)
+{
+	if (flags & MSG_OOB)
+		return -EOPNOTSUPP;
+	if (s->type == SOCK_DGRAM) {
+		if (msg->msg_namelen) {
+			/* An explicit destination is another socket; the
+			 * backing kernel socket delivers it there. */
+			ssize_t r = sendmsg(s->fd, msg, flags);
+			return r < 0 ? -errno : r;
+		}
+		usp__check_peer(s, false);
+		if (atomic_load_explicit(&s->self->dgram_state, memory_order_relaxed) !=
+		    USP_DGRAM_CONNECTED)
+			return -ENOTCONN;
+	}
+	if (len > (size_t)sndbuf_of(s) - 32)
+		return -EMSGSIZE;
+
+	struct iov_cursor cur;
+	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+	struct usp_wait w;
+	usp__wait_init(&w, timeo_of(&s->self->sndtimeo_us));
+	bool nonblock = sock_nonblock(s, flags);
+	ssize_t err;
+
+	usp__lock(&s->self->send_lock);
+	for (;;) {
+		if (pair_corrupt(s)) {
+			err = -EIO;
+			goto out;
+		}
+		/* sock_alloc_send_pskb(): error, shutdown, then buffer space */
+		if ((err = sock_error(s)))
+			goto out;
+		if (shutdown_bits(s->self) & USP_SEND_SHUTDOWN) {
+			err = -EPIPE;
+			goto out;
+		}
+		/* A released SEQPACKET peer shut us down above; a DGRAM
+		 * sender learns it here, with the peer's queue purged. */
+		if (usp__peer_gone(s)) {
+			atomic_store(&s->self->dgram_state, USP_DGRAM_REFUSED);
+			err = -ECONNREFUSED;
+			goto out;
+		}
+		int r = -EAGAIN;
+		uint64_t tail;
+		unsigned char *payload;
+		if (tx_wmem(s) < (uint64_t)sndbuf_of(s))
+			r = usp__ring_reserve(s->shm, s->txq, s->txdata,
+					      (uint32_t)len, &tail, &payload);
+		if (r == 0) {
+			cursor_copy_out(&cur, payload, len);
+			if (shutdown_bits(s->peer) & USP_RCV_SHUTDOWN) {
+				err = -EPIPE;
+				goto out;
+			}
+			publish(s, tail, (uint32_t)len, usp__dgram_truesize(len));
+			err = (ssize_t)len;
+			goto out;
+		}
+		if (r == -EIO) {
+			err = r;
+			goto out;
+		}
+		if (nonblock) {
+			usp__check_peer(s, true);
+			if (usp__peer_gone(s))
+				continue;
+			err = -EAGAIN;
+			goto out;
+		}
+		r = wait_unlocked(s, &s->self->send_lock, &w, send_ready, true);
+		if (r == -USP_ERESTART)
+			continue;
+		if (r) {
+			err = r;
+			goto out;
+		}
+	}
+out:
+	usp__unlock(&s->self->send_lock);
+	return err;
+}
+
+static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
+			     size_t len, int flags)
+{
+	if (flags & MSG_OOB)
+		return -EOPNOTSUPP;
+	bool nonblock = sock_nonblock(s, flags);
+	struct usp_wait w;
+	usp__wait_init(&w, timeo_of(&s->self->rcvtimeo_us));
+	struct usp_rec rec;
+	ssize_t err;
+
+	usp__lock(&s->self->recv_lock);
+	for (;;) {
+		if (pair_corrupt(s)) {
+			err = -EIO;
+			goto out;
+		}
+		/* __skb_try_recv_datagram(): the pending error comes first */
+		if ((err = sock_error(s)))
+			goto out;
+		uint64_t head = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
+		uint64_t tail = usp__ld_acq(&s->rxq->tail); /* C1 */
+		int r = usp__ring_peek(s->shm, s->rxq, s->rxdata, head, tail, &rec);
+		if (r == 0)
+			break;
+		if (r == -EIO) {
+			err = r;
+			goto out;
+		}
+		bool rcv_shut = shutdown_bits(s->self) & USP_RCV_SHUTDOWN;
+		if (!rcv_shut && s->type == SOCK_SEQPACKET && nonblock) {
+			usp__check_peer(s, true);
+			rcv_shut = shutdown_bits(s->self) & USP_RCV_SHUTDOWN;
+			if (rcv_shut)
+				continue; /* the release may have set an error */
+		}
+		if (nonblock) {
+			/* EOF on a shut-down non-blocking SEQPACKET socket;
+			 * a DGRAM socket says EAGAIN */
+			err = rcv_shut && s->type == SOCK_SEQPACKET ? 0 : -EAGAIN;
+			goto out;
+		}
+		if (rcv_shut) {
+			err = 0;
+			goto out;
+		}
+		r = wait_unlocked(s, &s->self->recv_lock, &w, recv_ready,
+				  s->type == SOCK_SEQPACKET);
+		if (r == -USP_ERESTART)
+			continue;
+		if (r) {
+			err = r;
+			goto out;
+		}
+	}
+	size_t size = rec.len;
+	msg->msg_flags = flags & MSG_CMSG_CLOEXEC;
+	if (size > len) {
+		size = len;
+		msg->msg_flags |= MSG_TRUNC;
+	}
+	struct iov_cursor cur;
+	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+	cursor_copy_in(&cur, rec.data, size);
+	if (!(flags & MSG_PEEK))
+		consume(s, &rec, usp__dgram_truesize(rec.len));
+	msg->msg_namelen = 0;
+	msg->msg_controllen = 0;
+	err = (flags & MSG_TRUNC) ? (ssize_t)rec.len : (ssize_t)size;
+out:
+	usp__unlock(&s->self->recv_lock);
+	return err;
+}
+
+/* ---- dispatch -------------------------------------------------------- */
+
+static bool has_control(const struct msghdr *msg)
+{
+	return msg->msg_control && msg->msg_controllen >= sizeof(struct cmsghdr);
+}
+
+ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg, int flags)
+{
+	if (msg->msg_iovlen > UIO_MAXIOV)
+		return -EMSGSIZE;
+	ssize_t len = iov_total(msg->msg_iov, msg->msg_iovlen);
+	if (len < 0)
+		return len;
+	if (has_control(msg))
+		return -EOPNOTSUPP; /* ancillary data: not yet (issue 4) */
+	if (s->type == SOCK_STREAM)
+		return stream_sendmsg(s, msg, (size_t)len, flags);
+	return dgram_sendmsg(s, msg, (size_t)len, flags);
+}
+
+ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg, int flags)
+{
+	if (msg->msg_iovlen > UIO_MAXIOV)
+		return -EMSGSIZE;
+	ssize_t len = iov_total(msg->msg_iov, msg->msg_iovlen);
+	if (len < 0)
+		return len;
+	if (s->type == SOCK_STREAM)
+		return stream_recvmsg(s, msg, (size_t)len, flags);
+	return dgram_recvmsg(s, msg, (size_t)len, flags);
+}
+
+/* ---- public calls ---------------------------------------------------- */
+
+static ssize_t ret_errno(ssize_t r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
+ssize_t usp_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return sendmsg(fd, msg, flags);
+	ssize_t r = usp__sendmsg(&s, msg, flags);
+	usp__put(&s);
+	return ret_errno(r);
+}
+
+ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return recvmsg(fd, msg, flags);
+	ssize_t r = usp__recvmsg(&s, msg, flags);
+	usp__put(&s);
+	return ret_errno(r);
+}
+
+ssize_t usp_send(int fd, const void *buf, size_t len, int flags)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return send(fd, buf, len, flags);
+	struct iovec iov = {(void *)buf, len};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t r = usp__sendmsg(&s, &msg, flags);
+	usp__put(&s);
+	return ret_errno(r);
+}
+
+ssize_t usp_recv(int fd, void *buf, size_t len, int flags)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return recv(fd, buf, len, flags);
+	struct iovec iov = {buf, len};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t r = usp__recvmsg(&s, &msg, flags);
+	usp__put(&s);
+	return ret_errno(r);
+}
+
+ssize_t usp_sendto(int fd, const void *buf, size_t len, int flags,
+		   const struct sockaddr *dest_addr, socklen_t addrlen)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return sendto(fd, buf, len, flags, dest_addr, addrlen);
+	struct iovec iov = {(void *)buf, len};
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_name = (void *)dest_addr,
+			     .msg_namelen = dest_addr ? addrlen : 0};
+	ssize_t r = usp__sendmsg(&s, &msg, flags);
+	usp__put(&s);
+	return ret_errno(r);
+}
+
+ssize_t usp_recvfrom(int fd, void *buf, size_t len, int flags,
+		     struct sockaddr *src_addr, socklen_t *addrlen)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return recvfrom(fd, buf, len, flags, src_addr, addrlen);
+	struct iovec iov = {buf, len};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t r = usp__recvmsg(&s, &msg, flags);
+	usp__put(&s);
+	/* move_addr_to_user(): an unnamed sender has a zero-length address */
+	if (r >= 0 && src_addr && addrlen)
+		*addrlen = 0;
+	return ret_errno(r);
+}
+
+ssize_t usp_write(int fd, const void *buf, size_t count)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return write(fd, buf, count);
+	struct iovec iov = {(void *)buf, count};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t r = usp__sendmsg(&s, &msg, 0);
+	usp__put(&s);
+	return ret_errno(r);
+}
+
+ssize_t usp_read(int fd, void *buf, size_t count)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return read(fd, buf, count);
+	ssize_t r = 0;
+	/* sock_read_iter(): a zero-length read returns 0 without looking */
+	if (count) {
+		struct iovec iov = {buf, count};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+		r = usp__recvmsg(&s, &msg, 0);
+	}
+	usp__put(&s);
+	return ret_errno(r);
+}
+
+ssize_t usp_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return writev(fd, iov, iovcnt);
+	ssize_t r = -EINVAL;
+	if (iovcnt >= 0 && iovcnt <= UIO_MAXIOV) {
+		struct msghdr msg = {.msg_iov = (struct iovec *)iov,
+				     .msg_iovlen = (size_t)iovcnt};
+		r = usp__sendmsg(&s, &msg, 0);
+	}
+	usp__put(&s);
+	return ret_errno(r);
+}
+
+ssize_t usp_readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return readv(fd, iov, iovcnt);
+	ssize_t r = -EINVAL;
+	if (iovcnt >= 0 && iovcnt <= UIO_MAXIOV) {
+		r = iov_total(iov, (size_t)iovcnt);
+		if (r > 0) {
+			struct msghdr msg = {.msg_iov = (struct iovec *)iov,
+					     .msg_iovlen = (size_t)iovcnt};
+			r = usp__recvmsg(&s, &msg, 0);
+		}
+	}
+	usp__put(&s);
+	return ret_errno(r);
+}

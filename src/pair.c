@@ -1,0 +1,171 @@
+/*
+ * Creation of a pair's shared region, the robust locks inside it, and
+ * liveness: how an endpoint learns that every holder of its peer is gone.
+ *
+ * Liveness has two sources (docs/DESIGN.md "Liveness"):
+ *  1. Cooperative: usp_endpoint.holders counts the descriptors that refer
+ *     to the endpoint in every process (creation, usp_dup, fork, minus
+ *     usp_close and exit).  The holder that takes it to zero releases the
+ *     endpoint at once.
+ *  2. The kernel: each endpoint's descriptor is one end of a kernel
+ *     socketpair of the same type.  When the last descriptor of an end is
+ *     closed for any reason (SIGKILL, exec with close-on-exec, _exit, libc
+ *     close), the kernel disconnects it; usp__check_peer() asks the kernel
+ *     when a caller is about to wait or report "nothing to do", and at most
+ *     every USP_LIVENESS_NS on the fast path.
+ * Either source calls usp__endpoint_released(), which acts once.
+ */
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define USP_LIVENESS_NS (40 * 1000 * 1000LL)
+
+void usp__lock_init(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+	pthread_mutex_init(m, &a);
+	pthread_mutexattr_destroy(&a);
+}
+
+/* A holder that died with the lock held never published what it was
+ * writing (tail and head are stored last), so the protected state is
+ * consistent and the lock can be taken over. */
+void usp__lock(pthread_mutex_t *m)
+{
+	int r = pthread_mutex_lock(m);
+	if (USP_UNLIKELY(r == EOWNERDEAD))
+		pthread_mutex_consistent(m);
+}
+
+void usp__unlock(pthread_mutex_t *m)
+{
+	pthread_mutex_unlock(m);
+}
+
+static void endpoint_init(struct usp_endpoint *ep)
+{
+	atomic_init(&ep->holders, 1);
+	atomic_init(&ep->sndbuf, usp__default_sndbuf());
+	atomic_init(&ep->rcvbuf, usp__default_rcvbuf());
+	atomic_init(&ep->rcvlowat, 1);
+	usp__lock_init(&ep->send_lock);
+	usp__lock_init(&ep->recv_lock);
+}
+
+int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
+{
+	struct usp_pair *pair = calloc(1, sizeof(*pair));
+	if (!pair)
+		return -ENOMEM;
+	/* MAP_SHARED|MAP_ANONYMOUS: shared with every child forked later,
+	 * needs no descriptor (so RLIMIT_NOFILE counts exactly what the
+	 * kernel's socketpair would), leaves no file behind, and is freed by
+	 * the kernel when the last process unmaps it or exits.  Pages are
+	 * allocated only when touched. */
+	void *mem = mmap(NULL, USP_REGION_BYTES, PROT_READ | PROT_WRITE,
+			 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (mem == MAP_FAILED) {
+		free(pair);
+		return -ENOMEM;
+	}
+	struct usp_shared *shm = mem;
+	shm->magic = USP_MAGIC;
+	shm->type = (uint32_t)type;
+	shm->creator_pid = getpid();
+	shm->creator_uid = geteuid();
+	shm->creator_gid = getegid();
+	endpoint_init(&shm->ep[0]);
+	endpoint_init(&shm->ep[1]);
+	pair->shm = shm;
+	pair->type = type;
+	atomic_init(&pair->refs, 2); /* one per table entry */
+	for (int i = 0; i < 2; i++)
+		atomic_init(&pair->spin_ns[i], 20000);
+	(void)kernel_sv;
+	*out = pair;
+	return 0;
+}
+
+void usp__pair_corrupt(struct usp_shared *shm)
+{
+	atomic_store((_Atomic uint32_t *)&shm->corrupt, 1);
+	usp__wake_endpoint(&shm->ep[0], -1);
+	usp__wake_endpoint(&shm->ep[1], -1);
+}
+
+/*
+ * Every holder of endpoint `side` is gone.  Runs once per endpoint (the
+ * state CAS decides who).  Mirrors unix_release_sock(): a connected peer of
+ * a STREAM or SEQPACKET socket is shut down both ways and, if the released
+ * socket had unread data, gets ECONNRESET.  A DGRAM peer notices on its
+ * next send (ECONNREFUSED).
+ */
+void usp__endpoint_released(struct usp_shared *shm, int side)
+{
+	struct usp_endpoint *ep = &shm->ep[side];
+	struct usp_endpoint *peer = &shm->ep[side ^ 1];
+	uint32_t open = USP_EP_OPEN;
+	if (!atomic_compare_exchange_strong(&ep->state, &open, USP_EP_GONE))
+		return;
+	struct usp_ring *rx = &shm->ring[side];
+	bool unread = atomic_load(&rx->head) != atomic_load(&rx->tail);
+	atomic_store(&ep->reset_on_release, unread);
+	if (shm->type != SOCK_DGRAM) {
+		if (unread)
+			atomic_store(&peer->sk_err, ECONNRESET);
+		atomic_fetch_or(&peer->shutdown, USP_SHUTDOWN_MASK);
+	}
+	/* Pollers of the peer see the kernel's POLLHUP (STREAM/SEQPACKET);
+	 * sleepers are woken here. */
+	usp__wake_endpoint(peer, -1);
+	usp__wake_endpoint(ep, -1);
+}
+
+void usp__endpoint_drop_holder(struct usp_shared *shm, int side, int kfd)
+{
+	if (atomic_fetch_sub(&shm->ep[side].holders, 1) == 1)
+		usp__endpoint_released(shm, side);
+}
+
+bool usp__peer_gone(struct usp_sock *s)
+{
+	return atomic_load_explicit(&s->peer->state, memory_order_acquire) ==
+	       USP_EP_GONE;
+}
+
+/* Ask the kernel whether the peer's descriptor still exists anywhere.
+ * force: the caller is about to report "nothing to do" or to sleep. */
+void usp__check_peer(struct usp_sock *s, bool force)
+{
+	if (usp__peer_gone(s))
+		return;
+	int64_t now = usp__now_ns();
+	_Atomic int64_t *last = &s->pair->last_check_ns[s->side];
+	if (!force && now - atomic_load_explicit(last, memory_order_relaxed) <
+			      USP_LIVENESS_NS)
+		return;
+	atomic_store_explicit(last, now, memory_order_relaxed);
+	bool gone;
+	if (s->type == SOCK_DGRAM) {
+		/* A DGRAM socket shows nothing in poll() when its peer dies;
+		 * a send says ECONNREFUSED (then ENOTCONN).  The byte doubles
+		 * as a poll wake-up token for the peer, which drains it. */
+		int r = usp__send_token(s->fd, SOCK_DGRAM);
+		gone = r == -ECONNREFUSED || r == -ENOTCONN;
+	} else {
+		/* The backing socket is never shut down by uspair, so POLLHUP
+		 * means that the peer's file was released. */
+		struct pollfd p = {.fd = s->fd, .events = POLLIN};
+		gone = poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLNVAL)) == POLLHUP;
+	}
+	if (gone)
+		usp__endpoint_released(s->shm, s->side ^ 1);
+}

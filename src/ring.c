@@ -1,0 +1,114 @@
+/*
+ * The record ring of one receive queue.
+ *
+ * Positions (head, tail) are 64-bit byte counters that only grow; a
+ * position's offset in the data area is pos & USP_RING_MASK.  A record is
+ * an 8-byte header {len, kind} followed by len payload bytes padded to 8,
+ * and never straddles the end of the area: when it would, the producer
+ * writes a WRAP header and continues at the next multiple of the ring size.
+ *
+ * Everything read here may have been written by a hostile peer, so every
+ * header is copied out once, then checked against the ring bounds and the
+ * published tail; a bad one marks the pair corrupt (-EIO).
+ *
+ * Locking: usp__ring_peek runs under the consumer's recv_lock (or, for
+ * poll and FIONREAD, without it, reading only); usp__ring_reserve runs
+ * under the producer's send_lock.  See struct usp_ring for the ordering.
+ */
+#include <string.h>
+
+#include "internal.h"
+
+static uint32_t rec_span(uint32_t len)
+{
+	return USP_REC_HDR + ((len + 7u) & ~7u);
+}
+
+bool usp__ring_empty(struct usp_ring *r)
+{
+	return atomic_load_explicit(&r->head, memory_order_relaxed) ==
+	       atomic_load_explicit(&r->tail, memory_order_acquire);
+}
+
+int usp__ring_peek(struct usp_shared *shm, struct usp_ring *r,
+		   unsigned char *data, uint64_t pos, uint64_t tail,
+		   struct usp_rec *rec)
+{
+	for (int wraps = 0; wraps < 2; wraps++) {
+		if (pos == tail)
+			return -EAGAIN;
+		uint64_t off = pos & USP_RING_MASK;
+		if (tail - pos > USP_RING_BYTES || (off & 7) ||
+		    tail - pos < USP_REC_HDR)
+			goto corrupt;
+		struct usp_rec_hdr h;
+		memcpy(&h, data + off, sizeof(h));
+		if (h.kind == USP_REC_WRAP) {
+			pos += USP_RING_BYTES - off;
+			continue;
+		}
+		if (h.kind != USP_REC_DATA || h.len > USP_MAX_SNDBUF)
+			goto corrupt;
+		uint32_t span = rec_span(h.len);
+		if (off + span > USP_RING_BYTES || span > tail - pos)
+			goto corrupt;
+		rec->pos = pos;
+		rec->next = pos + span;
+		rec->len = h.len;
+		rec->data = data + off + USP_REC_HDR;
+		return 0;
+	}
+corrupt:
+	usp__pair_corrupt(shm);
+	return -EIO;
+}
+
+/*
+ * Reserve room for a record of len bytes at the producer's tail.  On
+ * success *tail is the position after the record (to be published with a
+ * release store once the payload is written) and *payload points at where
+ * the payload goes; the header is already written.  -EAGAIN: the ring is
+ * physically full (the caller waits as for a full send buffer).
+ */
+int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
+		      unsigned char *data, uint32_t len, uint64_t *tail,
+		      unsigned char **payload)
+{
+	uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+	/* P2: pairs with C2 in the consumer; the space below head is free. */
+	uint64_t h = usp__ld_acq(&r->head);
+	if (t - h > USP_RING_BYTES || (t & 7)) {
+		usp__pair_corrupt(shm);
+		return -EIO;
+	}
+	uint32_t span = rec_span(len);
+	uint64_t off = t & USP_RING_MASK;
+	uint64_t skip = 0;
+	if (off + span > USP_RING_BYTES || (h == t && off > USP_RING_HOT_BYTES))
+		skip = USP_RING_BYTES - off;
+	if (t + skip + span - h > USP_RING_BYTES)
+		return -EAGAIN;
+	if (skip) {
+		struct usp_rec_hdr w = {0, USP_REC_WRAP};
+		memcpy(data + off, &w, sizeof(w));
+		t += skip;
+		off = 0;
+	}
+	struct usp_rec_hdr hdr = {len, USP_REC_DATA};
+	memcpy(data + off, &hdr, sizeof(hdr));
+	*payload = data + off + USP_REC_HDR;
+	*tail = t + span;
+	return 0;
+}
+
+uint64_t usp__ring_wmem(struct usp_shared *shm, struct usp_ring *r)
+{
+	uint64_t released = usp__ld_acq(&r->released);
+	uint64_t charged = usp__ld_acq(&r->charged);
+	uint64_t wmem = charged - released;
+	if (wmem > 4ull * USP_MAX_SNDBUF) {
+		usp__pair_corrupt(shm);
+		return 0;
+	}
+	return wmem;
+}

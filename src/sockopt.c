@@ -1,0 +1,258 @@
+/*
+ * Socket options, ioctls, fcntl, names and shutdown.
+ *
+ * The backing kernel socket has the same family and type as the uspair
+ * endpoint and is shared by the same holders, so it answers most of these
+ * exactly: uspair forwards the call, and only where the state lives in
+ * shared memory (pending error, queue lengths, O_NONBLOCK, buffer sizes
+ * and timeouts that the data path needs) does it add or take its part.
+ * Forwarding first also gives the kernel's errno for bad arguments
+ * (short optlen, EFAULT, EINVAL, ENOPROTOOPT) for free.
+ */
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int ret_errno(int r)
+{
+	if (r < 0) {
+		errno = -r;
+		return -1;
+	}
+	return r;
+}
+
+static int64_t timeval_us(const struct timeval *tv)
+{
+	return (int64_t)tv->tv_sec * 1000000 + tv->tv_usec;
+}
+
+/* After the kernel accepted a setsockopt, read back the value it stored
+ * (with its doubling and clamps) into the shared endpoint. */
+static void mirror_option(struct usp_sock *s, int optname)
+{
+	int v;
+	struct timeval tv;
+	socklen_t len = sizeof(v);
+	switch (optname) {
+	case SO_SNDBUF:
+	case SO_SNDBUFFORCE:
+		if (!getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &v, &len))
+			atomic_store(&s->self->sndbuf, v > (int)USP_MAX_SNDBUF ? (int)USP_MAX_SNDBUF : v);
+		break;
+	case SO_RCVBUF:
+	case SO_RCVBUFFORCE:
+		if (!getsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &v, &len))
+			atomic_store(&s->self->rcvbuf, v);
+		break;
+	case SO_RCVLOWAT:
+		if (!getsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &v, &len))
+			atomic_store(&s->self->rcvlowat, v);
+		break;
+	case SO_RCVTIMEO_OLD:
+	case SO_RCVTIMEO_NEW:
+		len = sizeof(tv);
+		if (!getsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO_OLD, &tv, &len))
+			atomic_store(&s->self->rcvtimeo_us, timeval_us(&tv));
+		break;
+	case SO_SNDTIMEO_OLD:
+	case SO_SNDTIMEO_NEW:
+		len = sizeof(tv);
+		if (!getsockopt(s->fd, SOL_SOCKET, SO_SNDTIMEO_OLD, &tv, &len))
+			atomic_store(&s->self->sndtimeo_us, timeval_us(&tv));
+		break;
+	}
+}
+
+int usp_setsockopt(int fd, int level, int optname, const void *optval,
+		   socklen_t optlen)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return setsockopt(fd, level, optname, optval, optlen);
+	int r = setsockopt(fd, level, optname, optval, optlen);
+	if (r == 0 && level == SOL_SOCKET) {
+		mirror_option(&s, optname);
+		/* a larger buffer may unblock a sender */
+		usp__wake_endpoint(s.self, -1);
+	}
+	int saved = errno;
+	usp__put(&s);
+	errno = saved;
+	return r;
+}
+
+int usp_getsockopt(int fd, int level, int optname, void *optval,
+		   socklen_t *optlen)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return getsockopt(fd, level, optname, optval, optlen);
+	/* The kernel checks optlen and the buffers and writes its value. */
+	int r = getsockopt(fd, level, optname, optval, optlen);
+	if (r == 0 && level == SOL_SOCKET && optname == SO_ERROR) {
+		int err = -atomic_exchange(&s.self->sk_err, 0);
+		int v = -err;
+		memcpy(optval, &v, *optlen < sizeof(v) ? *optlen : sizeof(v));
+	}
+	int saved = errno;
+	usp__put(&s);
+	errno = saved;
+	return r;
+}
+
+int usp_getsockname(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+	return getsockname(fd, addr, addrlen);
+}
+
+int usp_getpeername(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+	return getpeername(fd, addr, addrlen);
+}
+
+/* unix_shutdown() */
+int usp_shutdown(int fd, int how)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return shutdown(fd, how);
+	int r = 0;
+	if (how < SHUT_RD || how > SHUT_RDWR) {
+		r = -EINVAL;
+		goto out;
+	}
+	uint32_t mode = (uint32_t)how + 1; /* SHUT_RD -> RCV_SHUTDOWN ... */
+	atomic_fetch_or(&s.self->shutdown, mode);
+	if (s.type != SOCK_DGRAM) {
+		uint32_t peer_mode = 0;
+		if (mode & USP_RCV_SHUTDOWN)
+			peer_mode |= USP_SEND_SHUTDOWN;
+		if (mode & USP_SEND_SHUTDOWN)
+			peer_mode |= USP_RCV_SHUTDOWN;
+		atomic_fetch_or(&s.peer->shutdown, peer_mode);
+	}
+	usp__wake_endpoint(s.self, -1);
+	usp__wake_endpoint(s.peer, s.fd);
+out:
+	usp__put(&s);
+	return ret_errno(r);
+}
+
+static int queue_len_in(struct usp_sock *s)
+{
+	struct usp_ring *q = s->rxq;
+	if (s->type == SOCK_DGRAM) {
+		/* the next datagram only */
+		usp__lock(&s->self->recv_lock);
+		struct usp_rec rec;
+		uint64_t head = atomic_load(&q->head);
+		int r = usp__ring_peek(s->shm, q, s->rxdata, head,
+				       usp__ld_acq(&q->tail), &rec);
+		usp__unlock(&s->self->recv_lock);
+		return r == 0 ? (int)rec.len : 0;
+	}
+	uint64_t in = usp__ld_acq(&q->bytes_in);
+	uint64_t out = usp__ld_acq(&q->bytes_out);
+	uint64_t used = s->type == SOCK_STREAM ? atomic_load(&q->head_used) : 0;
+	uint64_t n = in - out - used;
+	if (in - out > 4ull * USP_MAX_SNDBUF || used > in - out)
+		return 0;
+	return (int)n;
+}
+
+int usp_ioctl(int fd, unsigned long request, ...)
+{
+	va_list ap;
+	va_start(ap, request);
+	void *arg = va_arg(ap, void *);
+	va_end(ap);
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return ioctl(fd, request, arg);
+	/* The kernel validates the argument (EFAULT) and answers what it
+	 * owns; uspair overwrites the queue lengths, which it owns. */
+	int r = ioctl(fd, request, arg);
+	int saved = errno;
+	if (r == 0) {
+		switch (request) {
+		case FIONREAD: /* == SIOCINQ */
+			*(int *)arg = queue_len_in(&s);
+			break;
+		case SIOCOUTQ: {
+			uint64_t w = usp__peer_gone(&s) ? 0 : usp__ring_wmem(s.shm, s.txq);
+			*(int *)arg = (int)w;
+			break;
+		}
+		case FIONBIO:
+			atomic_store(&s.self->nonblock, *(int *)arg != 0);
+			break;
+		}
+	}
+	usp__put(&s);
+	errno = saved;
+	return r;
+}
+
+static int dup_install(struct usp_sock *s, int newfd)
+{
+	atomic_fetch_add(&s->self->holders, 1);
+	atomic_fetch_add(&s->pair->refs, 1);
+	int r = usp__install(newfd, s->pair, s->side);
+	if (r < 0) {
+		usp__endpoint_drop_holder(s->shm, s->side, -1);
+		usp__pair_unref(s->pair);
+	}
+	return r;
+}
+
+int usp_fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	long arg = va_arg(ap, long);
+	va_end(ap);
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return fcntl(fd, cmd, arg);
+	int r;
+	int saved;
+	switch (cmd) {
+	case F_DUPFD:
+	case F_DUPFD_CLOEXEC:
+		usp__table_lock();
+		r = fcntl(fd, cmd, arg);
+		saved = errno;
+		if (r >= 0 && dup_install(&s, r) < 0) {
+			close(r);
+			r = -1;
+			saved = ENOMEM;
+		}
+		usp__table_unlock();
+		break;
+	case F_SETFL:
+		r = fcntl(fd, cmd, arg);
+		saved = errno;
+		if (r == 0)
+			atomic_store(&s.self->nonblock, (arg & O_NONBLOCK) != 0);
+		break;
+	default:
+		r = fcntl(fd, cmd, arg);
+		saved = errno;
+		break;
+	}
+	usp__put(&s);
+	errno = saved;
+	return r;
+}
+
+int usp_dup(int oldfd)
+{
+	return usp_fcntl(oldfd, F_DUPFD, 0L);
+}

@@ -1,0 +1,185 @@
+/*
+ * Waiting and waking.
+ *
+ * A caller that cannot proceed (empty queue, full peer queue) first spins
+ * for an adaptive budget re-checking its condition, then sleeps on its
+ * endpoint's event_seq futex.  The protocol and its pairing of barriers:
+ *
+ *   sleeper                               waker
+ *   sleepers += 1        (S1, seq_cst)    make the change visible
+ *   seq = event_seq                       fence seq_cst            (W1)
+ *   re-check condition                    if sleepers: event_seq += 1,
+ *   futex_wait(&event_seq, seq)                        futex_wake(all)
+ *
+ * S1 and W1 order the two sides: either the waker sees the sleeper, or the
+ * sleeper's re-check sees the change; a bump between the sleeper's read of
+ * event_seq and its futex_wait makes the wait return at once.
+ *
+ * Pollers (poll.c) use poll_armed the same way, but sleep in the kernel's
+ * poll() on the backing socket; the waker that clears poll_armed sends one
+ * token byte through the kernel pair (token_fd is the descriptor whose
+ * kernel peer is the endpoint to wake).
+ *
+ * A sleeper wakes at least every USP_TICK_NS to ask the kernel whether the
+ * peer still exists, so that a peer that died without releasing its
+ * endpoint is noticed within 100 ms.
+ */
+#include <limits.h>
+#include <linux/futex.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define USP_TICK_NS (40 * 1000 * 1000LL)
+#define USP_SPIN_MIN_NS 2000
+#define USP_SPIN_MAX_NS 50000
+
+int64_t usp__now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static long futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ns)
+{
+	struct timespec ts = {.tv_sec = timeout_ns / 1000000000LL,
+			      .tv_nsec = timeout_ns % 1000000000LL};
+	/* Shared (not FUTEX_PRIVATE_FLAG): the word is in a MAP_SHARED region
+	 * used by several processes. */
+	return syscall(SYS_futex, word, FUTEX_WAIT, val, &ts, NULL, 0);
+}
+
+static void futex_wake_all(_Atomic uint32_t *word)
+{
+	syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
+
+int usp__send_token(int kfd, int type)
+{
+	(void)type;
+	if (send(kfd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		return -errno;
+	return 0;
+}
+
+void usp__drain_tokens(int kfd)
+{
+	char buf[256];
+	int saved = errno;
+	while (recv(kfd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+		;
+	errno = saved;
+}
+
+void usp__wake_endpoint(struct usp_endpoint *ep, int token_fd)
+{
+	atomic_thread_fence(memory_order_seq_cst); /* W1: pairs with S1 */
+	if (atomic_load_explicit(&ep->sleepers, memory_order_relaxed)) {
+		atomic_fetch_add(&ep->event_seq, 1);
+		futex_wake_all(&ep->event_seq);
+	}
+	if (token_fd >= 0 &&
+	    atomic_load_explicit(&ep->poll_armed, memory_order_relaxed) &&
+	    atomic_exchange(&ep->poll_armed, 0))
+		usp__send_token(token_fd, 0);
+}
+
+void usp__wait_init(struct usp_wait *w, int64_t timeo_us)
+{
+	w->spun = false;
+	w->deadline_ns = timeo_us > 0 ? usp__now_ns() + timeo_us * 1000 : 0;
+}
+
+/* The kernel restarts an interrupted socket call (ERESTARTSYS) when the
+ * handler has SA_RESTART.  A futex wait with a timeout cannot tell us which
+ * handler ran, so: restart if every installed handler has SA_RESTART.
+ * Only reached after a handler ran, never on the fast path. */
+static bool handlers_restart(void)
+{
+	for (int sig = 1; sig < NSIG; sig++) {
+		struct sigaction sa;
+		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa))
+			continue;
+		bool has_handler = (sa.sa_flags & SA_SIGINFO) ||
+				   (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
+		if (has_handler && !(sa.sa_flags & SA_RESTART))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Wait until ready(s) may be true.  liveness: a released peer would make
+ * ready(s) true, so ask the kernel about the peer before and while
+ * sleeping.  Returns 0 (re-check), -EAGAIN (the
+ * SO_RCVTIMEO/SO_SNDTIMEO deadline passed), -EINTR or -USP_ERESTART.
+ * Called without locks held.
+ */
+int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
+	      bool liveness)
+{
+	struct usp_endpoint *ep = s->self;
+	_Atomic int64_t *budget = &s->pair->spin_ns[s->side];
+	if (!w->spun) {
+		w->spun = true;
+		int64_t limit = atomic_load_explicit(budget, memory_order_relaxed);
+		int64_t start = usp__now_ns();
+		for (unsigned i = 1;; i++) {
+			if (ready(s)) {
+				if (limit < USP_SPIN_MAX_NS)
+					atomic_store_explicit(budget, limit * 2,
+							      memory_order_relaxed);
+				return 0;
+			}
+			cpu_relax();
+			if ((i & 31) == 0 && usp__now_ns() - start > limit)
+				break;
+		}
+		if (limit > USP_SPIN_MIN_NS)
+			atomic_store_explicit(budget, limit / 2, memory_order_relaxed);
+	}
+	/* A peer that died without releasing would never wake us. */
+	if (liveness)
+		usp__check_peer(s, false);
+	atomic_fetch_add(&ep->sleepers, 1); /* S1: pairs with W1 */
+	uint32_t seq = atomic_load(&ep->event_seq);
+	if (ready(s)) {
+		atomic_fetch_sub(&ep->sleepers, 1);
+		return 0;
+	}
+	int64_t timeout = USP_TICK_NS;
+	if (w->deadline_ns) {
+		int64_t left = w->deadline_ns - usp__now_ns();
+		if (left <= 0) {
+			atomic_fetch_sub(&ep->sleepers, 1);
+			return -EAGAIN;
+		}
+		if (left < timeout)
+			timeout = left;
+	}
+	long r = futex_wait(&ep->event_seq, seq, timeout);
+	int err = r < 0 ? errno : 0;
+	atomic_fetch_sub(&ep->sleepers, 1);
+	if (err == EINTR)
+		return w->deadline_ns || !handlers_restart() ? -EINTR : -USP_ERESTART;
+	if (err == ETIMEDOUT) {
+		if (liveness)
+			usp__check_peer(s, true);
+		if (w->deadline_ns && usp__now_ns() >= w->deadline_ns)
+			return ready(s) ? 0 : -EAGAIN;
+	}
+	return 0;
+}
