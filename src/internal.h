@@ -88,11 +88,16 @@ struct usp_rec_hdr {
  *    counter owned by one side, so neither needs a read-modify-write.
  */
 struct usp_ring {
-	/* producer-owned */
+	/* producer-owned, read by the consumer */
 	_Alignas(USP_CACHELINE) _Atomic uint64_t tail;
 	_Atomic uint64_t charged; /* total truesize charged by the producer */
 	_Atomic uint64_t bytes_in; /* total payload bytes published */
-	/* consumer-owned */
+	/* producer-private copies of head and released, refreshed only when
+	 * they would make the producer wait: keeps the producer from pulling
+	 * the consumer's cache line on every send */
+	_Atomic uint64_t seen_head;
+	_Atomic uint64_t seen_released;
+	/* consumer-owned, read by the producer when it runs short */
 	_Alignas(USP_CACHELINE) _Atomic uint64_t head;
 	_Atomic uint64_t released; /* total truesize released by the consumer */
 	_Atomic uint64_t bytes_out; /* total payload bytes consumed */
@@ -118,23 +123,26 @@ struct usp_ring {
  *    token byte through the kernel pair so that poll() returns.
  */
 struct usp_endpoint {
+	/* wake state: written only by sleepers and pollers */
 	_Alignas(USP_CACHELINE) _Atomic uint32_t event_seq; /* futex word */
 	_Atomic uint32_t sleepers;
 	_Atomic uint32_t poll_armed;
-	_Atomic uint32_t state;	 /* USP_EP_OPEN / USP_EP_GONE */
+	/* socket state: written rarely, read on every call */
+	_Alignas(USP_CACHELINE) _Atomic uint32_t state; /* USP_EP_OPEN/GONE */
 	_Atomic uint32_t shutdown; /* USP_*_SHUTDOWN bits of this socket */
 	_Atomic int32_t sk_err;	 /* pending error (SO_ERROR), positive errno */
 	_Atomic uint32_t dgram_state;
 	_Atomic uint32_t reset_on_release; /* unread data when it was released */
-	_Atomic int32_t holders; /* live references (fd in a process) */
 	_Atomic uint32_t nonblock; /* O_NONBLOCK of the open file */
 	_Atomic int32_t sndbuf;
 	_Atomic int32_t rcvbuf;
 	_Atomic int32_t rcvlowat;
 	_Atomic int64_t rcvtimeo_us; /* 0 = none */
 	_Atomic int64_t sndtimeo_us;
-	pthread_mutex_t send_lock; /* robust, process-shared */
-	pthread_mutex_t recv_lock; /* robust, process-shared */
+	_Alignas(USP_CACHELINE) _Atomic int32_t holders; /* fds in all processes */
+	/* robust, process-shared; each on its own line */
+	_Alignas(USP_CACHELINE) pthread_mutex_t send_lock;
+	_Alignas(USP_CACHELINE) pthread_mutex_t recv_lock;
 };
 
 struct usp_shared {
@@ -221,6 +229,8 @@ USP_HIDDEN int usp__ring_peek(struct usp_shared *shm, struct usp_ring *r,
 USP_HIDDEN int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
 				 unsigned char *data, uint32_t len,
 				 uint64_t *tail, unsigned char **payload);
+USP_HIDDEN bool usp__ring_has_room(struct usp_shared *shm, struct usp_ring *r,
+				   uint64_t sndbuf);
 USP_HIDDEN uint64_t usp__ring_wmem(struct usp_shared *shm, struct usp_ring *r);
 USP_HIDDEN bool usp__ring_empty(struct usp_ring *r);
 

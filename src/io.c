@@ -241,7 +241,7 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		uint64_t tail;
 		unsigned char *payload;
 		int r = -EAGAIN;
-		if (tx_wmem(s) < (uint64_t)sndbuf)
+		if (usp__peer_gone(s) || usp__ring_has_room(s->shm, s->txq, (uint64_t)sndbuf))
 			r = usp__ring_reserve(s->shm, s->txq, s->txdata,
 					      (uint32_t)chunk, &tail, &payload);
 		if (r == -EIO) {
@@ -431,7 +431,7 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		int r = -EAGAIN;
 		uint64_t tail;
 		unsigned char *payload;
-		if (tx_wmem(s) < (uint64_t)sndbuf_of(s))
+		if (usp__ring_has_room(s->shm, s->txq, (uint64_t)sndbuf_of(s)))
 			r = usp__ring_reserve(s->shm, s->txq, s->txdata,
 					      (uint32_t)len, &tail, &payload);
 		if (r == 0) {

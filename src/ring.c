@@ -75,30 +75,62 @@ int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
 		      unsigned char **payload)
 {
 	uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-	/* P2: pairs with C2 in the consumer; the space below head is free. */
-	uint64_t h = usp__ld_acq(&r->head);
-	if (t - h > USP_RING_BYTES || (t & 7)) {
-		usp__pair_corrupt(shm);
-		return -EIO;
-	}
+	uint64_t h = atomic_load_explicit(&r->seen_head, memory_order_relaxed);
 	uint32_t span = rec_span(len);
 	uint64_t off = t & USP_RING_MASK;
-	uint64_t skip = 0;
-	if (off + span > USP_RING_BYTES || (h == t && off > USP_RING_HOT_BYTES))
-		skip = USP_RING_BYTES - off;
-	if (t + skip + span - h > USP_RING_BYTES)
-		return -EAGAIN;
-	if (skip) {
-		struct usp_rec_hdr w = {0, USP_REC_WRAP};
-		memcpy(data + off, &w, sizeof(w));
-		t += skip;
-		off = 0;
+	bool fresh = false;
+	for (;;) {
+		if (t - h > USP_RING_BYTES || (t & 7)) {
+			usp__pair_corrupt(shm);
+			return -EIO;
+		}
+		uint64_t skip = 0;
+		if (off + span > USP_RING_BYTES ||
+		    (h == t && off > USP_RING_HOT_BYTES))
+			skip = USP_RING_BYTES - off;
+		bool fits = t + skip + span - h <= USP_RING_BYTES;
+		/* Past the hot area, look at the real head so that an empty
+		 * ring wraps back to its first pages. */
+		if (!fresh && (!fits || off > USP_RING_HOT_BYTES)) {
+			/* P2: pairs with C2; the space below head is free */
+			h = usp__ld_acq(&r->head);
+			atomic_store_explicit(&r->seen_head, h, memory_order_relaxed);
+			fresh = true;
+			continue;
+		}
+		if (!fits)
+			return -EAGAIN;
+		if (skip) {
+			struct usp_rec_hdr w = {0, USP_REC_WRAP};
+			memcpy(data + off, &w, sizeof(w));
+			t += skip;
+			off = 0;
+		}
+		break;
 	}
 	struct usp_rec_hdr hdr = {len, USP_REC_DATA};
 	memcpy(data + off, &hdr, sizeof(hdr));
 	*payload = data + off + USP_REC_HDR;
 	*tail = t + span;
 	return 0;
+}
+
+/* The sender's view of its charge, refreshed from the consumer only when
+ * the cached view says the buffer is full (caller holds the send_lock). */
+bool usp__ring_has_room(struct usp_shared *shm, struct usp_ring *r,
+			uint64_t sndbuf)
+{
+	uint64_t charged = atomic_load_explicit(&r->charged, memory_order_relaxed);
+	uint64_t seen = atomic_load_explicit(&r->seen_released, memory_order_relaxed);
+	if (charged - seen < sndbuf)
+		return true;
+	seen = usp__ld_acq(&r->released); /* P2 */
+	atomic_store_explicit(&r->seen_released, seen, memory_order_relaxed);
+	if (charged - seen > 4ull * USP_MAX_SNDBUF) {
+		usp__pair_corrupt(shm);
+		return false;
+	}
+	return charged - seen < sndbuf;
 }
 
 uint64_t usp__ring_wmem(struct usp_shared *shm, struct usp_ring *r)
