@@ -40,7 +40,7 @@ TOOL_SRCS := $(wildcard tools/*.c)
 SHLIB := $(BUILD)/libuspair.so.$(VERSION)
 STLIB := $(BUILD)/libuspair.a
 
-.PHONY: all lib tests tools check runtests bench install uninstall clean
+.PHONY: all lib tests tools check runtests check-all bench install uninstall clean
 all: lib tests tools
 lib: $(SHLIB) $(STLIB)
 tests: $(TEST_BINS)
@@ -69,6 +69,15 @@ $(BUILD)/uspair: $(TOOL_SRCS) $(STLIB)
 
 check runtests: all
 	BUILD=$(BUILD) SAN=$(SAN) test/runtests.sh $(TEST_BINS)
+
+# Every test, plain, under ASan+UBSan and under TSan, then the quick
+# benchmark regression check (ratios against the kernel, generous bounds).
+check-all:
+	$(MAKE) check
+	$(MAKE) check SAN=address,undefined
+	$(MAKE) check SAN=thread
+	$(MAKE) tools
+	$(BUILD)/uspair bench --check
 
 bench: tools
 	$(BUILD)/uspair bench $(BENCH_ARGS)

@@ -171,6 +171,7 @@ int usp__install(int fd, struct usp_pair *pair, int side)
 	if (!slot)
 		return -ENOMEM;
 	uintptr_t old = atomic_exchange(slot, (uintptr_t)pair | (uintptr_t)side);
+	atomic_store(&pair->fd_hint[side], fd);
 	if (old) {
 		struct usp_pair *stale = (struct usp_pair *)(old & ~(uintptr_t)1);
 		usp__endpoint_drop_holder(stale->shm, (int)(old & 1), -1);

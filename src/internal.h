@@ -172,6 +172,9 @@ struct usp_pair {
 	/* per side: adaptive spin budget and last kernel liveness check */
 	_Atomic int64_t spin_ns[2];
 	_Atomic int64_t last_check_ns[2];
+	/* a descriptor of each side in this process, if any (a hint: check
+	 * it with usp__lookup) */
+	_Atomic int fd_hint[2];
 };
 
 /* What a looked-up descriptor refers to; holds one ref on pair. */

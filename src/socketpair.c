@@ -108,13 +108,28 @@ int usp_close(int fd)
 	int side;
 	struct usp_pair *pair = usp__uninstall(fd, &side);
 	usp__table_unlock();
-	if (pair) {
-		/* Release before the kernel close so that the peer's first
-		 * look finds the final state (unread data -> ECONNRESET). */
-		usp__endpoint_drop_holder(pair->shm, side, fd);
-		usp__pair_unref(pair);
+	if (!pair)
+		return close(fd);
+	/* Release before the kernel close so that the peer's first look
+	 * finds the final state (unread data -> ECONNRESET). */
+	usp__endpoint_drop_holder(pair->shm, side, fd);
+	int r = close(fd);
+	int saved = errno;
+	/* If another process held this end too (fork) and has since gone
+	 * without telling, this close may have been the last one.  When this
+	 * process holds the peer, ask the kernel now rather than let the peer
+	 * find out on its next liveness check. */
+	struct usp_sock peer;
+	int hint = atomic_load(&pair->fd_hint[side ^ 1]);
+	if (atomic_load(&pair->shm->ep[side].state) == USP_EP_OPEN &&
+	    usp__lookup(hint, &peer)) {
+		if (peer.pair == pair && peer.side == (side ^ 1))
+			usp__check_peer(&peer, true);
+		usp__put(&peer);
 	}
-	return close(fd);
+	usp__pair_unref(pair);
+	errno = saved;
+	return r;
 }
 
 int usp_dup2(int oldfd, int newfd)
