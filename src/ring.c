@@ -6,6 +6,8 @@
  * an 8-byte header {len, kind} followed by len payload bytes padded to 8,
  * and never straddles the end of the area: when it would, the producer
  * writes a WRAP header and continues at the next multiple of the ring size.
+ * When the ring is empty past the first USP_RING_HOT_BYTES, the producer
+ * starts the next lap early (early_wrap) so that few pages stay in use.
  *
  * Everything read here may have been written by a hostile peer, so every
  * header is copied out once, then checked against the ring bounds and the
@@ -24,10 +26,13 @@ static uint32_t rec_span(uint32_t len)
 	return USP_REC_HDR + ((len + 7u) & ~7u);
 }
 
+/* Lock-free emptiness test (poll, spinning).  tail - head <= 0 counts as
+ * empty: see early_wrap(). */
 bool usp__ring_empty(struct usp_ring *r)
 {
-	return atomic_load_explicit(&r->head, memory_order_relaxed) ==
-	       atomic_load_explicit(&r->tail, memory_order_acquire);
+	uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+	uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+	return (int64_t)(t - h) <= 0;
 }
 
 int usp__ring_peek(struct usp_shared *shm, struct usp_ring *r,
@@ -70,43 +75,67 @@ corrupt:
  * the payload goes; the header is already written.  -EAGAIN: the ring is
  * physically full (the caller waits as for a full send buffer).
  */
+/*
+ * Early wrap: when the ring is empty and the write offset is past the hot
+ * area, move both positions to the start of the next lap, so that steady
+ * traffic keeps reusing the same pages.  Runs under the producer's
+ * send_lock and, taken with trylock, the consumer's recv_lock, so no
+ * consumer is inside the ring.  head is stored before tail: lock-free
+ * readers (poll, FIONREAD) treat tail - head <= 0 as empty, so no
+ * intermediate state looks readable.
+ */
+static void early_wrap(struct usp_ring *r, pthread_mutex_t *consumer_lock,
+		       uint64_t t)
+{
+	int r_lock = pthread_mutex_trylock(consumer_lock);
+	if (r_lock == EOWNERDEAD)
+		pthread_mutex_consistent(consumer_lock);
+	else if (r_lock)
+		return; /* a consumer is busy: wrap another time */
+	uint64_t h = usp__ld_acq(&r->head);
+	if (h == t) {
+		uint64_t lap = (t | USP_RING_MASK) + 1;
+		atomic_store_explicit(&r->head, lap, memory_order_release);
+		atomic_store_explicit(&r->seen_head, lap, memory_order_relaxed);
+		atomic_store_explicit(&r->tail, lap, memory_order_release);
+	}
+	pthread_mutex_unlock(consumer_lock);
+}
+
 int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
-		      unsigned char *data, uint32_t len, uint64_t *tail,
+		      unsigned char *data, uint32_t len,
+		      pthread_mutex_t *consumer_lock, uint64_t *tail,
 		      unsigned char **payload)
 {
 	uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
 	uint64_t h = atomic_load_explicit(&r->seen_head, memory_order_relaxed);
 	uint32_t span = rec_span(len);
+	if ((t & USP_RING_MASK) > USP_RING_HOT_BYTES && usp__ld_acq(&r->head) == t) {
+		early_wrap(r, consumer_lock, t);
+		t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+		h = atomic_load_explicit(&r->seen_head, memory_order_relaxed);
+	}
 	uint64_t off = t & USP_RING_MASK;
-	bool fresh = false;
-	for (;;) {
+	for (bool fresh = false;; fresh = true) {
 		if (t - h > USP_RING_BYTES || (t & 7)) {
 			usp__pair_corrupt(shm);
 			return -EIO;
 		}
-		uint64_t skip = 0;
-		if (off + span > USP_RING_BYTES ||
-		    (h == t && off > USP_RING_HOT_BYTES))
-			skip = USP_RING_BYTES - off;
-		bool fits = t + skip + span - h <= USP_RING_BYTES;
-		/* Past the hot area, look at the real head so that an empty
-		 * ring wraps back to its first pages. */
-		if (!fresh && (!fits || off > USP_RING_HOT_BYTES)) {
-			/* P2: pairs with C2; the space below head is free */
-			h = usp__ld_acq(&r->head);
-			atomic_store_explicit(&r->seen_head, h, memory_order_relaxed);
-			fresh = true;
-			continue;
+		uint64_t skip = off + span > USP_RING_BYTES ? USP_RING_BYTES - off : 0;
+		if (t + skip + span - h <= USP_RING_BYTES) {
+			if (skip) {
+				struct usp_rec_hdr w = {0, USP_REC_WRAP};
+				memcpy(data + off, &w, sizeof(w));
+				t += skip;
+				off = 0;
+			}
+			break;
 		}
-		if (!fits)
+		if (fresh)
 			return -EAGAIN;
-		if (skip) {
-			struct usp_rec_hdr w = {0, USP_REC_WRAP};
-			memcpy(data + off, &w, sizeof(w));
-			t += skip;
-			off = 0;
-		}
-		break;
+		/* P2: pairs with C2; the space below head is free */
+		h = usp__ld_acq(&r->head);
+		atomic_store_explicit(&r->seen_head, h, memory_order_relaxed);
 	}
 	struct usp_rec_hdr hdr = {len, USP_REC_DATA};
 	memcpy(data + off, &hdr, sizeof(hdr));
