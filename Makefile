@@ -40,7 +40,7 @@ TOOL_SRCS := $(wildcard tools/*.c)
 SHLIB := $(BUILD)/libuspair.so.$(VERSION)
 STLIB := $(BUILD)/libuspair.a
 
-.PHONY: all lib tests tools check runtests check-all bench install uninstall clean
+.PHONY: all lib tests tools check runtests check-all check-install bench install uninstall clean
 all: lib tests tools
 lib: $(SHLIB) $(STLIB)
 tests: $(TEST_BINS)
@@ -76,8 +76,11 @@ check-all:
 	$(MAKE) check
 	$(MAKE) check SAN=address,undefined
 	$(MAKE) check SAN=thread
-	$(MAKE) tools
+	scripts/check-install.sh $(BUILD)
 	$(BUILD)/uspair bench --check
+
+check-install: all
+	scripts/check-install.sh $(BUILD)
 
 bench: tools
 	$(BUILD)/uspair bench $(BENCH_ARGS)

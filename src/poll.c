@@ -30,8 +30,6 @@ short usp__poll_mask(struct usp_sock *s, short events)
 {
 	unsigned mask = 0;
 	uint32_t shut = atomic_load(&s->self->shutdown);
-	if (atomic_load((_Atomic uint32_t *)&s->shm->corrupt))
-		return (short)(POLLERR | POLLHUP | ((POLLIN | POLLOUT) & events));
 	if (atomic_load_explicit(&s->self->sk_err, memory_order_relaxed))
 		mask |= POLLERR;
 	if (shut == USP_SHUTDOWN_MASK)
@@ -42,6 +40,9 @@ short usp__poll_mask(struct usp_sock *s, short events)
 		mask |= POLLIN | POLLRDNORM;
 	if (peer_writable(s))
 		mask |= POLLOUT | POLLWRNORM | POLLWRBAND;
+	/* last: the checks above may have found the region corrupt */
+	if (atomic_load((_Atomic uint32_t *)&s->shm->corrupt))
+		mask = POLLERR | POLLHUP | POLLIN | POLLOUT;
 	return (short)(mask & ((unsigned short)events | POLLERR | POLLHUP));
 }
 

@@ -43,7 +43,7 @@ int usp__ring_peek(struct usp_shared *shm, struct usp_ring *r,
 		if (pos == tail)
 			return -EAGAIN;
 		uint64_t off = pos & USP_RING_MASK;
-		if (tail - pos > USP_RING_BYTES || (off & 7) ||
+		if (tail - pos > USP_RING_BYTES || (off & 7) || (tail & 7) ||
 		    tail - pos < USP_REC_HDR)
 			goto corrupt;
 		struct usp_rec_hdr h;

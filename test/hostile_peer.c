@@ -1,0 +1,199 @@
+/*
+ * The peer's shared memory is untrusted input.  This test plays the
+ * hostile peer: it scribbles over the indices, lengths and headers of a
+ * pair's region (deliberately, through the internal layout) and checks
+ * that the other end answers EIO/POLLERR and never reads or writes out of
+ * bounds, crashes or hangs.  Then a forked child writes random bytes over
+ * the control structures while the parent keeps sending and receiving.
+ * Run it under AddressSanitizer (make check SAN=address,undefined).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static int failures;
+
+#define CHECK(cond, ...)                                                       \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);   \
+			fprintf(stderr, __VA_ARGS__);                          \
+			fprintf(stderr, "\n");                                 \
+			failures++;                                            \
+		}                                                              \
+	} while (0)
+
+static const char *type_name(int type)
+{
+	return type == SOCK_STREAM ? "STREAM" : type == SOCK_DGRAM ? "DGRAM" : "SEQPACKET";
+}
+
+static struct usp_shared *region_of(int fd)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return NULL;
+	struct usp_shared *shm = s.shm;
+	usp__put(&s);
+	return shm;
+}
+
+enum corruption {
+	TAIL_FAR_AHEAD,
+	TAIL_UNALIGNED,
+	HEAD_PAST_TAIL,
+	HEADER_HUGE_LEN,
+	HEADER_BAD_KIND,
+	HEADER_LEN_PAST_TAIL,
+	CHARGE_HUGE,
+	N_CORRUPTIONS
+};
+
+static const char *corruption_name[] = {
+	"tail far ahead", "tail unaligned", "head past tail", "header huge len",
+	"header bad kind", "header len past tail", "charge huge"};
+
+/* Queue one message 0 -> 1, corrupt queue 1, then use end 1 and end 0. */
+static void corrupt_once(int type, enum corruption c)
+{
+	int sv[2];
+	char buf[256];
+	if (usp_socketpair(AF_UNIX, type | SOCK_NONBLOCK, 0, sv) != 0) {
+		CHECK(0, "usp_socketpair: %s", strerror(errno));
+		return;
+	}
+	CHECK(usp_send(sv[0], "hello", 5, 0) == 5, "send");
+	struct usp_shared *shm = region_of(sv[1]);
+	struct usp_ring *q = &shm->ring[1];
+	unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET + USP_RING_BYTES;
+	uint64_t head = atomic_load(&q->head);
+	struct usp_rec_hdr *hdr = (struct usp_rec_hdr *)(data + (head & USP_RING_MASK));
+	switch (c) {
+	case TAIL_FAR_AHEAD:
+		atomic_store(&q->tail, head + 3ull * USP_RING_BYTES);
+		break;
+	case TAIL_UNALIGNED:
+		atomic_store(&q->tail, atomic_load(&q->tail) + 3);
+		break;
+	case HEAD_PAST_TAIL:
+		atomic_store(&q->head, atomic_load(&q->tail) + 4096);
+		break;
+	case HEADER_HUGE_LEN:
+		hdr->len = 0xfffffff0u;
+		break;
+	case HEADER_BAD_KIND:
+		hdr->kind = 77;
+		break;
+	case HEADER_LEN_PAST_TAIL:
+		hdr->len = 4096;
+		break;
+	case CHARGE_HUGE:
+		atomic_store(&q->charged, 1ull << 60);
+		break;
+	default:
+		break;
+	}
+	ssize_t r;
+	if (c == CHARGE_HUGE) {
+		/* the sender's accounting, not the receiver's queue */
+		struct pollfd p = {.fd = sv[0], .events = POLLOUT};
+		r = usp_poll(&p, 1, 0);
+		CHECK(r == 1 && (p.revents & POLLERR), "%s %s: poll %zd revents %#x",
+		      type_name(type), corruption_name[c], r, p.revents);
+		for (int i = 0; i < 300; i++) {
+			r = usp_send(sv[0], buf, 100, 0);
+			if (r < 0)
+				break;
+		}
+		CHECK(r < 0 && errno == EIO, "%s %s: send gave %zd (%s), want EIO",
+		      type_name(type), corruption_name[c], r, strerror(errno));
+	} else {
+		r = usp_recv(sv[1], buf, sizeof(buf), 0);
+		CHECK(r < 0 && errno == EIO, "%s %s: recv gave %zd (%s), want EIO",
+		      type_name(type), corruption_name[c], r, strerror(errno));
+		struct pollfd p = {.fd = sv[1], .events = POLLIN};
+		r = usp_poll(&p, 1, 0);
+		CHECK(r == 1 && (p.revents & POLLERR), "%s %s: poll %zd revents %#x",
+		      type_name(type), corruption_name[c], r, p.revents);
+		/* the whole pair is over, both directions */
+		r = usp_send(sv[0], "x", 1, MSG_NOSIGNAL);
+		CHECK(r < 0 && errno == EIO, "%s %s: send after corruption gave %zd",
+		      type_name(type), corruption_name[c], r);
+	}
+	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
+}
+
+/* A child writes random bytes over the control structures and ring
+ * headers while the parent sends and receives; every call must return
+ * (data, EAGAIN or EIO) and nothing may crash. */
+static void random_scribbler(int type, unsigned seed)
+{
+	int sv[2];
+	if (usp_socketpair(AF_UNIX, type | SOCK_NONBLOCK, 0, sv) != 0) {
+		CHECK(0, "usp_socketpair: %s", strerror(errno));
+		return;
+	}
+	struct usp_shared *shm = region_of(sv[0]);
+	pid_t child = fork();
+	if (child == 0) {
+		srand(seed);
+		unsigned char *rings = (unsigned char *)&shm->ring[0];
+		unsigned char *data0 = (unsigned char *)shm + USP_DATA_OFFSET;
+		for (int i = 0; i < 200000; i++) {
+			int which = rand() % 3;
+			if (which == 0)
+				rings[rand() % sizeof(shm->ring)] = (unsigned char)rand();
+			else
+				data0[rand() % 8192] = (unsigned char)rand();
+			if (i % 1000 == 0)
+				usleep(100);
+		}
+		_exit(0);
+	}
+	char buf[4096];
+	int eio = 0;
+	for (int i = 0; i < 20000; i++) {
+		ssize_t r = usp_send(sv[1], buf, (size_t)(rand() % 2000), MSG_NOSIGNAL);
+		if (r < 0 && errno == EIO)
+			eio++;
+		r = usp_recv(sv[0], buf, sizeof(buf), 0);
+		if (r < 0 && errno == EIO)
+			eio++;
+		CHECK(r < 0 ? (errno == EAGAIN || errno == EIO || errno == ECONNRESET) : r <= (ssize_t)sizeof(buf),
+		      "%s scribbler: recv %zd errno %s", type_name(type), r, strerror(errno));
+		int n;
+		usp_ioctl(sv[0], FIONREAD, &n);
+		struct pollfd p = {.fd = sv[0], .events = POLLIN | POLLOUT};
+		usp_poll(&p, 1, 0);
+	}
+	int status;
+	waitpid(child, &status, 0);
+	printf("%s scribbler seed %u: %d EIO answers, no crash\n", type_name(type), seed, eio);
+	usp_close(sv[0]);
+	usp_close(sv[1]);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	alarm(60);
+	const int types[] = {SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM};
+	for (int t = 0; t < 3; t++)
+		for (int c = 0; c < N_CORRUPTIONS; c++)
+			corrupt_once(types[t], (enum corruption)c);
+	for (int t = 0; t < 3; t++)
+		random_scribbler(types[t], 1234u + (unsigned)t);
+	if (failures) {
+		fprintf(stderr, "%d failures\n", failures);
+		return 1;
+	}
+	return 0;
+}
