@@ -151,9 +151,6 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 		if (limit > USP_SPIN_MIN_NS)
 			atomic_store_explicit(budget, limit / 2, memory_order_relaxed);
 	}
-	/* A peer that died without releasing would never wake us. */
-	if (liveness)
-		usp__check_peer(s, false);
 	atomic_fetch_add(&ep->sleepers, 1); /* S1: pairs with W1 */
 	uint32_t seq = atomic_load(&ep->event_seq);
 	if (ready(s)) {

@@ -50,6 +50,14 @@
 #define BODY_CHECK_INTERVAL 1024u
 /* Longest warm-up before each measured round. */
 #define MAX_WARMUP_S 0.02
+/*
+ * A throughput run on a channel's first use warms up until this much has
+ * passed (or FIRST_WARMUP_MAX_S, at most half the duration): uspair's rings
+ * are fresh shared memory, and a steady stream walks through all of it, so
+ * the first pass pays a page fault per page.  Later rounds reuse the channel.
+ */
+#define FIRST_WARMUP_BYTES (64u << 20)
+#define FIRST_WARMUP_MAX_S 0.25
 /* Warm-up exchanges of the sleeping-reader measurement. */
 #define SLEEP_WARMUP_EXCHANGES 5
 /* Spins of the shared-memory floor before it yields the CPU once. */
@@ -307,6 +315,20 @@ static double histogram_bucket_value(unsigned bucket)
 	return (double)lower + (double)((uint64_t)1 << shift) / 2.0;
 }
 
+static void histogram_merge(struct histogram *into, const struct histogram *from)
+{
+	if (from->total == 0)
+		return;
+	for (unsigned b = 0; b < HIST_BUCKETS; b++)
+		into->counts[b] += from->counts[b];
+	if (into->total == 0 || from->min_ns < into->min_ns)
+		into->min_ns = from->min_ns;
+	if (from->max_ns > into->max_ns)
+		into->max_ns = from->max_ns;
+	into->total += from->total;
+	into->sum_ns += from->sum_ns;
+}
+
 static void histogram_add(struct histogram *h, uint64_t ns)
 {
 	h->counts[histogram_bucket(ns)]++;
@@ -391,6 +413,7 @@ struct bench {
 	char notes[MAX_NOTES][TEXT_LEN];
 	unsigned note_count;
 	bool warned_not_uspair;
+	struct histogram *run_latency; /* one run's samples, then merged */
 };
 
 static void result_fail(struct impl_result *r, const char *fmt, ...)
@@ -1088,8 +1111,12 @@ struct run {
 	struct cell *cell;
 	enum impl impl;
 	struct impl_result *result;
+	struct histogram *latency; /* this run's samples */
+	struct channel *channel;   /* two-party tests: kept open across rounds */
+	bool first_use;            /* the channel has not carried a run yet */
 	double measure_s; /* measured time, after the warm-up */
 	double warmup_s;
+	double first_warmup_s; /* longest warm-up of a throughput run on first use */
 	char label[TEXT_LEN];
 };
 
@@ -1146,7 +1173,7 @@ static void run_round_trips(struct run *run, const struct channel *ch)
 	const size_t size = run->cell->size;
 	const bool sleeping = run->cell->test == TEST_SLEEP;
 	const unsigned gap_us = run->bench->options->sleep_gap_us;
-	struct histogram *hist = run->result->latency;
+	struct histogram *hist = run->latency;
 	struct peer_job job = {
 		.test = run->cell->test,
 		.stream = run_is_stream(run),
@@ -1277,7 +1304,8 @@ static void run_throughput(struct run *run, const struct channel *ch)
 	/* Read the clock about every 16 KiB received. */
 	const uint64_t clock_every = size >= 16384 ? 1 : 16384 / size;
 	const uint64_t measure_ns = seconds_to_ns(run->measure_s);
-	uint64_t warm_end, start = 0, stop = 0, first_counted = 0, counted = 0;
+	const uint64_t warm_bytes = run->first_use ? FIRST_WARMUP_BYTES : 0;
+	uint64_t warm_end, warm_limit, start = 0, stop = 0, first_counted = 0, counted = 0;
 	bool counting = false, stopping = false;
 	struct peer peer;
 
@@ -1288,6 +1316,7 @@ static void run_throughput(struct run *run, const struct channel *ch)
 		goto out;
 
 	warm_end = now_ns() + seconds_to_ns(run->warmup_s);
+	warm_limit = warm_end + seconds_to_ns(run->first_warmup_s);
 	for (uint64_t seq = 0;; seq++) {
 		poison_message(x.in, size, seq);
 		if (receive_message(x.rx, x.in, size, x.stream, x.why, sizeof(x.why)) != IO_OK ||
@@ -1306,7 +1335,8 @@ static void run_throughput(struct run *run, const struct channel *ch)
 		if (seq % clock_every == 0) {
 			uint64_t t = now_ns();
 
-			if (!counting && t >= warm_end) {
+			if (!counting && t >= warm_end &&
+			    (seq * size >= warm_bytes || t >= warm_limit)) {
 				counting = true;
 				start = t;
 				first_counted = seq;
@@ -1380,29 +1410,63 @@ static void note_if_not_uspair(struct run *run, int fd)
 		   "the \"uspair\" figures may be the kernel's");
 }
 
-static void run_two_party(struct run *run)
-{
-	struct channel ch;
-	int rc = channel_open(&ch, run->impl, run->cell->socktype);
+/*
+ * Channels of one cell, one per implementation, opened on first use and
+ * kept across the rounds (each round forks or starts a new peer on it).
+ */
+struct cell_channels {
+	struct channel channel[IMPL_COUNT];
+	bool open[IMPL_COUNT];
+	bool used[IMPL_COUNT];
+};
 
+static void cell_channels_close(struct cell_channels *channels, enum impl impl)
+{
+	if (channels->open[impl])
+		channel_close(&channels->channel[impl]);
+	channels->open[impl] = false;
+}
+
+/* Opens the run's channel if needed; false if the run cannot go on. */
+static bool run_open_channel(struct run *run, struct cell_channels *channels)
+{
+	struct channel *ch = &channels->channel[run->impl];
+	int rc;
+
+	run->channel = ch;
+	run->first_use = !channels->used[run->impl];
+	if (channels->open[run->impl])
+		return true;
+	rc = channel_open(ch, run->impl, run->cell->socktype);
 	if (rc != 0) {
 		if (rc == -EPROTONOSUPPORT || rc == -ESOCKTNOSUPPORT || rc == -EOPNOTSUPP ||
 		    rc == -EAFNOSUPPORT)
 			result_unsupported(run->result, strerror(-rc));
 		else
 			result_fail(run->result, "creating the pair: %s", strerror(-rc));
-		return;
+		return false;
 	}
-	note_if_not_uspair(run, ch.parent_rx);
-	if (!run_is_stream(run) && !probe_message_size(run, &ch)) {
-		channel_close(&ch);
-		return;
+	channels->open[run->impl] = true;
+	note_if_not_uspair(run, ch->parent_rx);
+	if (!run_is_stream(run) && !probe_message_size(run, ch)) {
+		cell_channels_close(channels, run->impl);
+		return false;
 	}
+	return true;
+}
+
+static void run_two_party(struct run *run, struct cell_channels *channels)
+{
+	if (!run_open_channel(run, channels))
+		return;
 	if (run->cell->test == TEST_THROUGHPUT)
-		run_throughput(run, &ch);
+		run_throughput(run, run->channel);
 	else
-		run_round_trips(run, &ch);
-	channel_close(&ch);
+		run_round_trips(run, run->channel);
+	channels->used[run->impl] = true;
+	/* After a failure the channel's state is unknown: no more rounds. */
+	if (run->result->status == RESULT_FAILED)
+		cell_channels_close(channels, run->impl);
 }
 
 static bool floor_ping(uint64_t seq)
@@ -1426,7 +1490,7 @@ static bool floor_ping(uint64_t seq)
 /* The floor: the same round trip as TEST_RTT through one shared word. */
 static void run_floor(struct run *run)
 {
-	struct histogram *hist = run->result->latency;
+	struct histogram *hist = run->latency;
 	struct peer_job job = { .test = TEST_FLOOR };
 	struct peer peer;
 	uint64_t seq = 0, warm_end, previous, end;
@@ -1774,21 +1838,65 @@ static void plan_build(struct bench *b)
 	}
 }
 
-static void run_once(struct bench *b, struct cell *c, enum impl impl, double round_s)
+/* --verbose: what one run measured, on stderr. */
+static void print_run_figures(const struct run *run, uint64_t messages, double seconds)
 {
+	const struct impl_result *r = run->result;
+	char a[32], b[32], c[32];
+
+	if (r->status == RESULT_FAILED || r->status == RESULT_UNSUPPORTED) {
+		fprintf(stderr, "    %-6s %s: %s\n", impl_names[run->impl], status_names[r->status],
+			r->error);
+		return;
+	}
+	switch (run->cell->test) {
+	case TEST_FLOOR:
+	case TEST_RTT:
+	case TEST_SLEEP:
+		format_us(a, sizeof(a), histogram_quantile(run->latency, 0.50));
+		format_us(b, sizeof(b), histogram_quantile(run->latency, 0.99));
+		format_us(c, sizeof(c), histogram_quantile(run->latency, 0.999));
+		fprintf(stderr, "    %-6s p50 %s  p99 %s  p99.9 %s us  (%" PRIu64 " samples)\n",
+			impl_names[run->impl], a, b, c, run->latency->total);
+		break;
+	case TEST_THROUGHPUT:
+		format_count(a, sizeof(a), (double)messages / seconds);
+		fprintf(stderr, "    %-6s %s msgs/s  %.3f GB/s  (%.3f s)\n", impl_names[run->impl], a,
+			(double)messages * (double)run->cell->size / seconds / 1e9, seconds);
+		break;
+	case TEST_CREATE:
+		fprintf(stderr, "    %-6s %.0f ns per pair\n", impl_names[run->impl],
+			seconds * 1e9 / (double)messages);
+		break;
+	case TEST_MEMORY:
+		fprintf(stderr, "    %-6s %u pairs\n", impl_names[run->impl], r->pairs);
+		break;
+	}
+}
+
+static void run_once(struct bench *b, struct cell *c, enum impl impl, double round_s,
+		     struct cell_channels *channels)
+{
+	struct impl_result *result = &c->result[impl];
+	const uint64_t messages_before = result->messages;
+	const double seconds_before = result->seconds;
 	struct run run = {
 		.bench = b,
 		.cell = c,
 		.impl = impl,
-		.result = &c->result[impl],
+		.result = result,
+		.latency = b->run_latency,
 		.measure_s = round_s,
 		.warmup_s = fmin(MAX_WARMUP_S, round_s / 4),
+		.first_warmup_s = fmin(FIRST_WARMUP_MAX_S, b->duration_s / 2),
 	};
 	double planned_s = run.warmup_s + round_s;
 
 	cell_label(run.label, sizeof(run.label), c);
 	snprintf(run.label + strlen(run.label), sizeof(run.label) - strlen(run.label), " (%s)",
 		 impl_names[impl]);
+	if (c->test == TEST_THROUGHPUT)
+		planned_s += run.first_warmup_s;
 	if (c->test == TEST_SLEEP)
 		planned_s += SLEEP_WARMUP_EXCHANGES * b->options->sleep_gap_us * 2e-6;
 	if (c->test == TEST_MEMORY)
@@ -1801,7 +1909,7 @@ static void run_once(struct bench *b, struct cell *c, enum impl impl, double rou
 	case TEST_RTT:
 	case TEST_SLEEP:
 	case TEST_THROUGHPUT:
-		run_two_party(&run);
+		run_two_party(&run, channels);
 		break;
 	case TEST_CREATE:
 		run_create_close(&run);
@@ -1811,8 +1919,14 @@ static void run_once(struct bench *b, struct cell *c, enum impl impl, double rou
 		break;
 	}
 	watchdog_disarm();
-	if (run.result->status == RESULT_NOT_RUN)
-		run.result->status = RESULT_OK;
+	if (result->status == RESULT_NOT_RUN)
+		result->status = RESULT_OK;
+	if (result->latency)
+		histogram_merge(result->latency, run.latency);
+	if (b->options->verbose)
+		print_run_figures(&run, result->messages - messages_before,
+				  result->seconds - seconds_before);
+	memset(run.latency, 0, sizeof(*run.latency));
 }
 
 static void cell_reset(struct cell *c)
@@ -1833,6 +1947,7 @@ static void run_cell(struct bench *b, struct cell *c)
 	enum impl order[IMPL_COUNT];
 	unsigned count = 0, rounds = b->rounds;
 	double round_s = b->duration_s / rounds;
+	struct cell_channels channels;
 
 	for (unsigned i = 0; i < IMPL_COUNT; i++) {
 		if (!(c->impls & 1u << i))
@@ -1845,6 +1960,7 @@ static void run_cell(struct bench *b, struct cell *c)
 		rounds = 1; /* a snapshot, not a rate */
 	if (c->test == TEST_CREATE)
 		round_s /= 2; /* a quick loop; half the time is plenty */
+	memset(&channels, 0, sizeof(channels));
 
 	for (unsigned round = 0; round < rounds; round++) {
 		for (unsigned k = 0; k < count; k++) {
@@ -1853,9 +1969,11 @@ static void run_cell(struct bench *b, struct cell *c)
 
 			if (status == RESULT_FAILED || status == RESULT_UNSUPPORTED)
 				continue;
-			run_once(b, c, impl, round_s);
+			run_once(b, c, impl, round_s, &channels);
 		}
 	}
+	for (unsigned i = 0; i < IMPL_COUNT; i++)
+		cell_channels_close(&channels, (enum impl)i);
 }
 
 /* ------------------------------------------------------------------------
@@ -2621,6 +2739,7 @@ static void bench_free(struct bench *b)
 		for (unsigned impl = 0; impl < IMPL_COUNT; impl++)
 			free(b->cells[i].result[impl].latency);
 	free(b->cells);
+	free(b->run_latency);
 }
 
 int bench_run(const struct bench_options *options)
@@ -2651,6 +2770,7 @@ int bench_run(const struct bench_options *options)
 	signal(SIGPIPE, SIG_IGN);
 	watchdog_install();
 	raise_descriptor_limit(b.memory_pairs);
+	b.run_latency = xcalloc(1, sizeof(*b.run_latency));
 	plan_build(&b);
 	if (b.cell_count == 0) {
 		fprintf(stderr, "uspair bench: nothing to measure with these options\n");

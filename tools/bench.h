@@ -69,6 +69,7 @@ struct bench_options {
 	unsigned memory_pairs;    /* 0: default */
 	bool quick;
 	bool check;
+	bool verbose;             /* every run's figures on stderr */
 	enum bench_output output;
 	const char *plot_path;    /* NULL: no plot */
 };

@@ -73,6 +73,7 @@ static void print_bench_usage(FILE *out)
 		"  --json          write JSON to stdout instead of the table\n"
 		"  --csv           write CSV to stdout instead of the table\n"
 		"  --plot FILE     also draw FILE (.png or .svg) with gnuplot, if installed\n"
+		"  --verbose       every round's figures on stderr (to judge the noise)\n"
 		"  -h, --help      show this help\n"
 		"\n"
 		"Ratios: for times, \"x faster\" = kernel time / uspair time; for throughput,\n"
@@ -238,6 +239,7 @@ enum {
 	OPT_JSON,
 	OPT_CSV,
 	OPT_PLOT,
+	OPT_VERBOSE,
 };
 
 static const struct option bench_long_options[] = {
@@ -255,6 +257,7 @@ static const struct option bench_long_options[] = {
 	{ "json", no_argument, NULL, OPT_JSON },
 	{ "csv", no_argument, NULL, OPT_CSV },
 	{ "plot", required_argument, NULL, OPT_PLOT },
+	{ "verbose", no_argument, NULL, OPT_VERBOSE },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -331,6 +334,9 @@ static int command_bench(int argc, char **argv)
 			break;
 		case OPT_PLOT:
 			options.plot_path = optarg;
+			break;
+		case OPT_VERBOSE:
+			options.verbose = true;
 			break;
 		case 'h':
 			print_bench_usage(stdout);
