@@ -142,6 +142,7 @@ static void random_scribbler(int type, unsigned seed)
 		return;
 	}
 	struct usp_shared *shm = region_of(sv[0]);
+	fflush(stdout);
 	pid_t child = fork();
 	if (child == 0) {
 		srand(seed);
