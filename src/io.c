@@ -382,6 +382,21 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 
 /* ---- SOCK_DGRAM and SOCK_SEQPACKET: unix_dgram_sendmsg / recvmsg ------- */
 
+/* unix_dgram_disconnected(): a DGRAM socket that finds its peer dead
+ * drops the peer and, with it, every message still in its own receive
+ * queue.  Caller holds our send_lock (lock order: send_lock, recv_lock). */
+static void dgram_disconnect(struct usp_sock *s)
+{
+	usp__lock(&s->self->recv_lock);
+	struct usp_ring *q = s->rxq;
+	atomic_store(&q->head_used, 0);
+	atomic_store(&q->bytes_out, atomic_load(&q->bytes_in));
+	atomic_store(&q->released, atomic_load(&q->charged));
+	atomic_store_explicit(&q->head, atomic_load(&q->tail), memory_order_release);
+	atomic_store(&s->self->dgram_state, USP_DGRAM_REFUSED);
+	usp__unlock(&s->self->recv_lock);
+}
+
 static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 			     size_t len, int flags)
 {
@@ -395,9 +410,6 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 			return r < 0 ? -errno : r;
 		}
 		usp__check_peer(s, false);
-		if (atomic_load_explicit(&s->self->dgram_state, memory_order_relaxed) !=
-		    USP_DGRAM_CONNECTED)
-			return -ENOTCONN;
 	}
 	if (len > (size_t)sndbuf_of(s) - 32)
 		return -EMSGSIZE;
@@ -422,10 +434,16 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 			err = -EPIPE;
 			goto out;
 		}
-		/* A released SEQPACKET peer shut us down above; a DGRAM
-		 * sender learns it here, with the peer's queue purged. */
+		/* Linux 6.x looks up the peer after allocating the skb (the
+		 * dead peer's queue is purged, so allocation succeeds).  A
+		 * released SEQPACKET peer shut us down above; a DGRAM sender
+		 * learns it here, once, then is unconnected. */
 		if (usp__peer_gone(s)) {
-			atomic_store(&s->self->dgram_state, USP_DGRAM_REFUSED);
+			if (atomic_load(&s->self->dgram_state) != USP_DGRAM_CONNECTED) {
+				err = -ENOTCONN;
+				goto out;
+			}
+			dgram_disconnect(s);
 			err = -ECONNREFUSED;
 			goto out;
 		}
@@ -551,10 +569,18 @@ static bool has_control(const struct msghdr *msg)
 	return msg->msg_control && msg->msg_controllen >= sizeof(struct cmsghdr);
 }
 
-ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg, int flags)
+ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 {
-	if (msg->msg_iovlen > UIO_MAXIOV)
+	if (msg_in->msg_iovlen > UIO_MAXIOV)
 		return -EMSGSIZE;
+	/* copy_msghdr_from_user(): no name means no name length, and a
+	 * longer one is cut to a sockaddr_storage */
+	struct msghdr fixed = *msg_in;
+	if (!fixed.msg_name)
+		fixed.msg_namelen = 0;
+	if (fixed.msg_namelen > sizeof(struct sockaddr_storage))
+		fixed.msg_namelen = sizeof(struct sockaddr_storage);
+	const struct msghdr *msg = &fixed;
 	ssize_t len = iov_total(msg->msg_iov, msg->msg_iovlen);
 	if (len < 0)
 		return len;
@@ -638,6 +664,12 @@ ssize_t usp_sendto(int fd, const void *buf, size_t len, int flags,
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return sendto(fd, buf, len, flags, dest_addr, addrlen);
+	/* move_addr_to_kernel(): checked before the protocol sees it */
+	if (dest_addr && addrlen > sizeof(struct sockaddr_storage)) {
+		usp__put(&s);
+		errno = EINVAL;
+		return -1;
+	}
 	struct iovec iov = {(void *)buf, len};
 	struct msghdr msg = {.msg_iov = &iov,
 			     .msg_iovlen = 1,
@@ -699,9 +731,14 @@ ssize_t usp_writev(int fd, const struct iovec *iov, int iovcnt)
 		return writev(fd, iov, iovcnt);
 	ssize_t r = -EINVAL;
 	if (iovcnt >= 0 && iovcnt <= UIO_MAXIOV) {
-		struct msghdr msg = {.msg_iov = (struct iovec *)iov,
-				     .msg_iovlen = (size_t)iovcnt};
-		r = usp__sendmsg(&s, &msg, 0);
+		/* vfs_writev(): nothing to write is not passed to the socket,
+		 * so no empty record is queued (write(fd, p, 0) queues one) */
+		r = iov_total(iov, (size_t)iovcnt);
+		if (r > 0) {
+			struct msghdr msg = {.msg_iov = (struct iovec *)iov,
+					     .msg_iovlen = (size_t)iovcnt};
+			r = usp__sendmsg(&s, &msg, 0);
+		}
 	}
 	usp__put(&s);
 	return ret_errno(r);

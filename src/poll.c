@@ -19,10 +19,11 @@
 
 static bool peer_writable(struct usp_sock *s)
 {
-	/* unix_writable(): (wmem_alloc << 2) <= sndbuf */
+	/* unix_writable(): (refcount of sk_wmem_alloc << 2) <= sndbuf, and
+	 * that refcount is the charge plus the socket's own reference */
 	uint64_t wmem = usp__peer_gone(s) ? 0 : usp__ring_wmem(s->shm, s->txq);
 	int sndbuf = atomic_load_explicit(&s->self->sndbuf, memory_order_relaxed);
-	return (wmem << 2) <= (uint64_t)(sndbuf < 0 ? 0 : sndbuf);
+	return ((wmem + 1) << 2) <= (uint64_t)(sndbuf < 0 ? 0 : sndbuf);
 }
 
 /* unix_poll() for STREAM, unix_dgram_poll() for DGRAM and SEQPACKET. */

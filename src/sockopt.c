@@ -114,7 +114,21 @@ int usp_getsockname(int fd, struct sockaddr *addr, socklen_t *addrlen)
 
 int usp_getpeername(int fd, struct sockaddr *addr, socklen_t *addrlen)
 {
-	return getpeername(fd, addr, addrlen);
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return getpeername(fd, addr, addrlen);
+	/* The backing DGRAM socket is disconnected by uspair's liveness
+	 * probe, not by the user's send; answer from uspair's state.  An
+	 * unnamed peer's name is the same as an unnamed socket's own. */
+	bool refused = s.type == SOCK_DGRAM &&
+		       atomic_load(&s.self->dgram_state) != USP_DGRAM_CONNECTED;
+	usp__put(&s);
+	if (refused) {
+		errno = ENOTCONN;
+		return -1;
+	}
+	return s.type == SOCK_DGRAM ? getsockname(fd, addr, addrlen)
+				    : getpeername(fd, addr, addrlen);
 }
 
 /* unix_shutdown() */
