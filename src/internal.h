@@ -137,6 +137,7 @@ struct usp_endpoint {
 	_Atomic int32_t sndbuf;
 	_Atomic int32_t rcvbuf;
 	_Atomic int32_t rcvlowat;
+	_Atomic int32_t peek_off; /* SO_PEEK_OFF; -1 = off; under recv_lock */
 	_Atomic int64_t rcvtimeo_us; /* 0 = none */
 	_Atomic int64_t sndtimeo_us;
 	_Alignas(USP_CACHELINE) _Atomic int32_t holders; /* fds in all processes */

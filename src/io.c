@@ -151,6 +151,27 @@ static bool recv_ready(struct usp_sock *s)
 	       pair_corrupt(s);
 }
 
+/* SO_PEEK_OFF (sk_peek_offset and its _fwd/_bwd helpers); caller holds
+ * the recv_lock. */
+static size_t peek_skip(struct usp_sock *s, int flags)
+{
+	if (!(flags & MSG_PEEK))
+		return 0;
+	int32_t off = atomic_load_explicit(&s->self->peek_off, memory_order_relaxed);
+	return off > 0 ? (size_t)off : 0;
+}
+
+static void peek_off_move(struct usp_sock *s, int64_t delta)
+{
+	int32_t off = atomic_load_explicit(&s->self->peek_off, memory_order_relaxed);
+	if (off < 0)
+		return;
+	int64_t v = off + delta;
+	atomic_store_explicit(&s->self->peek_off,
+			      (int32_t)(v < 0 ? 0 : v > INT32_MAX ? INT32_MAX : v),
+			      memory_order_relaxed);
+}
+
 /* Publish a record (P1: pairs with C1 in the receiver) and wake the peer. */
 static void publish(struct usp_sock *s, uint64_t tail, uint32_t len,
 		    uint32_t truesize)
@@ -307,6 +328,7 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	usp__lock(&s->self->recv_lock);
 	uint64_t pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
 	bool first = true;
+	size_t skip = peek_skip(s, flags);
 	do {
 		if (pair_corrupt(s)) {
 			err = -EIO;
@@ -358,13 +380,24 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 			break;
 		}
 		size_t avail = rec.len - used;
+		if (skip >= avail) {
+			/* the peek offset is past this record */
+			skip -= avail;
+			pos = rec.next;
+			continue;
+		}
+		used += (uint32_t)skip;
+		avail -= skip;
+		skip = 0;
 		size_t chunk = avail < len - copied ? avail : len - copied;
 		cursor_copy_in(&cur, rec.data + used, chunk);
 		copied += chunk;
 		if (peek) {
+			peek_off_move(s, (int64_t)chunk);
 			pos = rec.next;
 			continue;
 		}
+		peek_off_move(s, -(int64_t)chunk);
 		if (used + chunk < rec.len) {
 			atomic_store_explicit(&s->rxq->head_used, used + (uint32_t)chunk,
 					      memory_order_relaxed);
@@ -497,6 +530,7 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	struct usp_wait w;
 	usp__wait_init(&w, timeo_of(&s->self->rcvtimeo_us));
 	struct usp_rec rec;
+	size_t skip = 0;
 	ssize_t err;
 
 	usp__lock(&s->self->recv_lock);
@@ -508,9 +542,17 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		/* __skb_try_recv_datagram(): the pending error comes first */
 		if ((err = sock_error(s)))
 			goto out;
-		uint64_t head = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
+		uint64_t pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
 		uint64_t tail = usp__ld_acq(&s->rxq->tail); /* C1 */
-		int r = usp__ring_peek(s->shm, s->rxq, s->rxdata, head, tail, &rec);
+		/* __skb_try_recv_from_queue(): a peek offset skips whole
+		 * messages, then starts inside the one it lands in */
+		skip = peek_skip(s, flags);
+		int r;
+		while ((r = usp__ring_peek(s->shm, s->rxq, s->rxdata, pos, tail, &rec)) == 0 &&
+		       skip && skip >= rec.len) {
+			skip -= rec.len;
+			pos = rec.next;
+		}
 		if (r == 0)
 			break;
 		if (r == -EIO) {
@@ -543,7 +585,7 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 			goto out;
 		}
 	}
-	size_t size = rec.len;
+	size_t size = rec.len - skip;
 	msg->msg_flags = flags & MSG_CMSG_CLOEXEC;
 	if (size > len) {
 		size = len;
@@ -551,12 +593,16 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	}
 	struct iov_cursor cur;
 	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
-	cursor_copy_in(&cur, rec.data, size);
-	if (!(flags & MSG_PEEK))
+	cursor_copy_in(&cur, rec.data + skip, size);
+	if (flags & MSG_PEEK) {
+		peek_off_move(s, (int64_t)size);
+	} else {
 		consume(s, &rec, usp__dgram_truesize(rec.len));
+		peek_off_move(s, -(int64_t)rec.len);
+	}
 	msg->msg_namelen = 0;
 	msg->msg_controllen = 0;
-	err = (flags & MSG_TRUNC) ? (ssize_t)rec.len : (ssize_t)size;
+	err = (flags & MSG_TRUNC) ? (ssize_t)(rec.len - skip) : (ssize_t)size;
 out:
 	usp__unlock(&s->self->recv_lock);
 	return err;

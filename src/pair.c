@@ -56,6 +56,7 @@ static void endpoint_init(struct usp_endpoint *ep)
 	atomic_init(&ep->sndbuf, usp__default_sndbuf());
 	atomic_init(&ep->rcvbuf, usp__default_rcvbuf());
 	atomic_init(&ep->rcvlowat, 1);
+	atomic_init(&ep->peek_off, -1);
 	usp__lock_init(&ep->send_lock);
 	usp__lock_init(&ep->recv_lock);
 }

@@ -55,6 +55,13 @@ static void mirror_option(struct usp_sock *s, int optname)
 		if (!getsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &v, &len))
 			atomic_store(&s->self->rcvlowat, v);
 		break;
+	case SO_PEEK_OFF:
+		if (!getsockopt(s->fd, SOL_SOCKET, SO_PEEK_OFF, &v, &len)) {
+			usp__lock(&s->self->recv_lock);
+			atomic_store(&s->self->peek_off, v);
+			usp__unlock(&s->self->recv_lock);
+		}
+		break;
 	case SO_RCVTIMEO_OLD:
 	case SO_RCVTIMEO_NEW:
 		len = sizeof(tv);
@@ -96,9 +103,11 @@ int usp_getsockopt(int fd, int level, int optname, void *optval,
 		return getsockopt(fd, level, optname, optval, optlen);
 	/* The kernel checks optlen and the buffers and writes its value. */
 	int r = getsockopt(fd, level, optname, optval, optlen);
-	if (r == 0 && level == SOL_SOCKET && optname == SO_ERROR) {
-		int err = -atomic_exchange(&s.self->sk_err, 0);
-		int v = -err;
+	if (r == 0 && level == SOL_SOCKET &&
+	    (optname == SO_ERROR || optname == SO_PEEK_OFF)) {
+		/* state that moves with the data lives in shared memory */
+		int v = optname == SO_ERROR ? atomic_exchange(&s.self->sk_err, 0)
+					    : atomic_load(&s.self->peek_off);
 		memcpy(optval, &v, *optlen < sizeof(v) ? *optlen : sizeof(v));
 	}
 	int saved = errno;
