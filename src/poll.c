@@ -74,6 +74,8 @@ static int scan_uspair(struct pollfd *fds, nfds_t nfds, const bool *is_usp,
 
 int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
+	if (!fds)
+		return poll(fds, nfds, timeout); /* the kernel's EFAULT/EINVAL */
 	bool small[64];
 	bool *is_usp = nfds <= 64 ? small : calloc(nfds, sizeof(bool));
 	if (!is_usp) {
