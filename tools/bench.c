@@ -22,6 +22,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -48,6 +49,9 @@
 
 /* How often (in messages) the whole payload is compared, not just stamps. */
 #define BODY_CHECK_INTERVAL 1024u
+/* In between, one byte in every SPOT_CHECK_STRIDE is compared, so that a
+ * misplaced piece of a large message shows at little cost. */
+#define SPOT_CHECK_STRIDE 4093u
 /* Longest warm-up before each measured round. */
 #define MAX_WARMUP_S 0.02
 /*
@@ -64,12 +68,15 @@
 #define FLOOR_SPINS_BEFORE_YIELD (1u << 16)
 /* A run that has not finished this long after its planned end is stuck. */
 #define WATCHDOG_GRACE_S 5.0
-/* After the first watchdog signal, how long until the benchmark gives up. */
-#define WATCHDOG_HARD_S 5
+/* After the first watchdog signal, how long until the benchmark gives up
+ * (longer than unblocking and joining a peer takes). */
+#define WATCHDOG_HARD_S 10
 /* How long a peer may take to finish after it was told to stop. */
 #define PEER_JOIN_TIMEOUT_S 3.0
 /* Below this ratio uspair is called slower (a few percent is noise). */
 #define SLOWER_THAN_KERNEL 0.95
+/* Pause before the memory test's first reading. */
+#define MEMORY_SETTLE_US 100000u
 #define MAX_NOTES 32
 #define TEXT_LEN 200
 
@@ -392,6 +399,7 @@ struct impl_result {
 	double seconds;
 	unsigned pairs; /* memory: pairs held */
 	struct memory_per_pair idle, used;
+	double bulk_rss_kib; /* memory: RSS growth of one pair after BULK_BYTES */
 };
 
 struct cell {
@@ -556,6 +564,7 @@ struct shared_control {
 	atomic_int sender_done;
 	_Atomic uint64_t final_seq;
 	_Alignas(64) atomic_int peer_failed;
+	atomic_int peer_finished; /* the peer has returned from its work */
 	char peer_error[TEXT_LEN + 8]; /* "peer: " and a why[] */
 };
 
@@ -568,6 +577,7 @@ static void control_reset(void)
 	atomic_store(&control->sender_done, 0);
 	atomic_store(&control->final_seq, 0);
 	atomic_store(&control->peer_failed, 0);
+	atomic_store(&control->peer_finished, 0);
 	control->peer_error[0] = '\0';
 }
 
@@ -706,8 +716,36 @@ static int channel_open(struct channel *ch, enum impl impl, int socktype)
 static void channel_close(struct channel *ch)
 {
 	for (int i = 0; i < ch->fd_count; i++)
-		usp_close(ch->fds[i]);
+		if (ch->fds[i] >= 0)
+			usp_close(ch->fds[i]);
 	ch->fd_count = 0;
+}
+
+/* Closes one side's descriptors (a forked peer drops the parent's). */
+static void channel_close_side(const struct channel *ch, bool parent_side)
+{
+	int rx = parent_side ? ch->parent_rx : ch->peer_rx;
+	int tx = parent_side ? ch->parent_tx : ch->peer_tx;
+
+	usp_close(rx);
+	if (tx != rx)
+		usp_close(tx);
+}
+
+/* Wakes a peer blocked on a channel that is out of step, for good: shuts a
+ * socket down, or closes the parent's ends of the pipes. */
+static void channel_break(struct channel *ch)
+{
+	if (ch->parent_rx == ch->parent_tx) {
+		usp_shutdown(ch->parent_tx, SHUT_RDWR);
+		return;
+	}
+	for (int i = 0; i < ch->fd_count; i++) {
+		if (ch->fds[i] == ch->parent_rx || ch->fds[i] == ch->parent_tx) {
+			usp_close(ch->fds[i]);
+			ch->fds[i] = -1;
+		}
+	}
 }
 
 /* ------------------------------------------------------------------------
@@ -752,9 +790,12 @@ static void poison_message(uint8_t *buf, size_t size, uint64_t seq)
 		buf[size - 1] = (uint8_t)~stamp_last(seq);
 }
 
-static bool message_has_stamps(const uint8_t *buf, size_t size, uint64_t seq)
+static bool report_wrong_byte(const uint8_t *got, const uint8_t *pattern, uint64_t seq,
+			      size_t at, char *why, size_t why_len)
 {
-	return buf[0] == stamp_first(seq) && (size < 2 || buf[size - 1] == stamp_last(seq));
+	snprintf(why, why_len, "message %" PRIu64 ": byte %zu is 0x%02x, expected 0x%02x", seq, at,
+		 got[at], pattern[at]);
+	return false;
 }
 
 static bool verify_message(const uint8_t *got, const uint8_t *pattern, size_t size,
@@ -770,17 +811,18 @@ static bool verify_message(const uint8_t *got, const uint8_t *pattern, size_t si
 			 seq, got[size - 1], stamp_last(seq));
 		return false;
 	}
-	if (size > 2 && seq % BODY_CHECK_INTERVAL == 0 &&
-	    memcmp(got + 1, pattern + 1, size - 2) != 0) {
-		size_t at = 1;
-
-		while (got[at] == pattern[at])
-			at++;
-		snprintf(why, why_len,
-			 "message %" PRIu64 ": byte %zu is 0x%02x, expected 0x%02x", seq, at,
-			 got[at], pattern[at]);
-		return false;
+	if (size <= 2)
+		return true;
+	if (seq % BODY_CHECK_INTERVAL == 0) {
+		if (memcmp(got + 1, pattern + 1, size - 2) == 0)
+			return true;
+		for (size_t at = 1; at < size - 1; at++)
+			if (got[at] != pattern[at])
+				return report_wrong_byte(got, pattern, seq, at, why, why_len);
 	}
+	for (size_t at = 1 + seq % SPOT_CHECK_STRIDE; at < size - 1; at += SPOT_CHECK_STRIDE)
+		if (got[at] != pattern[at])
+			return report_wrong_byte(got, pattern, seq, at, why, why_len);
 	return true;
 }
 
@@ -872,6 +914,9 @@ struct peer_job {
 	bool stream;
 	size_t size;
 	int rx_fd, tx_fd;
+	/* A forked peer closes the parent's ends first and its own at the
+	 * end, as a program would; NULL for the floor. */
+	const struct channel *channel;
 };
 
 /* Round trips: send back every message until told to stop. */
@@ -981,6 +1026,7 @@ static void peer_main(const struct peer_job *job)
 	default:
 		break;
 	}
+	atomic_store_explicit(&control->peer_finished, 1, memory_order_release);
 }
 
 struct peer {
@@ -1013,7 +1059,11 @@ static int peer_start(struct peer *peer, enum peer_kind kind, struct peer_job *j
 			if (getppid() != parent)
 				_exit(0);
 			signal(SIGALRM, SIG_DFL);
+			if (job->channel)
+				channel_close_side(job->channel, true);
 			peer_main(job);
+			if (job->channel)
+				channel_close_side(job->channel, false);
 			_exit(0);
 		}
 		peer->pid = pid;
@@ -1095,9 +1145,10 @@ static bool peer_join(struct peer *peer, const char *label, char *why, size_t wh
 		/* A thread cannot be killed safely: it may hold the library's
 		 * locks.  Nothing after this could be trusted. */
 		fprintf(stderr,
-			"uspair bench: %s: peer thread still blocked %.0f s after it was told to stop "
-			"(%s); cannot continue\n",
-			label, PEER_JOIN_TIMEOUT_S, strerror(rc));
+			"uspair bench: %s: peer thread still busy %.0f s after it was told to stop%s%s; "
+			"cannot continue\n",
+			label, PEER_JOIN_TIMEOUT_S, rc == ETIMEDOUT ? "" : ": ",
+			rc == ETIMEDOUT ? "" : strerror(rc));
 		exit(1);
 	}
 }
@@ -1167,8 +1218,39 @@ static bool exchange_once(struct exchange *x, uint64_t seq)
 	return verify_message(x->in, x->pattern, x->size, seq, x->why, sizeof(x->why));
 }
 
+/*
+ * After a failure the channel may be out of step and the peer blocked in a
+ * read or a write.  Stream-like channels are broken (EOF and EPIPE for the
+ * peer); a datagram peer gets a one-byte wake-up and is drained until it
+ * has finished, for two seconds at most.
+ */
+#define UNBLOCK_TIMEOUT_S 2.0
+
+static void unblock_peer(struct channel *ch, size_t size, bool datagrams)
+{
+	const uint64_t deadline = now_ns() + seconds_to_ns(UNBLOCK_TIMEOUT_S);
+	uint8_t *scratch;
+	uint8_t wake = 0;
+
+	atomic_store(&control->stop, 1);
+	if (!datagrams) {
+		channel_break(ch);
+		return;
+	}
+	usp_send(ch->parent_tx, &wake, 1, MSG_DONTWAIT);
+	scratch = xmalloc(size + 1);
+	while (!atomic_load(&control->peer_finished) && now_ns() < deadline) {
+		struct pollfd pfd = { .fd = ch->parent_rx, .events = POLLIN };
+
+		if (usp_poll(&pfd, 1, 10) > 0 && usp_read(ch->parent_rx, scratch, size + 1) < 0 &&
+		    errno != EINTR)
+			break;
+	}
+	free(scratch);
+}
+
 /* Round trips (TEST_RTT, TEST_SLEEP): the peer echoes each message. */
-static void run_round_trips(struct run *run, const struct channel *ch)
+static void run_round_trips(struct run *run, struct channel *ch)
 {
 	const size_t size = run->cell->size;
 	const bool sleeping = run->cell->test == TEST_SLEEP;
@@ -1180,6 +1262,7 @@ static void run_round_trips(struct run *run, const struct channel *ch)
 		.size = size,
 		.rx_fd = ch->peer_rx,
 		.tx_fd = ch->peer_tx,
+		.channel = ch,
 	};
 	struct exchange x = {
 		.tx = ch->parent_tx,
@@ -1248,14 +1331,16 @@ static void run_round_trips(struct run *run, const struct channel *ch)
 				break;
 		}
 	}
-	if (!ok)
+	if (ok) {
+		/* Stop the echo: a stream needs a whole message, a datagram peer
+		 * takes any (one byte, in case whole ones are refused). */
+		atomic_store_explicit(&control->stop, 1, memory_order_release);
+		stamp_message(x.out, size, seq);
+		send_message(x.tx, x.out, job.stream ? size : 1, job.stream, x.why, sizeof(x.why));
+	} else {
 		result_fail(run->result, "%s", x.why);
-
-	/* Stop the echo: a stream needs a whole message, a datagram peer
-	 * takes any (one byte, in case whole ones are refused). */
-	atomic_store_explicit(&control->stop, 1, memory_order_release);
-	stamp_message(x.out, size, seq);
-	send_message(x.tx, x.out, job.stream ? size : 1, job.stream, x.why, sizeof(x.why));
+		unblock_peer(ch, size, !job.stream);
+	}
 	run_finish_peer(run, &peer);
 out:
 	free(x.out);
@@ -1263,28 +1348,8 @@ out:
 	free(pattern);
 }
 
-/* After a failure in the middle of a throughput run: let the sender finish
- * so that it does not stay blocked on a full queue.  Best effort. */
-static void drain_sender(const struct exchange *x)
-{
-	uint8_t *scratch = xmalloc(x->size + 1);
-	char why[TEXT_LEN];
-
-	atomic_store(&control->stop, 1);
-	for (;;) {
-		bool done = atomic_load_explicit(&control->sender_done, memory_order_acquire);
-		uint64_t final = atomic_load(&control->final_seq);
-
-		if (receive_message(x->rx, scratch, x->size, x->stream, why, sizeof(why)) != IO_OK)
-			break;
-		if (done && message_has_stamps(scratch, x->size, final))
-			break;
-	}
-	free(scratch);
-}
-
 /* One-way throughput: the peer sends, this side receives and counts. */
-static void run_throughput(struct run *run, const struct channel *ch)
+static void run_throughput(struct run *run, struct channel *ch)
 {
 	const size_t size = run->cell->size;
 	struct peer_job job = {
@@ -1293,6 +1358,7 @@ static void run_throughput(struct run *run, const struct channel *ch)
 		.size = size,
 		.rx_fd = ch->peer_rx,
 		.tx_fd = ch->peer_tx,
+		.channel = ch,
 	};
 	struct exchange x = {
 		.rx = ch->parent_rx,
@@ -1322,7 +1388,7 @@ static void run_throughput(struct run *run, const struct channel *ch)
 		if (receive_message(x.rx, x.in, size, x.stream, x.why, sizeof(x.why)) != IO_OK ||
 		    !verify_message(x.in, pattern, size, seq, x.why, sizeof(x.why))) {
 			result_fail(run->result, "%s", x.why);
-			drain_sender(&x);
+			unblock_peer(ch, size, !job.stream);
 			break;
 		}
 		if (stopping) {
@@ -1662,6 +1728,82 @@ static void memory_per_pair(struct memory_per_pair *out, const struct memory_sna
 	out->slab_kib = (after->slab_kib - before->slab_kib) / pairs;
 }
 
+/*
+ * RSS growth of one pair that has carried BULK_BYTES one way: a kernel
+ * socket frees its buffers as they are read; shared memory stays resident
+ * once touched.  The peer is a thread, so its touches count in this
+ * process's RSS; the first messages warm up both sides' buffers and stacks.
+ */
+#define BULK_BYTES (64u << 20)
+#define BULK_MESSAGE (64u << 10)
+#define BULK_WARMUP_MESSAGES 4
+
+static bool measure_bulk_rss(struct run *run, double *rss_kib, char *why, size_t why_len)
+{
+	struct channel ch;
+	struct peer peer;
+	struct peer_job job = {
+		.test = TEST_THROUGHPUT,
+		.stream = run->cell->socktype == SOCK_STREAM,
+		.size = BULK_MESSAGE,
+	};
+	uint8_t *in = xmalloc(BULK_MESSAGE + 1), *pattern = xmalloc(BULK_MESSAGE + 1);
+	struct memory_snapshot before, after;
+	bool stopping = false, ok = true;
+	int rc = channel_open(&ch, run->impl, run->cell->socktype);
+
+	if (rc != 0) {
+		snprintf(why, why_len, "socketpair: %s", strerror(-rc));
+		free(in);
+		free(pattern);
+		return false;
+	}
+	fill_pattern(pattern, BULK_MESSAGE);
+	job.rx_fd = ch.peer_rx;
+	job.tx_fd = ch.peer_tx;
+	control_reset();
+	rc = peer_start(&peer, PEER_THREAD, &job);
+	if (rc != 0) {
+		snprintf(why, why_len, "starting the writer thread: %s", strerror(-rc));
+		ok = false;
+	}
+	for (uint64_t seq = 0; ok; seq++) {
+		poison_message(in, BULK_MESSAGE, seq);
+		if (receive_message(ch.parent_rx, in, BULK_MESSAGE, job.stream, why, why_len) != IO_OK ||
+		    !verify_message(in, pattern, BULK_MESSAGE, seq, why, why_len)) {
+			ok = false;
+			break;
+		}
+		if (stopping) {
+			if (atomic_load_explicit(&control->sender_done, memory_order_acquire) &&
+			    seq == atomic_load_explicit(&control->final_seq, memory_order_relaxed))
+				break;
+			continue;
+		}
+		if (seq + 1 == BULK_WARMUP_MESSAGES)
+			memory_snapshot_take(&before);
+		if ((seq + 1) * BULK_MESSAGE >= BULK_BYTES) {
+			memory_snapshot_take(&after);
+			stopping = true;
+			atomic_store(&control->stop, 1);
+		}
+	}
+	if (!ok && peer.started)
+		unblock_peer(&ch, BULK_MESSAGE, !job.stream);
+	if (peer.started && !peer_join(&peer, run->label, why, why_len))
+		ok = false;
+	if (ok && atomic_load(&control->peer_failed)) {
+		snprintf(why, why_len, "%.180s", control->peer_error);
+		ok = false;
+	}
+	channel_close(&ch);
+	free(in);
+	free(pattern);
+	if (ok)
+		*rss_kib = after.rss_kib - before.rss_kib;
+	return ok;
+}
+
 /* Create many pairs, read the process's memory; then use each once and
  * read it again. */
 static void run_memory(struct run *run)
@@ -1684,6 +1826,9 @@ static void run_memory(struct run *run)
 	note_if_not_uspair(run, sv[0]);
 	close_pair(sv, why, sizeof(why));
 
+	/* Sockets closed by earlier tests go back to the slab a little later
+	 * (RCU); let that settle so that the kernel's figure means something. */
+	sleep_us(MEMORY_SETTLE_US);
 	memory_snapshot_take(&before);
 	while (created < wanted) {
 		rc = open_pair(run->impl, run->cell->socktype, pairs[created]);
@@ -1714,6 +1859,10 @@ static void run_memory(struct run *run)
 	run->result->pairs = created;
 	memory_per_pair(&run->result->idle, &before, &idle, created);
 	memory_per_pair(&run->result->used, &before, &used, created);
+	run->result->bulk_rss_kib = NAN;
+	if (run->result->status != RESULT_FAILED &&
+	    !measure_bulk_rss(run, &run->result->bulk_rss_kib, why, sizeof(why)))
+		result_fail(run->result, "one pair carrying %u MiB: %s", BULK_BYTES >> 20, why);
 }
 
 /* Enough descriptors for the memory test (each pair takes two). */
@@ -1828,14 +1977,14 @@ static void plan_build(struct bench *b)
 				if (o->types & socktype_bits[t])
 					plan_add(b, TEST_SLEEP, socktypes[t], smallest, peers[p]);
 	}
-	for (size_t t = 0; t < SOCKTYPE_COUNT; t++) {
-		if (!(o->types & socktype_bits[t]))
-			continue;
-		if (o->tests & BENCH_TEST_CREATE)
-			plan_add(b, TEST_CREATE, socktypes[t], 0, PEER_PROCESS);
-		if (o->tests & BENCH_TEST_MEMORY)
+	/* Memory before socketpair+close: the latter leaves the kernel
+	 * freeing thousands of sockets for a while after. */
+	for (size_t t = 0; t < SOCKTYPE_COUNT; t++)
+		if ((o->types & socktype_bits[t]) && (o->tests & BENCH_TEST_MEMORY))
 			plan_add(b, TEST_MEMORY, socktypes[t], b->memory_pairs, PEER_PROCESS);
-	}
+	for (size_t t = 0; t < SOCKTYPE_COUNT; t++)
+		if ((o->types & socktype_bits[t]) && (o->tests & BENCH_TEST_CREATE))
+			plan_add(b, TEST_CREATE, socktypes[t], 0, PEER_PROCESS);
 }
 
 /* --verbose: what one run measured, on stderr. */
@@ -2185,18 +2334,19 @@ static void print_memory_section(const struct bench *b, FILE *out)
 			continue;
 		if (!any) {
 			fprintf(out,
-				"\nMEMORY PER PAIR (KiB per pair, %zu pairs held open; slab = kernel "
-				"slab from /proc/meminfo, system-wide, approximate)\n",
-				c->size);
-			fprintf(out, "%-9s %-9s %6s | %8s %8s %10s %8s | %12s %12s\n", "type", "impl",
-				"pairs", "idle RSS", "PSS", "virtual", "slab", "used-once RSS",
-				"PSS");
+				"\nMEMORY PER PAIR (KiB per pair, %zu pairs held open; used = after one "
+				"byte each way;\nslab = kernel slab from /proc/meminfo, system-wide, "
+				"approximate; bulk RSS = growth of one pair\nthat carried %u MiB one way)\n",
+				c->size, BULK_BYTES >> 20);
+			fprintf(out, "%-9s %-9s %6s | %8s %8s %10s %8s | %8s %8s | %11s\n", "type",
+				"impl", "pairs", "idle RSS", "PSS", "virtual", "slab", "used RSS", "PSS",
+				"bulk RSS");
 			any = true;
 		}
 		for (unsigned impl = 0; impl < IMPL_COUNT; impl++) {
 			const struct impl_result *res = &c->result[impl];
 			const bool ok = result_usable(res);
-			char rss[32], pss[32], virt[32], slab[32], urss[32], upss[32];
+			char rss[32], pss[32], virt[32], slab[32], urss[32], upss[32], bulk[32];
 
 			if (!(c->impls & 1u << impl))
 				continue;
@@ -2206,9 +2356,10 @@ static void print_memory_section(const struct bench *b, FILE *out)
 			format_number(slab, sizeof(slab), ok ? res->idle.slab_kib : NAN, 1);
 			format_number(urss, sizeof(urss), ok ? res->used.rss_kib : NAN, 1);
 			format_number(upss, sizeof(upss), ok ? res->used.pss_kib : NAN, 1);
-			fprintf(out, "%-9s %-9s %6u | %8s %8s %10s %8s | %12s %12s",
+			format_number(bulk, sizeof(bulk), ok ? res->bulk_rss_kib : NAN, 0);
+			fprintf(out, "%-9s %-9s %6u | %8s %8s %10s %8s | %8s %8s | %11s",
 				impl == IMPL_KERNEL ? socktype_name(c->socktype) : "", impl_names[impl],
-				res->pairs, rss, pss, virt, slab, urss, upss);
+				res->pairs, rss, pss, virt, slab, urss, upss, bulk);
 			print_error_suffix(out, res);
 			if (res->note[0])
 				fprintf(out, "  (%s)", res->note);
@@ -2385,6 +2536,7 @@ static void print_json(const struct bench *b, FILE *out)
 				json_number(out, "slab_kib_per_pair", ok ? r->idle.slab_kib : NAN);
 				json_number(out, "used_rss_kib_per_pair", ok ? r->used.rss_kib : NAN);
 				json_number(out, "used_pss_kib_per_pair", ok ? r->used.pss_kib : NAN);
+				json_number(out, "bulk_rss_kib_one_pair", ok ? r->bulk_rss_kib : NAN);
 				if (uspair)
 					json_number(out, "ratio_vs_kernel", cell_memory_ratio(c));
 				break;
@@ -2424,7 +2576,8 @@ static void print_csv(const struct bench *b, FILE *out)
 {
 	fputs("test,mode,type,size,peer,impl,status,samples,p50_us,p99_us,p999_us,mean_us,"
 	      "msgs_per_s,gb_per_s,ns_per_pair,pairs,rss_kib_per_pair,pss_kib_per_pair,"
-	      "virt_kib_per_pair,slab_kib_per_pair,speedup_vs_kernel,ratio_vs_kernel,error\n",
+	      "virt_kib_per_pair,slab_kib_per_pair,bulk_rss_kib,speedup_vs_kernel,ratio_vs_kernel,"
+	      "error\n",
 	      out);
 	for (size_t i = 0; i < b->cell_count; i++) {
 		const struct cell *c = &b->cells[i];
@@ -2469,6 +2622,7 @@ static void print_csv(const struct bench *b, FILE *out)
 			csv_number(out, c->test == TEST_MEMORY && ok ? r->idle.pss_kib : NAN);
 			csv_number(out, c->test == TEST_MEMORY && ok ? r->idle.virt_kib : NAN);
 			csv_number(out, c->test == TEST_MEMORY && ok ? r->idle.slab_kib : NAN);
+			csv_number(out, c->test == TEST_MEMORY && ok ? r->bulk_rss_kib : NAN);
 			csv_number(out, speedup);
 			csv_number(out, ratio);
 			csv_text(out, r->error);
@@ -2613,7 +2767,7 @@ static void write_plot(const struct bench *b, const char *path)
 	fputs("\nset datafile missing '-'\n"
 	      "set style data histograms\nset style histogram clustered gap 1\n"
 	      "set style fill solid 0.85 border -1\nset boxwidth 0.9\n"
-	      "set grid ytics\nset key top left\nset xtics rotate by -35 scale 0\n"
+	      "set grid ytics\nset key top left\nset xtics rotate by 30 right scale 0\n"
 	      "set yrange [0:*]\n",
 	      gp);
 	fprintf(gp, "set multiplot layout %zu,1 title 'uspair bench: uspair vs kernel socketpair "
