@@ -68,7 +68,7 @@ $(BUILD)/uspair: $(TOOL_SRCS) $(STLIB)
 	$(CC) $(ALL_CFLAGS) $(TOOL_SRCS) $(STLIB) -o $@ $(ALL_LDFLAGS) -lm
 
 check runtests: all
-	BUILD=$(BUILD) SAN=$(SAN) test/runtests.sh $(TEST_BINS)
+	BUILD=$(BUILD) SAN=$(SAN) bash test/runtests.sh $(TEST_BINS)
 
 # Every test, plain, under ASan+UBSan and under TSan, then the quick
 # benchmark regression check (ratios against the kernel, generous bounds).

@@ -75,6 +75,27 @@ static void cursor_copy_in(struct iov_cursor *c, const unsigned char *src, size_
 	}
 }
 
+/*
+ * Pointers that cannot be mapped (below the kernel's mmap_min_addr, NULL
+ * included) fail with EFAULT where the kernel would fault on them.  Other
+ * bad pointers are not checked: that would take a system call per copy
+ * (docs/DESIGN.md, "Known differences").
+ */
+#define USP_LOW_ADDR 4096u
+
+static bool bad_ptr(const void *p)
+{
+	return (uintptr_t)p < USP_LOW_ADDR;
+}
+
+static bool iov_has_bad(const struct iovec *iov, size_t cnt)
+{
+	for (size_t i = 0; i < cnt; i++)
+		if (iov[i].iov_len && bad_ptr(iov[i].iov_base))
+			return true;
+	return false;
+}
+
 /* Total length, as import_iovec() computes it (MAX_RW_COUNT cap). */
 static ssize_t iov_total(const struct iovec *iov, size_t cnt)
 {
@@ -243,6 +264,7 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	struct usp_wait w;
 	usp__wait_init(&w, timeo_of(&s->self->sndtimeo_us));
 	bool nonblock = sock_nonblock(s, flags);
+	bool bad_user = iov_has_bad(msg->msg_iov, msg->msg_iovlen);
 	size_t sent = 0;
 	ssize_t err = 0;
 
@@ -287,6 +309,10 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 			}
 			continue;
 		}
+		if (bad_user) {
+			err = -EFAULT;
+			break;
+		}
 		cursor_copy_out(&cur, payload, chunk);
 		/* unix_stream_sendmsg checks the peer after filling the skb */
 		if (usp__peer_gone(s) ||
@@ -311,6 +337,7 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
 	bool peek = flags & MSG_PEEK;
 	bool nonblock = sock_nonblock(s, flags);
+	bool bad_user = iov_has_bad(msg->msg_iov, msg->msg_iovlen);
 	size_t target;
 	if (flags & MSG_WAITALL)
 		target = len;
@@ -390,6 +417,10 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		avail -= skip;
 		skip = 0;
 		size_t chunk = avail < len - copied ? avail : len - copied;
+		if (chunk && bad_user) {
+			err = -EFAULT; /* nothing consumed, as in the kernel */
+			break;
+		}
 		cursor_copy_in(&cur, rec.data + used, chunk);
 		copied += chunk;
 		if (peek) {
@@ -487,6 +518,10 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 			r = usp__ring_reserve(s->shm, s->txq, s->txdata,
 					      (uint32_t)len, &s->peer->recv_lock,
 					      &tail, &payload);
+		if (r == 0 && iov_has_bad(msg->msg_iov, msg->msg_iovlen)) {
+			err = -EFAULT;
+			goto out;
+		}
 		if (r == 0) {
 			cursor_copy_out(&cur, payload, len);
 			if (shutdown_bits(s->peer) & USP_RCV_SHUTDOWN) {
@@ -593,6 +628,15 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	}
 	struct iov_cursor cur;
 	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+	if (size && iov_has_bad(msg->msg_iov, msg->msg_iovlen)) {
+		/* unix_dgram_recvmsg() has dequeued the message already */
+		if (!(flags & MSG_PEEK)) {
+			consume(s, &rec, usp__dgram_truesize(rec.len));
+			peek_off_move(s, -(int64_t)rec.len);
+		}
+		err = -EFAULT;
+		goto out;
+	}
 	cursor_copy_in(&cur, rec.data + skip, size);
 	if (flags & MSG_PEEK) {
 		peek_off_move(s, (int64_t)size);
@@ -619,6 +663,8 @@ ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 {
 	if (msg_in->msg_iovlen > UIO_MAXIOV)
 		return -EMSGSIZE;
+	if (msg_in->msg_iovlen && bad_ptr(msg_in->msg_iov))
+		return -EFAULT;
 	/* copy_msghdr_from_user(): no name means no name length, and a
 	 * longer one is cut to a sockaddr_storage */
 	struct msghdr fixed = *msg_in;
@@ -641,6 +687,8 @@ ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg, int flags)
 {
 	if (msg->msg_iovlen > UIO_MAXIOV)
 		return -EMSGSIZE;
+	if (msg->msg_iovlen && bad_ptr(msg->msg_iov))
+		return -EFAULT;
 	ssize_t len = iov_total(msg->msg_iov, msg->msg_iovlen);
 	if (len < 0)
 		return len;
@@ -665,7 +713,7 @@ ssize_t usp_sendmsg(int fd, const struct msghdr *msg, int flags)
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return sendmsg(fd, msg, flags);
-	ssize_t r = usp__sendmsg(&s, msg, flags);
+	ssize_t r = bad_ptr(msg) ? -EFAULT : usp__sendmsg(&s, msg, flags);
 	usp__put(&s);
 	return ret_errno(r);
 }
@@ -675,7 +723,7 @@ ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags)
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return recvmsg(fd, msg, flags);
-	ssize_t r = usp__recvmsg(&s, msg, flags);
+	ssize_t r = bad_ptr(msg) ? -EFAULT : usp__recvmsg(&s, msg, flags);
 	usp__put(&s);
 	return ret_errno(r);
 }
@@ -776,7 +824,9 @@ ssize_t usp_writev(int fd, const struct iovec *iov, int iovcnt)
 	if (!usp__lookup(fd, &s))
 		return writev(fd, iov, iovcnt);
 	ssize_t r = -EINVAL;
-	if (iovcnt >= 0 && iovcnt <= UIO_MAXIOV) {
+	if (iovcnt > 0 && bad_ptr(iov))
+		r = -EFAULT;
+	else if (iovcnt >= 0 && iovcnt <= UIO_MAXIOV) {
 		/* vfs_writev(): nothing to write is not passed to the socket,
 		 * so no empty record is queued (write(fd, p, 0) queues one) */
 		r = iov_total(iov, (size_t)iovcnt);
@@ -796,7 +846,9 @@ ssize_t usp_readv(int fd, const struct iovec *iov, int iovcnt)
 	if (!usp__lookup(fd, &s))
 		return readv(fd, iov, iovcnt);
 	ssize_t r = -EINVAL;
-	if (iovcnt >= 0 && iovcnt <= UIO_MAXIOV) {
+	if (iovcnt > 0 && bad_ptr(iov))
+		r = -EFAULT;
+	else if (iovcnt >= 0 && iovcnt <= UIO_MAXIOV) {
 		r = iov_total(iov, (size_t)iovcnt);
 		if (r > 0) {
 			struct msghdr msg = {.msg_iov = (struct iovec *)iov,
