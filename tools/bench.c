@@ -58,7 +58,8 @@
  * A throughput run on a channel's first use warms up until this much has
  * passed (or FIRST_WARMUP_MAX_S, at most half the duration): uspair's rings
  * are fresh shared memory, and a steady stream walks through all of it, so
- * the first pass pays a page fault per page.  Later rounds reuse the channel.
+ * the first pass can pay a page fault per page.  Later rounds reuse the
+ * channel.
  */
 #define FIRST_WARMUP_BYTES (64u << 20)
 #define FIRST_WARMUP_MAX_S 0.25
@@ -77,6 +78,8 @@
 #define SLOWER_THAN_KERNEL 0.95
 /* Pause before the memory test's first reading. */
 #define MEMORY_SETTLE_US 100000u
+/* Background load (in CPUs) worth a note. */
+#define BUSY_MACHINE_CPUS 0.25
 #define MAX_NOTES 32
 #define TEXT_LEN 200
 
@@ -422,6 +425,8 @@ struct bench {
 	unsigned note_count;
 	bool warned_not_uspair;
 	struct histogram *run_latency; /* one run's samples, then merged */
+	double other_cpus; /* CPUs used on average by other processes */
+	double steal_cpus; /* CPUs taken away by the hypervisor */
 };
 
 static void result_fail(struct impl_result *r, const char *fmt, ...)
@@ -1865,6 +1870,67 @@ static void run_memory(struct run *run)
 		result_fail(run->result, "one pair carrying %u MiB: %s", BULK_BYTES >> 20, why);
 }
 
+/* ------------------------------------------------------------------------
+ * Background load: how much CPU time other processes (and the hypervisor)
+ * took during the run.  On two CPUs, anything else running shows in the
+ * figures, spinning ones most.
+ * --------------------------------------------------------------------- */
+
+struct cpu_usage {
+	double busy_s;  /* all CPUs, everybody */
+	double steal_s; /* hypervisor steal */
+	double own_s;   /* this process, its threads and its reaped children */
+	uint64_t wall_ns;
+};
+
+static void cpu_usage_take(struct cpu_usage *u)
+{
+	unsigned long long user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0,
+			   softirq = 0, steal = 0;
+	double tick = (double)sysconf(_SC_CLK_TCK);
+	struct rusage self, children;
+	FILE *f = fopen("/proc/stat", "r");
+
+	memset(u, 0, sizeof(*u));
+	u->wall_ns = now_ns();
+	if (f) {
+		if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &user, &nice, &system,
+			   &idle, &iowait, &irq, &softirq, &steal) < 4)
+			user = nice = system = irq = softirq = steal = 0;
+		fclose(f);
+	}
+	u->busy_s = (double)(user + nice + system + irq + softirq) / tick;
+	u->steal_s = (double)steal / tick;
+	getrusage(RUSAGE_SELF, &self);
+	getrusage(RUSAGE_CHILDREN, &children);
+	u->own_s = (double)(self.ru_utime.tv_sec + self.ru_stime.tv_sec +
+			    children.ru_utime.tv_sec + children.ru_stime.tv_sec) +
+		   (double)(self.ru_utime.tv_usec + self.ru_stime.tv_usec +
+			    children.ru_utime.tv_usec + children.ru_stime.tv_usec) / 1e6;
+}
+
+static void note_background_load(struct bench *b, const struct cpu_usage *start)
+{
+	struct cpu_usage end;
+	double wall_s;
+
+	cpu_usage_take(&end);
+	wall_s = (double)(end.wall_ns - start->wall_ns) / 1e9;
+	if (wall_s <= 0)
+		return;
+	b->other_cpus = ((end.busy_s - start->busy_s) - (end.own_s - start->own_s)) / wall_s;
+	if (b->other_cpus < 0)
+		b->other_cpus = 0;
+	b->steal_cpus = (end.steal_s - start->steal_s) / wall_s;
+	if (b->other_cpus >= BUSY_MACHINE_CPUS)
+		bench_note(b,
+			   "other processes used %.2f CPUs on average during the run: the figures "
+			   "are noisy, and spinning ones (uspair, the floor) suffer most",
+			   b->other_cpus);
+	if (b->steal_cpus >= BUSY_MACHINE_CPUS)
+		bench_note(b, "the hypervisor took %.2f CPUs on average (steal time)", b->steal_cpus);
+}
+
 /* Enough descriptors for the memory test (each pair takes two). */
 static void raise_descriptor_limit(unsigned pairs)
 {
@@ -2132,19 +2198,14 @@ static void run_cell(struct bench *b, struct cell *c)
 static void print_system_header(const struct bench *b, FILE *out)
 {
 	struct utsname uts;
-	double load = NAN;
-	FILE *f = fopen("/proc/loadavg", "r");
 
-	if (f) {
-		if (fscanf(f, "%lf", &load) != 1)
-			load = NAN;
-		fclose(f);
-	}
 	if (uname(&uts) != 0)
 		snprintf(uts.release, sizeof(uts.release), "?");
-	fprintf(out, "uspair bench (uspair %d.%d): Linux %s, %ld CPUs, load average %.2f\n",
+	fprintf(out,
+		"uspair bench (uspair %d.%d): Linux %s, %ld CPUs; other processes used %.2f CPUs "
+		"during the run, steal %.2f\n",
 		USPAIR_VERSION_MAJOR, USPAIR_VERSION_MINOR, uts.release,
-		sysconf(_SC_NPROCESSORS_ONLN), load);
+		sysconf(_SC_NPROCESSORS_ONLN), b->other_cpus, b->steal_cpus);
 	fprintf(out,
 		"%u round%s; every implementation measured %.2f s per row (%.3f s per round, "
 		"after a warm-up); peers: %s\n",
@@ -2452,7 +2513,10 @@ static void print_json(const struct bench *b, FILE *out)
 		USPAIR_VERSION_MAJOR, USPAIR_VERSION_MINOR);
 	fprintf(out, "  \"system\": {\"kernel\": ");
 	json_string(out, uts.release);
-	fprintf(out, ", \"cpus\": %ld},\n", sysconf(_SC_NPROCESSORS_ONLN));
+	fprintf(out, ", \"cpus\": %ld", sysconf(_SC_NPROCESSORS_ONLN));
+	json_number(out, "other_processes_cpus", b->other_cpus);
+	json_number(out, "steal_cpus", b->steal_cpus);
+	fprintf(out, "},\n");
 	fprintf(out,
 		"  \"config\": {\"rounds\": %u, \"duration_s\": %g, \"sleep_gap_us\": %u, "
 		"\"memory_pairs\": %u, \"threads\": %s, \"quick\": %s},\n",
@@ -2869,7 +2933,6 @@ static int run_check(struct bench *b)
 			all_pass = false;
 		fflush(stdout);
 	}
-	printf("check: %s\n", all_pass ? "PASS" : "FAIL");
 	return all_pass ? 0 : 1;
 }
 
@@ -2899,6 +2962,7 @@ static void bench_free(struct bench *b)
 int bench_run(const struct bench_options *options)
 {
 	struct bench b;
+	struct cpu_usage usage_at_start;
 	int status = 0;
 
 	memset(&b, 0, sizeof(b));
@@ -2932,8 +2996,13 @@ int bench_run(const struct bench_options *options)
 		return 1;
 	}
 
+	cpu_usage_take(&usage_at_start);
 	if (options->check) {
 		status = run_check(&b);
+		note_background_load(&b, &usage_at_start);
+		for (unsigned i = 0; i < b.note_count; i++)
+			printf("note: %s\n", b.notes[i]);
+		printf("check: %s\n", status == 0 ? "PASS" : "FAIL");
 	} else {
 		for (size_t i = 0; i < b.cell_count; i++) {
 			char label[TEXT_LEN];
@@ -2949,6 +3018,7 @@ int bench_run(const struct bench_options *options)
 					status = 1;
 				}
 		}
+		note_background_load(&b, &usage_at_start);
 		collect_findings(&b);
 		if (options->output == BENCH_OUTPUT_JSON)
 			print_json(&b, stdout);

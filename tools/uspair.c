@@ -224,6 +224,14 @@ static bool parse_unsigned(const char *text, unsigned long min, unsigned long ma
 	return true;
 }
 
+static bool has_plot_extension(const char *path)
+{
+	size_t len = strlen(path);
+
+	return len > 4 && (strcasecmp(path + len - 4, ".png") == 0 ||
+			   strcasecmp(path + len - 4, ".svg") == 0);
+}
+
 enum {
 	OPT_TYPE = 256,
 	OPT_SIZE,
@@ -333,6 +341,10 @@ static int command_bench(int argc, char **argv)
 			csv = true;
 			break;
 		case OPT_PLOT:
+			if (!has_plot_extension(optarg))
+				return usage_error("--plot: the file name must end in .png or .svg, "
+						   "not '%s'",
+						   optarg);
 			options.plot_path = optarg;
 			break;
 		case OPT_VERBOSE:
