@@ -1,0 +1,364 @@
+/*
+ * blocking: calls that really block, on blocking pairs of every type in
+ * both directions, compared between kernel and uspair.
+ *
+ * A blocking recv woken by a send from another thread and from a forked
+ * process; a blocking send on a full socket woken by a reader; MSG_WAITALL
+ * across several sends (and cut short by a shutdown); blocking calls woken
+ * by the peer closing; EINTR: a signal handler installed without SA_RESTART
+ * makes blocking recv/read/send/poll fail with EINTR, with SA_RESTART the
+ * socket calls are restarted (except with a timeout set, and poll, which
+ * are never restarted).  The signals come from another thread with
+ * pthread_kill.
+ */
+#include "t_helpers.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DELAY_MS 20
+#define SIGNAL_INTERVAL_MS 10
+
+static void set_timeout(int fd, int opt, long usec)
+{
+	struct timeval tv = { usec / 1000000, usec % 1000000 };
+	if (usp_setsockopt(fd, SOL_SOCKET, opt, &tv, sizeof(tv)) < 0)
+		t_die("setsockopt timeout: %s", strerror(errno));
+}
+
+/* ---- a thread doing one thing after a delay ---- */
+
+enum action { ACT_SEND, ACT_SEND_PIECES, ACT_SEND_THEN_SHUTDOWN, ACT_CLOSE, ACT_DRAIN };
+
+struct helper {
+	enum action action;
+	int fd;
+	long want;		/* ACT_DRAIN: bytes (STREAM) or records to take */
+	int is_stream;
+	long result;
+};
+
+static void *helper_thread(void *arg)
+{
+	struct helper *h = arg;
+	t_sleep_ms(DELAY_MS);
+	switch (h->action) {
+	case ACT_SEND:
+		h->result = usp_send(h->fd, "wake up", 7, 0);
+		break;
+	case ACT_SEND_PIECES:
+		h->result = usp_send(h->fd, "ab", 2, 0);
+		t_sleep_ms(10);
+		usp_send(h->fd, "cd", 2, 0);
+		t_sleep_ms(10);
+		usp_send(h->fd, "ef", 2, 0);
+		break;
+	case ACT_SEND_THEN_SHUTDOWN:
+		h->result = usp_send(h->fd, "ab", 2, 0);
+		t_sleep_ms(10);
+		usp_shutdown(h->fd, SHUT_WR);
+		break;
+	case ACT_CLOSE:
+		h->result = usp_close(h->fd);
+		break;
+	case ACT_DRAIN: {
+		char *buf = malloc(200000);
+		long got = 0;
+		if (!buf)
+			break;
+		double deadline = t_now() + 5.0;
+		while (got < h->want && t_now() < deadline) {
+			struct pollfd p = { .fd = h->fd, .events = POLLIN };
+			usp_poll(&p, 1, 100);
+			ssize_t r = usp_recv(h->fd, buf, 200000, MSG_DONTWAIT);
+			if (r > 0)
+				got += h->is_stream ? r : 1;
+		}
+		free(buf);
+		h->result = got;
+		break;
+	}
+	}
+	return NULL;
+}
+
+static void scenario_recv_woken_by_thread(struct t_ctx *c)
+{
+	static const size_t shape[] = { 3, 100 };
+	pthread_t th;
+	struct helper h = { ACT_SEND, c->a, 0, 0, 0 };
+	c->prepoll_ms = -1;
+
+	t_thread_start(&th, helper_thread, &h);
+	t_recv(c, c->b, 100, 0);
+	t_thread_join(th);
+
+	t_thread_start(&th, helper_thread, &h);
+	t_read(c, c->b, 100);
+	t_thread_join(th);
+
+	t_thread_start(&th, helper_thread, &h);
+	t_recvmsg(c, c->b, shape, 2, 0, 0, 0);
+	t_thread_join(th);
+
+	/* and the other way round */
+	h.fd = c->b;
+	t_thread_start(&th, helper_thread, &h);
+	t_recv(c, c->a, 100, 0);
+	t_thread_join(th);
+}
+
+static void scenario_recv_woken_by_process(struct t_ctx *c)
+{
+	c->prepoll_ms = -1;
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid < 0)
+		t_die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		alarm(10);
+		t_sleep_ms(DELAY_MS);
+		int ok = usp_send(c->a, "from the child", 14, 0) == 14;
+		t_sleep_ms(DELAY_MS);
+		ok &= usp_send(c->a, "second", 6, 0) == 6;
+		char buf[32];
+		/* and wait for an answer */
+		ok &= usp_recv(c->a, buf, sizeof(buf), 0) == 6 && memcmp(buf, "answer", 6) == 0;
+		_exit(ok ? 0 : 1);
+	}
+	t_recv(c, c->b, 100, 0);
+	t_recv(c, c->b, 100, 0);
+	t_send(c, c->b, "answer", 6, 0);
+	int status;
+	waitpid(pid, &status, 0);
+	t_log(c, "child exit status %d", WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
+static long fill(int fd)
+{
+	long bytes = 0;
+	ssize_t r;
+	while ((r = usp_send(fd, (char[1000]){ 0 }, 1000, MSG_DONTWAIT)) > 0 && bytes < 100000000)
+		bytes += r;
+	return bytes;
+}
+
+static void scenario_send_woken_by_reader(struct t_ctx *c)
+{
+	int stream = c->type == SOCK_STREAM;
+	size_t size = stream ? 100000 : 1000;
+	long filled = fill(c->a);
+	t_log(c, "filled a with %ld bytes", filled);
+	pthread_t th;
+	struct helper h = { ACT_DRAIN, c->b, 0, stream, 0 };
+	h.want = stream ? filled + (long)size : filled / 1000 + 1;
+	t_thread_start(&th, helper_thread, &h);
+	t_send_pattern(c, c->a, size, 1, 0);
+	t_thread_join(th);
+	t_log(c, "reader took %s", h.result == h.want ? "everything" : "NOT everything");
+	t_queues(c);
+}
+
+static void scenario_waitall_across_sends(struct t_ctx *c)
+{
+	pthread_t th;
+	struct helper h = { ACT_SEND_PIECES, c->a, 0, 0, 0 };
+	c->prepoll_ms = -1;
+	t_thread_start(&th, helper_thread, &h);
+	t_recv(c, c->b, 6, MSG_WAITALL);
+	t_thread_join(th);
+	for (int i = 0; i < 3; i++)
+		t_recv(c, c->b, 100, MSG_DONTWAIT);
+
+	/* an end of file cuts MSG_WAITALL short */
+	h = (struct helper){ ACT_SEND_THEN_SHUTDOWN, c->a, 0, 0, 0 };
+	set_timeout(c->b, SO_RCVTIMEO, 500000); /* DGRAM has no end of file */
+	t_thread_start(&th, helper_thread, &h);
+	t_recv(c, c->b, 6, MSG_WAITALL);
+	t_thread_join(th);
+	t_recv(c, c->b, 100, MSG_DONTWAIT);
+}
+
+static void scenario_woken_by_peer_close(struct t_ctx *c)
+{
+	pthread_t th;
+	struct helper h = { ACT_CLOSE, c->a, 0, 0, 0 };
+	c->prepoll_ms = -1;
+	set_timeout(c->b, SO_RCVTIMEO, 150000); /* DGRAM has no end of file */
+	t_send(c, c->a, "last", 4, 0);
+	t_recv(c, c->b, 100, 0);
+	t_forget_fd(c, c->a);
+	t_thread_start(&th, helper_thread, &h);
+	t_recv(c, c->b, 100, 0);
+	t_thread_join(th);
+	t_recv(c, c->b, 100, 0);
+}
+
+static void scenario_send_woken_by_peer_close(struct t_ctx *c)
+{
+	pthread_t th;
+	struct helper h = { ACT_CLOSE, c->b, 0, 0, 0 };
+	set_timeout(c->a, SO_SNDTIMEO, 300000);
+	long filled = fill(c->a);
+	t_log(c, "filled a with %ld bytes", filled);
+	t_forget_fd(c, c->b);
+	t_thread_start(&th, helper_thread, &h);
+	t_send_pattern(c, c->a, 5000, 1, 0);
+	t_thread_join(th);
+	t_send_pattern(c, c->a, 10, 2, 0);
+}
+
+/* ---- EINTR ---- */
+
+static atomic_int signals_handled;
+
+static void count_signal(int sig)
+{
+	(void)sig;
+	atomic_fetch_add(&signals_handled, 1);
+}
+
+struct interrupter {
+	pthread_t target;
+	atomic_int stop;
+	int max_signals;	/* 0: until stopped */
+	int send_fd;		/* >= 0: send data after the signals */
+};
+
+static void *interrupter_thread(void *arg)
+{
+	struct interrupter *in = arg;
+	int sent = 0;
+	while (!atomic_load(&in->stop)) {
+		t_sleep_ms(SIGNAL_INTERVAL_MS);
+		if (in->max_signals && sent == in->max_signals) {
+			if (in->send_fd >= 0)
+				usp_send(in->send_fd, "after signals", 13, 0);
+			break;
+		}
+		pthread_kill(in->target, SIGUSR1);
+		sent++;
+	}
+	return NULL;
+}
+
+static void install_handler(int restart)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = count_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = restart ? SA_RESTART : 0;
+	sigaction(SIGUSR1, &sa, NULL);
+}
+
+/* Runs `call` while another thread sends SIGUSR1 until it returns. */
+static void interrupted(struct t_ctx *c, void (*call)(struct t_ctx *c))
+{
+	struct interrupter in;
+	pthread_t th;
+	in.target = pthread_self();
+	atomic_init(&in.stop, 0);
+	in.max_signals = 0;
+	in.send_fd = -1;
+	atomic_store(&signals_handled, 0);
+	t_thread_start(&th, interrupter_thread, &in);
+	call(c);
+	atomic_store(&in.stop, 1);
+	t_thread_join(th);
+	t_log(c, "  signal handler ran: %s", atomic_load(&signals_handled) > 0 ? "yes" : "no");
+}
+
+static void call_recv(struct t_ctx *c) { t_recv(c, c->b, 100, 0); }
+static void call_read(struct t_ctx *c) { t_read(c, c->b, 100); }
+static void call_recv_waitall(struct t_ctx *c) { t_recv(c, c->b, 100, MSG_WAITALL); }
+static void call_send_full(struct t_ctx *c) { t_send_pattern(c, c->a, 3000, 1, 0); }
+
+static void call_poll(struct t_ctx *c)
+{
+	struct pollfd p = { .fd = c->b, .events = POLLIN };
+	t_guard_arm("poll(b,IN,5000)");
+	errno = 0;
+	int r = usp_poll(&p, 1, 5000);
+	int err = errno;
+	t_guard_disarm();
+	t_record(c, "poll(b,IN,5000)", r, err);
+}
+
+static void scenario_eintr_without_restart(struct t_ctx *c)
+{
+	c->prepoll_ms = -1;
+	install_handler(0);
+	interrupted(c, call_recv);
+	interrupted(c, call_read);
+	interrupted(c, call_poll);
+	/* with a timeout set, EINTR too */
+	set_timeout(c->b, SO_RCVTIMEO, 3000000);
+	interrupted(c, call_recv);
+	set_timeout(c->b, SO_RCVTIMEO, 0);
+	t_send(c, c->a, "ab", 2, 0);
+	if (c->type == SOCK_STREAM)
+		interrupted(c, call_recv_waitall); /* partial data: returns it */
+	t_recv(c, c->b, 100, MSG_DONTWAIT);
+	long filled = fill(c->a);
+	t_log(c, "filled a with %ld bytes", filled);
+	interrupted(c, call_send_full);
+	t_ioctl_int(c, c->b, FIONREAD, "FIONREAD");
+}
+
+/* With SA_RESTART: signals, then data; the call must return the data. */
+static void restarted(struct t_ctx *c, void (*call)(struct t_ctx *c), int data_fd)
+{
+	struct interrupter in;
+	pthread_t th;
+	in.target = pthread_self();
+	atomic_init(&in.stop, 0);
+	in.max_signals = 2;
+	in.send_fd = data_fd;
+	atomic_store(&signals_handled, 0);
+	t_thread_start(&th, interrupter_thread, &in);
+	call(c);
+	atomic_store(&in.stop, 1);
+	t_thread_join(th);
+	t_log(c, "  signal handler ran: %s", atomic_load(&signals_handled) > 0 ? "yes" : "no");
+}
+
+static void scenario_eintr_with_restart(struct t_ctx *c)
+{
+	c->prepoll_ms = -1;
+	install_handler(1);
+	restarted(c, call_recv, c->a);
+	restarted(c, call_read, c->a);
+	/* poll is never restarted (no data follows: the result must not
+	 * depend on when the thread notices that the call returned) */
+	restarted(c, call_poll, -1);
+	t_recv(c, c->b, 100, MSG_DONTWAIT);
+	/* a socket timeout turns the restart into EINTR */
+	set_timeout(c->b, SO_RCVTIMEO, 3000000);
+	restarted(c, call_recv, -1);
+	t_recv(c, c->b, 100, MSG_DONTWAIT);
+	t_recv(c, c->b, 100, MSG_DONTWAIT);
+}
+
+int main(void)
+{
+	t_init("blocking");
+	t_compare_matrix("recv_woken_by_thread", scenario_recv_woken_by_thread, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
+	t_compare_matrix("recv_woken_by_process", scenario_recv_woken_by_process, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
+	t_compare_matrix("send_woken_by_reader", scenario_send_woken_by_reader, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
+	t_compare_matrix("waitall_across_sends", scenario_waitall_across_sends, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
+	t_compare_matrix("woken_by_peer_close", scenario_woken_by_peer_close, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
+	t_compare_matrix("send_woken_by_peer_close", scenario_send_woken_by_peer_close, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
+	t_compare_matrix("eintr_without_restart", scenario_eintr_without_restart, T_ALL_TYPES, T_BLOCKING, T_DIR_0_TO_1, NULL);
+	t_compare_matrix("eintr_with_restart", scenario_eintr_with_restart, T_ALL_TYPES, T_BLOCKING, T_DIR_0_TO_1, NULL);
+	signal(SIGUSR1, SIG_IGN);
+	return t_finish();
+}
