@@ -2269,8 +2269,11 @@ static void print_latency_section(const struct bench *b, FILE *out, bool sleepin
 			else
 				fprintf(out, "\nROUND-TRIP LATENCY, BACK TO BACK (us; shm-floor = two "
 					     "sides spinning on one shared atomic)\n");
-			fprintf(out, "%-9s %6s %-7s %-9s %9s %9s %9s %10s\n", "type", "size", "peer",
-				"impl", "p50", "p99", sleeping ? "" : "p99.9", "samples");
+			fprintf(out, "%-9s %6s %-7s %-9s %9s %9s", "type", "size", "peer", "impl", "p50",
+				"p99");
+			if (!sleeping)
+				fprintf(out, " %9s", "p99.9");
+			fprintf(out, " %10s\n", "samples");
 			any = true;
 		}
 		for (unsigned impl = 0; impl < IMPL_COUNT; impl++) {
@@ -2284,8 +2287,10 @@ static void print_latency_section(const struct bench *b, FILE *out, bool sleepin
 			format_us(p50, sizeof(p50), result_latency(r, 0.50));
 			format_us(p99, sizeof(p99), result_latency(r, 0.99));
 			format_us(p999, sizeof(p999), result_latency(r, 0.999));
-			fprintf(out, "%-9s %9s %9s %9s %10" PRIu64, impl_names[impl], p50, p99,
-				sleeping ? "" : p999, r->latency ? r->latency->total : 0);
+			fprintf(out, "%-9s %9s %9s", impl_names[impl], p50, p99);
+			if (!sleeping)
+				fprintf(out, " %9s", p999);
+			fprintf(out, " %10" PRIu64, r->latency ? r->latency->total : 0);
 			print_error_suffix(out, r);
 			fputc('\n', out);
 		}
@@ -2297,8 +2302,10 @@ static void print_latency_section(const struct bench *b, FILE *out, bool sleepin
 			format_ratio(r99, sizeof(r99), cell_latency_speedup(c, 0.99));
 			format_ratio(r999, sizeof(r999), cell_latency_speedup(c, 0.999));
 			print_cell_key(out, c, false);
-			fprintf(out, "%-9s %9s %9s %9s%s\n", "x faster", r50, r99, sleeping ? "" : r999,
-				speedup < SLOWER_THAN_KERNEL ? "  (uspair slower)" : "");
+			fprintf(out, "%-9s %9s %9s", "x faster", r50, r99);
+			if (!sleeping)
+				fprintf(out, " %9s", r999);
+			fprintf(out, "%s\n", speedup < SLOWER_THAN_KERNEL ? "  (uspair slower)" : "");
 		}
 	}
 }
