@@ -90,6 +90,7 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	pthread_mutex_unlock(&table_mutex);
+	usp__watch_atfork_child();
 }
 
 static void exit_drop_holder(struct usp_pair *pair, int side, int fd)

@@ -246,14 +246,17 @@ struct usp_wait {
 	int64_t deadline_ns; /* 0: none */
 	bool spun;
 };
-/* ERESTARTSYS of the kernel: interrupted by a handler with SA_RESTART. */
-#define USP_ERESTART 512
 typedef bool (*usp_ready_fn)(struct usp_sock *s);
 USP_HIDDEN void usp__wait_init(struct usp_wait *w, int64_t timeo_us);
 USP_HIDDEN int usp__wait(struct usp_sock *s, struct usp_wait *w,
 			 usp_ready_fn ready, bool liveness);
 USP_HIDDEN void usp__drain_tokens(int kfd);
 USP_HIDDEN int usp__send_token(int kfd, int type);
+
+/* watchdog.c */
+USP_HIDDEN bool usp__watch_begin(struct usp_sock *s);
+USP_HIDDEN void usp__watch_end(struct usp_sock *s);
+USP_HIDDEN void usp__watch_atfork_child(void);
 
 /* io.c */
 USP_HIDDEN ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg,

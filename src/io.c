@@ -275,8 +275,12 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 			err = -EIO;
 			break;
 		}
+		/* sock_alloc_send_pskb(): a pending error, then our shutdown
+		 * (EPIPE without SIGPIPE: it is not the pipe_err path) */
+		if ((err = sock_error(s)))
+			break;
 		if (shutdown_bits(s->self) & USP_SEND_SHUTDOWN) {
-			err = pipe_error(flags, sent == 0);
+			err = -EPIPE;
 			break;
 		}
 		int sndbuf = sndbuf_of(s);
@@ -301,10 +305,8 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 				break;
 			}
 			r = wait_unlocked(s, &s->self->send_lock, &w, send_ready, true);
-			if (r == -USP_ERESTART && sent == 0)
-				continue;
 			if (r) {
-				err = r == -USP_ERESTART ? -EINTR : r;
+				err = r;
 				break;
 			}
 			continue;
@@ -386,10 +388,8 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 				break;
 			}
 			r = wait_unlocked(s, &s->self->recv_lock, &w, recv_ready, true);
-			if (r == -USP_ERESTART && copied == 0)
-				r = 0;
 			if (r) {
-				err = r == -USP_ERESTART ? -EINTR : r;
+				err = r;
 				break;
 			}
 			pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
@@ -544,8 +544,6 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 			goto out;
 		}
 		r = wait_unlocked(s, &s->self->send_lock, &w, send_ready, true);
-		if (r == -USP_ERESTART)
-			continue;
 		if (r) {
 			err = r;
 			goto out;
@@ -613,8 +611,6 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		}
 		r = wait_unlocked(s, &s->self->recv_lock, &w, recv_ready,
 				  s->type == SOCK_SEQPACKET);
-		if (r == -USP_ERESTART)
-			continue;
 		if (r) {
 			err = r;
 			goto out;

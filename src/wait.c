@@ -20,9 +20,9 @@
  * token byte through the kernel pair (token_fd is the descriptor whose
  * kernel peer is the endpoint to wake).
  *
- * A sleeper wakes at least every USP_TICK_NS to ask the kernel whether the
- * peer still exists, so that a peer that died without releasing its
- * endpoint is noticed within 100 ms.
+ * A peer that died without releasing its endpoint cannot wake a sleeper;
+ * the watchdog thread (watchdog.c) asks the kernel about it every 40 ms,
+ * so that such a death is noticed within 100 ms.
  */
 #include <limits.h>
 #include <linux/futex.h>
@@ -53,13 +53,15 @@ static void cpu_relax(void)
 #endif
 }
 
+/* timeout_ns < 0: no timeout. */
 static long futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ns)
 {
 	struct timespec ts = {.tv_sec = timeout_ns / 1000000000LL,
 			      .tv_nsec = timeout_ns % 1000000000LL};
 	/* Shared (not FUTEX_PRIVATE_FLAG): the word is in a MAP_SHARED region
 	 * used by several processes. */
-	return syscall(SYS_futex, word, FUTEX_WAIT, val, &ts, NULL, 0);
+	return syscall(SYS_futex, word, FUTEX_WAIT, val, timeout_ns < 0 ? NULL : &ts,
+		       NULL, 0);
 }
 
 static void futex_wake_all(_Atomic uint32_t *word)
@@ -103,29 +105,12 @@ void usp__wait_init(struct usp_wait *w, int64_t timeo_us)
 	w->deadline_ns = timeo_us > 0 ? usp__now_ns() + timeo_us * 1000 : 0;
 }
 
-/* The kernel restarts an interrupted socket call (ERESTARTSYS) when the
- * handler has SA_RESTART.  A futex wait with a timeout cannot tell us which
- * handler ran, so: restart if every installed handler has SA_RESTART.
- * Only reached after a handler ran, never on the fast path. */
-static bool handlers_restart(void)
-{
-	for (int sig = 1; sig < NSIG; sig++) {
-		struct sigaction sa;
-		if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &sa))
-			continue;
-		bool has_handler = (sa.sa_flags & SA_SIGINFO) ||
-				   (sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN);
-		if (has_handler && !(sa.sa_flags & SA_RESTART))
-			return false;
-	}
-	return true;
-}
-
 /*
  * Wait until ready(s) may be true.  liveness: a released peer would make
- * ready(s) true, so ask the kernel about the peer before and while
- * sleeping.  Returns 0 (re-check), -EAGAIN (the
- * SO_RCVTIMEO/SO_SNDTIMEO deadline passed), -EINTR or -USP_ERESTART.
+ * ready(s) true, so have the watchdog ask the kernel about the peer while
+ * we sleep.  Returns 0 (re-check), -EAGAIN (the SO_RCVTIMEO/SO_SNDTIMEO
+ * deadline passed) or -EINTR (a handler without SA_RESTART ran, or any
+ * handler while a socket timeout is set).
  * Called without locks held.
  */
 int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
@@ -157,23 +142,32 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 		atomic_fetch_sub(&ep->sleepers, 1);
 		return 0;
 	}
-	int64_t timeout = USP_TICK_NS;
+	/* Without a socket timeout, sleep without a futex timeout: the
+	 * kernel then restarts the wait after a handler with SA_RESTART and
+	 * fails it with EINTR otherwise, exactly as for a blocking socket
+	 * call (ERESTARTSYS).  With SO_RCVTIMEO/SO_SNDTIMEO, a handler always
+	 * means EINTR, again as the kernel does.  Liveness comes from the
+	 * watchdog thread; if it cannot run, from our own 40 ms ticks. */
+	int64_t timeout = -1;
 	if (w->deadline_ns) {
-		int64_t left = w->deadline_ns - usp__now_ns();
-		if (left <= 0) {
+		timeout = w->deadline_ns - usp__now_ns();
+		if (timeout <= 0) {
 			atomic_fetch_sub(&ep->sleepers, 1);
 			return -EAGAIN;
 		}
-		if (left < timeout)
-			timeout = left;
 	}
+	bool watched = liveness && usp__watch_begin(s);
+	if (liveness && !watched && (timeout < 0 || timeout > USP_TICK_NS))
+		timeout = USP_TICK_NS;
 	long r = futex_wait(&ep->event_seq, seq, timeout);
 	int err = r < 0 ? errno : 0;
+	if (watched)
+		usp__watch_end(s);
 	atomic_fetch_sub(&ep->sleepers, 1);
 	if (err == EINTR)
-		return w->deadline_ns || !handlers_restart() ? -EINTR : -USP_ERESTART;
+		return -EINTR;
 	if (err == ETIMEDOUT) {
-		if (liveness)
+		if (liveness && !watched)
 			usp__check_peer(s, true);
 		if (w->deadline_ns && usp__now_ns() >= w->deadline_ns)
 			return ready(s) ? 0 : -EAGAIN;

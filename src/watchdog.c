@@ -1,0 +1,162 @@
+/*
+ * The liveness watchdog: one helper thread per process, started the first
+ * time a thread of that process goes to sleep on a uspair endpoint.
+ *
+ * Why a thread: a sleeper waits in FUTEX_WAIT without a timeout, because
+ * only that gives the kernel's exact signal semantics for a blocking
+ * socket call (restarted after a handler with SA_RESTART, EINTR without).
+ * But a peer that dies without releasing its endpoint (SIGKILL, _exit)
+ * cannot wake it.  The watchdog asks the kernel about the peer of every
+ * endpoint that has a sleeper in this process, every USP_WATCH_NS, and a
+ * release it discovers wakes the sleepers (usp__endpoint_released).
+ *
+ * Locking: watch_lock protects the slot array.  A registered slot holds a
+ * reference on its pair, so the region stays mapped while it is watched.
+ * The thread blocks every signal.  After fork the child has no watchdog;
+ * the pid check starts a new one on the child's first sleep.
+ */
+#include <signal.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define USP_WATCH_NS (40 * 1000 * 1000L)
+
+struct watch_slot {
+	struct usp_pair *pair; /* NULL: free */
+	int side;
+	int fd;
+	int sleepers;
+};
+
+static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t watch_cond = PTHREAD_COND_INITIALIZER;
+static struct watch_slot *slots;
+static size_t n_slots;
+static size_t n_active;
+static pid_t watchdog_pid;
+
+static void check_slot(struct watch_slot *w)
+{
+	struct usp_sock s;
+	/* the descriptor may have been closed and its number reused */
+	if (!usp__lookup(w->fd, &s))
+		return;
+	if (s.pair == w->pair && s.side == w->side)
+		usp__check_peer(&s, true);
+	usp__put(&s);
+}
+
+static void *watchdog_main(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&watch_lock);
+	for (;;) {
+		while (n_active == 0)
+			pthread_cond_wait(&watch_cond, &watch_lock);
+		for (size_t i = 0; i < n_slots; i++)
+			if (slots[i].pair)
+				check_slot(&slots[i]);
+		pthread_mutex_unlock(&watch_lock);
+		struct timespec tick = {0, USP_WATCH_NS};
+		nanosleep(&tick, NULL);
+		pthread_mutex_lock(&watch_lock);
+	}
+	return NULL;
+}
+
+/* Caller holds watch_lock. */
+static void start_watchdog(void)
+{
+	pid_t self = getpid();
+	if (watchdog_pid == self)
+		return;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old); /* inherited by the thread */
+	pthread_t th;
+	if (pthread_create(&th, &attr, watchdog_main, NULL) == 0)
+		watchdog_pid = self;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+}
+
+/* Register a sleeper on s; returns false if the watchdog cannot run (the
+ * caller then sleeps with a timeout and checks the peer itself). */
+bool usp__watch_begin(struct usp_sock *s)
+{
+	pthread_mutex_lock(&watch_lock);
+	start_watchdog();
+	bool ok = watchdog_pid == getpid();
+	struct watch_slot *free_slot = NULL;
+	for (size_t i = 0; ok && i < n_slots; i++) {
+		if (slots[i].pair == s->pair && slots[i].side == s->side &&
+		    slots[i].fd == s->fd) {
+			slots[i].sleepers++;
+			pthread_mutex_unlock(&watch_lock);
+			return true;
+		}
+		if (!slots[i].pair && !free_slot)
+			free_slot = &slots[i];
+	}
+	if (ok && !free_slot) {
+		size_t n = n_slots ? n_slots * 2 : 8;
+		struct watch_slot *grown = realloc(slots, n * sizeof(*grown));
+		if (grown) {
+			for (size_t i = n_slots; i < n; i++)
+				grown[i].pair = NULL;
+			free_slot = &grown[n_slots];
+			slots = grown;
+			n_slots = n;
+		}
+	}
+	if (ok && free_slot) {
+		atomic_fetch_add(&s->pair->refs, 1);
+		*free_slot = (struct watch_slot){s->pair, s->side, s->fd, 1};
+		if (n_active++ == 0)
+			pthread_cond_signal(&watch_cond);
+	}
+	pthread_mutex_unlock(&watch_lock);
+	return ok && free_slot;
+}
+
+void usp__watch_end(struct usp_sock *s)
+{
+	struct usp_pair *drop = NULL;
+	pthread_mutex_lock(&watch_lock);
+	for (size_t i = 0; i < n_slots; i++) {
+		struct watch_slot *w = &slots[i];
+		if (w->pair == s->pair && w->side == s->side && w->fd == s->fd) {
+			if (--w->sleepers == 0) {
+				drop = w->pair;
+				w->pair = NULL;
+				n_active--;
+			}
+			break;
+		}
+	}
+	pthread_mutex_unlock(&watch_lock);
+	if (drop)
+		usp__pair_unref(drop);
+}
+
+/* In the child after fork: the parent's watchdog thread does not exist
+ * here, and the slots describe the parent's sleepers. */
+void usp__watch_atfork_child(void)
+{
+	pthread_mutex_init(&watch_lock, NULL);
+	pthread_cond_init(&watch_cond, NULL);
+	for (size_t i = 0; i < n_slots; i++) {
+		if (slots[i].pair)
+			usp__pair_unref(slots[i].pair);
+		slots[i].pair = NULL;
+	}
+	n_active = 0;
+	watchdog_pid = 0;
+}
