@@ -576,7 +576,7 @@ static void run_scenario_once(struct t_ctx *c, t_scenario_fn fn)
 {
 	char what[200];
 	int sv[2] = { -1, -1 };
-	int flags = c->nonblock ? SOCK_NONBLOCK : 0;
+	int flags = (c->nonblock ? SOCK_NONBLOCK : 0) | c->extra_flags;
 
 	snprintf(what, sizeof(what), "scenario %s (%s %s %s %s)", c->scenario,
 		 t_kind_name(c->kind), t_type_name(c->type),
@@ -588,8 +588,9 @@ static void run_scenario_once(struct t_ctx *c, t_scenario_fn fn)
 	int err = errno;
 	char res[64];
 	t_fmt_result(res, sizeof(res), ret, err);
-	t_log(c, "socketpair(AF_UNIX,%s%s,0) %s", t_type_name(c->type),
-	      c->nonblock ? "|SOCK_NONBLOCK" : "", res);
+	t_log(c, "socketpair(AF_UNIX,%s%s%s,0) %s", t_type_name(c->type),
+	      c->nonblock ? "|SOCK_NONBLOCK" : "",
+	      c->extra_flags & SOCK_CLOEXEC ? "|SOCK_CLOEXEC" : "", res);
 	if (ret == 0) {
 		c->sv[0] = sv[0];
 		c->sv[1] = sv[1];
@@ -610,8 +611,8 @@ static void run_scenario_once(struct t_ctx *c, t_scenario_fn fn)
 	alarm(0);
 }
 
-int t_compare(const char *name, t_scenario_fn fn, int type, int nonblock,
-	      int dir, void *user)
+static int compare_with_flags(const char *name, t_scenario_fn fn, int type,
+			      int nonblock, int dir, int extra_flags, void *user)
 {
 	struct t_trace traces[2];
 	for (int k = 0; k < 2; k++) {
@@ -623,6 +624,7 @@ int t_compare(const char *name, t_scenario_fn fn, int type, int nonblock,
 		c.type = type;
 		c.nonblock = nonblock;
 		c.dir = dir;
+		c.extra_flags = extra_flags;
 		c.sv[0] = c.sv[1] = c.a = c.b = -1;
 		c.prepoll_ms = 0;
 		c.user = user;
@@ -644,8 +646,21 @@ int t_compare(const char *name, t_scenario_fn fn, int type, int nonblock,
 	return differs;
 }
 
+int t_compare(const char *name, t_scenario_fn fn, int type, int nonblock,
+	      int dir, void *user)
+{
+	return compare_with_flags(name, fn, type, nonblock, dir, 0, user);
+}
+
 int t_compare_matrix(const char *name, t_scenario_fn fn, unsigned types,
 		     unsigned modes, unsigned dirs, void *user)
+{
+	return t_compare_matrix_flags(name, fn, types, modes, dirs, 0, user);
+}
+
+int t_compare_matrix_flags(const char *name, t_scenario_fn fn, unsigned types,
+			   unsigned modes, unsigned dirs, int extra_flags,
+			   void *user)
 {
 	static const struct {
 		unsigned bit;
@@ -665,8 +680,8 @@ int t_compare_matrix(const char *name, t_scenario_fn fn, unsigned types,
 			for (int dir = 0; dir <= 1; dir++) {
 				if (!(dirs & (dir ? T_DIR_1_TO_0 : T_DIR_0_TO_1)))
 					continue;
-				mismatches += t_compare(name, fn, type_list[t].type,
-							nonblock, dir, user);
+				mismatches += compare_with_flags(name, fn, type_list[t].type,
+								 nonblock, dir, extra_flags, user);
 			}
 		}
 	}

@@ -66,6 +66,7 @@ struct t_ctx {
 	int type;		/* SOCK_STREAM, SOCK_SEQPACKET or SOCK_DGRAM */
 	int nonblock;		/* pair created with SOCK_NONBLOCK */
 	int dir;		/* 0: a = sv[0], b = sv[1]; 1: a = sv[1], b = sv[0] */
+	int extra_flags;	/* more socketpair() type flags, e.g. SOCK_CLOEXEC */
 	int sv[2];
 	int a, b;		/* a is the usual sender, b the usual receiver */
 	/*
@@ -118,6 +119,10 @@ int t_compare(const char *name, t_scenario_fn fn, int type, int nonblock,
 /* t_compare() over every selected (type, mode, direction); returns mismatches. */
 int t_compare_matrix(const char *name, t_scenario_fn fn, unsigned types,
 		     unsigned modes, unsigned dirs, void *user);
+/* The same, creating the pairs with extra flags (e.g. SOCK_CLOEXEC). */
+int t_compare_matrix_flags(const char *name, t_scenario_fn fn, unsigned types,
+			   unsigned modes, unsigned dirs, int extra_flags,
+			   void *user);
 /* The same, in a forked child, so that a crash (e.g. a library writing
  * through a bad pointer) is reported instead of ending the program. */
 int t_compare_matrix_isolated(const char *name, t_scenario_fn fn, unsigned types,

@@ -1,0 +1,461 @@
+/*
+ * fork: a pair used across fork(), compared between kernel and uspair.
+ *
+ * - Traffic: parent and child exchange many messages both ways (then in
+ *   ping-pong), every byte checked.
+ * - The child dies: exit(), _exit() or SIGKILL, with or without having sent
+ *   data, with or without unread data: the parent sees what the kernel
+ *   shows (poll mask, recv sequence, EPIPE/ECONNREFUSED, SO_ERROR), and
+ *   for uspair POLLHUP (STREAM, SEQPACKET) within 100 ms of waitpid()
+ *   returning (measured; more is a failure).  DGRAM, which has no hang-up,
+ *   is inspected 100 ms after waitpid().
+ * - A parent blocked in recv/poll when the child is killed wakes up.
+ * - dup/dup2/F_DUPFD then closing one copy keeps the endpoint alive;
+ *   closing the last one is seen by the peer; a child closing its copies
+ *   does not end the parent's.
+ * - exec: with SOCK_CLOEXEC the exec closes the endpoint and the peer sees
+ *   the end; without it, the endpoint stays alive until the process ends.
+ */
+#include "t_helpers.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define HUP_LIMIT_MS 100.0
+
+static int wait_child(pid_t pid)
+{
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			t_die("waitpid: %s", strerror(errno));
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static pid_t fork_or_die(void)
+{
+	fflush(stdout);
+	fflush(stderr);
+	pid_t pid = fork();
+	if (pid < 0)
+		t_die("fork: %s", strerror(errno));
+	if (pid == 0)
+		alarm(20); /* the inherited watchdog handler reports and exits */
+	return pid;
+}
+
+/* ---- traffic ---- */
+
+#define MESSAGES 2000
+#define MAX_MESSAGE 300
+
+/* Message i of a stream: length and bytes derived from (seed, i). */
+static size_t message_len(unsigned seed, int i)
+{
+	return 1 + (size_t)((unsigned)i * 2654435761u ^ seed) % MAX_MESSAGE;
+}
+
+/* Sends message i; on STREAM with a 2-byte length prefix. */
+static int send_message(int fd, int stream, unsigned seed, int i)
+{
+	unsigned char buf[MAX_MESSAGE + 2];
+	size_t len = message_len(seed, i);
+	size_t off = stream ? 2 : 0;
+	buf[0] = (unsigned char)(len >> 8);
+	buf[1] = (unsigned char)len;
+	t_fill_pattern(buf + off, len, seed, (size_t)i * 1000);
+	size_t total = len + off, done = 0;
+	while (done < total) {
+		ssize_t r = usp_send(fd, buf + done, total - done, 0);
+		if (r < 0)
+			return -1;
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+static int receive_exact(int fd, unsigned char *buf, size_t len)
+{
+	size_t done = 0;
+	while (done < len) {
+		ssize_t r = usp_recv(fd, buf + done, len - done, MSG_WAITALL);
+		if (r <= 0)
+			return -1;
+		done += (size_t)r;
+	}
+	return 0;
+}
+
+/* Receives and checks message i; 0 if correct. */
+static int receive_message(int fd, int stream, unsigned seed, int i)
+{
+	unsigned char buf[MAX_MESSAGE + 8], want[MAX_MESSAGE];
+	size_t len = message_len(seed, i);
+	size_t got;
+	if (stream) {
+		if (receive_exact(fd, buf, 2) < 0)
+			return -1;
+		got = (size_t)buf[0] << 8 | buf[1];
+		if (got != len || receive_exact(fd, buf, got) < 0)
+			return -1;
+	} else {
+		ssize_t r = usp_recv(fd, buf, sizeof(buf), 0);
+		if (r < 0)
+			return -1;
+		got = (size_t)r;
+	}
+	t_fill_pattern(want, len, seed, (size_t)i * 1000);
+	return got == len && memcmp(buf, want, len) == 0 ? 0 : -1;
+}
+
+static void scenario_traffic(struct t_ctx *c)
+{
+	int stream = c->type == SOCK_STREAM;
+	pid_t pid = fork_or_die();
+	if (pid == 0) {
+		usp_close(c->b);
+		int bad = 0;
+		for (int i = 0; i < MESSAGES; i++)
+			bad += send_message(c->a, stream, 11, i) != 0;
+		for (int i = 0; i < MESSAGES; i++)
+			bad += receive_message(c->a, stream, 22, i) != 0;
+		for (int i = 0; i < 500; i++) {
+			bad += receive_message(c->a, stream, 33, i) != 0;
+			bad += send_message(c->a, stream, 44, i) != 0;
+		}
+		_exit(bad ? 1 : 0);
+	}
+	t_close(c, c->a);
+	int bad = 0, first_bad = -1;
+	for (int i = 0; i < MESSAGES; i++)
+		if (receive_message(c->b, stream, 11, i) != 0 && bad++ == 0)
+			first_bad = i;
+	t_log(c, "parent received %d messages from the child: %d wrong (first #%d)",
+	      MESSAGES, bad, first_bad);
+	bad = 0;
+	for (int i = 0; i < MESSAGES; i++)
+		bad += send_message(c->b, stream, 22, i) != 0;
+	t_log(c, "parent sent %d messages: %d failed", MESSAGES, bad);
+	bad = 0;
+	for (int i = 0; i < 500; i++) {
+		bad += send_message(c->b, stream, 33, i) != 0;
+		bad += receive_message(c->b, stream, 44, i) != 0;
+	}
+	t_log(c, "500 round trips: %d failures", bad);
+	t_log(c, "child exit status %d", wait_child(pid));
+	t_recv(c, c->b, 100, MSG_DONTWAIT);
+}
+
+/* ---- the child dies ---- */
+
+enum death { DEATH_EXIT, DEATH__EXIT, DEATH_SIGKILL };
+
+struct death_case {
+	enum death how;
+	int child_sends;	/* the child sends "bye" before dying */
+	int child_unread;	/* the parent sent data the child never reads */
+};
+
+/* Waits (up to limit_ms) for POLLHUP on fd; returns the milliseconds it took. */
+static double wait_for_hup(int fd, int *revents, double limit_ms)
+{
+	double start = t_now();
+	*revents = 0;
+	while ((t_now() - start) * 1000.0 < limit_ms) {
+		struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+		if (usp_poll(&p, 1, 20) > 0 && (p.revents & POLLHUP)) {
+			*revents = p.revents;
+			break;
+		}
+	}
+	return (t_now() - start) * 1000.0;
+}
+
+/* What the parent sees once the child's end is gone. */
+static void inspect_survivor(struct t_ctx *c, double since_waitpid_ms)
+{
+	if (c->type == SOCK_DGRAM) {
+		/* no hang-up for DGRAM: look 100 ms after waitpid */
+		double wait_ms = HUP_LIMIT_MS - since_waitpid_ms;
+		if (wait_ms > 0)
+			t_sleep_ms((unsigned)wait_ms);
+	} else {
+		int revents;
+		double ms = wait_for_hup(c->b, &revents, 1000.0) + since_waitpid_ms;
+		t_log(c, "POLLHUP within %.0f ms of waitpid: %s", HUP_LIMIT_MS,
+		      ms <= HUP_LIMIT_MS ? "yes" : "NO");
+		if (c->kind == T_USPAIR && ms > HUP_LIMIT_MS)
+			t_fail("%s %s: POLLHUP %.1f ms after waitpid returned (limit %.0f ms)",
+			       c->scenario, t_type_name(c->type), ms, HUP_LIMIT_MS);
+	}
+	t_poll1(c, c->b, POLLIN | POLLOUT | POLLRDHUP | POLLPRI);
+	t_so_error(c, c->b);
+	for (int i = 0; i < 3; i++)
+		t_recv(c, c->b, 100, MSG_DONTWAIT);
+	t_send(c, c->b, "x", 1, MSG_DONTWAIT);
+	t_send(c, c->b, "y", 1, MSG_DONTWAIT);
+	t_send(c, c->b, "z", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	t_poll1(c, c->b, POLLIN | POLLOUT | POLLRDHUP | POLLPRI);
+	t_so_error(c, c->b);
+}
+
+static void scenario_child_dies(struct t_ctx *c)
+{
+	const struct death_case *dc = c->user;
+	int ready[2];
+	if (pipe(ready) < 0)
+		t_die("pipe: %s", strerror(errno));
+	if (dc->child_unread)
+		t_send(c, c->b, "never read", 10, 0);
+	pid_t pid = fork_or_die();
+	if (pid == 0) {
+		usp_close(c->b);
+		close(ready[0]);
+		if (dc->child_sends)
+			usp_send(c->a, "bye", 3, 0);
+		if (dc->how == DEATH_SIGKILL) {
+			if (write(ready[1], "k", 1) != 1)
+				_exit(3);
+			pause(); /* the parent kills us */
+			_exit(4);
+		}
+		if (dc->how == DEATH_EXIT)
+			exit(0);
+		_exit(0);
+	}
+	close(ready[1]);
+	t_close(c, c->a);
+	if (dc->how == DEATH_SIGKILL) {
+		char ch;
+		if (read(ready[0], &ch, 1) != 1)
+			t_die("child did not get ready");
+		kill(pid, SIGKILL);
+	}
+	close(ready[0]);
+	int status = wait_child(pid);
+	double reaped = t_now();
+	t_log(c, "child ended with status %d", status);
+	inspect_survivor(c, (t_now() - reaped) * 1000.0);
+}
+
+/* The parent is blocked when the child is killed by another thread. */
+struct killer {
+	pid_t pid;
+	double killed_at;
+};
+
+static void *kill_after_delay(void *arg)
+{
+	struct killer *k = arg;
+	t_sleep_ms(30);
+	k->killed_at = t_now();
+	kill(k->pid, SIGKILL);
+	return NULL;
+}
+
+static void scenario_blocked_parent(struct t_ctx *c)
+{
+	int use_poll = *(const int *)c->user;
+	pid_t pid = fork_or_die();
+	if (pid == 0) {
+		usp_close(c->b);
+		pause();
+		_exit(4);
+	}
+	t_close(c, c->a);
+	struct killer k = { pid, 0 };
+	pthread_t th;
+	/* DGRAM has no hang-up: bound the wait */
+	if (c->type == SOCK_DGRAM) {
+		struct timeval tv = { 0, 200000 };
+		usp_setsockopt(c->b, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
+	t_thread_start(&th, kill_after_delay, &k);
+	if (use_poll) {
+		struct pollfd p = { .fd = c->b, .events = POLLIN | POLLRDHUP };
+		t_guard_arm("poll in blocked_parent");
+		int r = usp_poll(&p, 1, c->type == SOCK_DGRAM ? 200 : 3000);
+		t_guard_disarm();
+		t_log(c, "poll(b,IN|RDHUP) while the child is killed = %d revents=0x%x", r,
+		      (unsigned)p.revents);
+	} else {
+		c->prepoll_ms = -1;
+		t_recv(c, c->b, 100, 0);
+	}
+	double woke = t_now();
+	t_thread_join(th);
+	wait_child(pid);
+	if (c->type != SOCK_DGRAM) {
+		double ms = (woke - k.killed_at) * 1000.0;
+		t_log(c, "woke within %.0f ms of the kill: %s", HUP_LIMIT_MS,
+		      ms <= HUP_LIMIT_MS ? "yes" : "NO");
+		if (c->kind == T_USPAIR && ms > HUP_LIMIT_MS)
+			t_fail("%s %s: woke %.1f ms after SIGKILL (limit %.0f ms)",
+			       c->scenario, t_type_name(c->type), ms, HUP_LIMIT_MS);
+	}
+	t_recv(c, c->b, 100, MSG_DONTWAIT);
+	t_send(c, c->b, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/* ---- duplicates ---- */
+
+static void scenario_dup_keeps_alive(struct t_ctx *c)
+{
+	int a2 = t_dup(c, c->a, "a2");
+	t_close(c, c->a);
+	t_send(c, a2, "via a2", 6, 0);
+	t_recv(c, c->b, 100, 0);
+	t_poll1(c, c->b, POLLIN | POLLOUT | POLLRDHUP);
+	int high = 200;
+	t_dup2(c, a2, high, "a200");
+	t_dup2(c, a2, a2, "a2");
+	t_close(c, a2);
+	t_send(c, high, "via a200", 8, 0);
+	t_recv(c, c->b, 100, 0);
+	t_send(c, c->b, "to a200", 7, 0);
+	t_recv(c, high, 100, 0);
+	int a3 = usp_fcntl(high, F_DUPFD_CLOEXEC, 0);
+	t_record(c, "fcntl(a200,F_DUPFD_CLOEXEC,0) (new descriptor)", a3 < 0 ? -1 : 0, errno);
+	if (a3 >= 0) {
+		t_name_fd(c, a3, "a3");
+		t_close(c, high);
+		t_poll1(c, c->b, POLLIN | POLLOUT | POLLRDHUP);
+		t_send(c, a3, "via a3", 6, 0);
+		t_recv(c, c->b, 100, 0);
+		t_close(c, a3);
+	}
+	/* the last copy is gone now */
+	t_poll1(c, c->b, POLLIN | POLLOUT | POLLRDHUP);
+	t_recv(c, c->b, 100, MSG_DONTWAIT);
+	t_send(c, c->b, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+/* dup2 onto the peer's number: the peer's descriptor is closed by it */
+static void scenario_dup2_over_peer(struct t_ctx *c)
+{
+	t_send(c, c->a, "queued", 6, 0);
+	int b_number = c->b;
+	t_dup2(c, c->a, b_number, "a-at-b");
+	t_poll1(c, c->a, POLLIN | POLLOUT | POLLRDHUP);
+	t_poll1(c, b_number, POLLIN | POLLOUT | POLLRDHUP);
+	t_recv(c, b_number, 100, MSG_DONTWAIT);
+	t_send(c, b_number, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	t_so_error(c, c->a);
+	t_close(c, b_number);
+	t_send(c, c->a, "y", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+static void scenario_child_closes_its_copies(struct t_ctx *c)
+{
+	pid_t pid = fork_or_die();
+	if (pid == 0) {
+		int bad = usp_close(c->a) != 0;
+		bad |= usp_close(c->b) != 0;
+		_exit(bad);
+	}
+	t_log(c, "child closed its copies: status %d", wait_child(pid));
+	t_sleep_ms(50); /* time for anyone to (wrongly) notice a release */
+	t_poll_both(c);
+	t_send(c, c->a, "still here", 10, 0);
+	t_recv(c, c->b, 100, 0);
+	t_send(c, c->b, "me too", 6, 0);
+	t_recv(c, c->a, 100, 0);
+}
+
+/* ---- exec ---- */
+
+static const char *const sleep_program = "/bin/sleep";
+
+enum exec_case { EXEC_KEEPS, EXEC_CLOSES_SOCK_CLOEXEC, EXEC_CLOSES_FD_CLOEXEC };
+
+static void scenario_exec(struct t_ctx *c)
+{
+	enum exec_case ec = *(const enum exec_case *)c->user;
+	if (ec == EXEC_KEEPS) /* pairs are made with SOCK_CLOEXEC: clear it */
+		t_fcntl(c, c->a, F_SETFD, 0, "F_SETFD");
+	else if (ec == EXEC_CLOSES_FD_CLOEXEC)
+		t_fcntl(c, c->a, F_SETFD, FD_CLOEXEC, "F_SETFD");
+	t_fcntl(c, c->a, F_GETFD, 0, "F_GETFD");
+	pid_t pid = fork_or_die();
+	if (pid == 0) {
+		usp_close(c->b);
+		execl(sleep_program, sleep_program, "2", (char *)NULL);
+		_exit(127);
+	}
+	t_close(c, c->a);
+	if (c->type == SOCK_DGRAM) {
+		t_sleep_ms(150);
+	} else {
+		int revents;
+		double ms = wait_for_hup(c->b, &revents, 200.0);
+		t_log(c, "POLLHUP within 200 ms of fork: %s (revents 0x%x)",
+		      ms < 200.0 ? "yes" : "no", (unsigned)revents);
+	}
+	t_log(c, "child still running: %s", waitpid(pid, NULL, WNOHANG) == 0 ? "yes" : "no");
+	t_poll1(c, c->b, POLLIN | POLLOUT | POLLRDHUP);
+	t_recv(c, c->b, 100, MSG_DONTWAIT);
+	t_send(c, c->b, "x", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	t_send(c, c->b, "y", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	kill(pid, SIGKILL);
+	t_log(c, "child status %d", wait_child(pid));
+	if (c->type != SOCK_DGRAM) {
+		int revents;
+		double ms = wait_for_hup(c->b, &revents, 1000.0);
+		t_log(c, "after the child is gone: POLLHUP within %.0f ms: %s", HUP_LIMIT_MS,
+		      ms <= HUP_LIMIT_MS ? "yes" : "NO");
+		if (c->kind == T_USPAIR && ms > HUP_LIMIT_MS)
+			t_fail("%s %s: POLLHUP %.1f ms after waitpid (limit %.0f ms)",
+			       c->scenario, t_type_name(c->type), ms, HUP_LIMIT_MS);
+	} else {
+		t_sleep_ms((unsigned)HUP_LIMIT_MS);
+	}
+	t_poll1(c, c->b, POLLIN | POLLOUT | POLLRDHUP);
+	t_send(c, c->b, "z", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+int main(void)
+{
+	static const int no = 0, yes = 1;
+	static const enum exec_case keeps = EXEC_KEEPS, closes = EXEC_CLOSES_SOCK_CLOEXEC,
+				    closes_fd = EXEC_CLOSES_FD_CLOEXEC;
+	static const char *const death_names[] = { "exit", "_exit", "SIGKILL" };
+	t_init("fork");
+	t_compare_matrix("traffic", scenario_traffic, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
+	for (int how = DEATH_EXIT; how <= DEATH_SIGKILL; how++) {
+		for (int sends = 0; sends <= 1; sends++) {
+			for (int unread = 0; unread <= 1; unread++) {
+				struct death_case dc = { (enum death)how, sends, unread };
+				char name[128];
+				snprintf(name, sizeof(name), "child %s%s%s", death_names[how],
+					 sends ? ", sent bye" : "", unread ? ", unread data" : "");
+				t_compare_matrix(name, scenario_child_dies, T_ALL_TYPES,
+						 T_BLOCKING, T_DIR_0_TO_1, &dc);
+			}
+		}
+	}
+	t_compare_matrix("parent blocked in recv", scenario_blocked_parent, T_ALL_TYPES, T_BLOCKING, T_DIR_0_TO_1, (void *)&no);
+	t_compare_matrix("parent blocked in poll", scenario_blocked_parent, T_ALL_TYPES, T_BLOCKING, T_DIR_0_TO_1, (void *)&yes);
+	t_compare_matrix("dup keeps alive", scenario_dup_keeps_alive, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
+	t_compare_matrix("dup2 over the peer", scenario_dup2_over_peer, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
+	t_compare_matrix("child closes its copies", scenario_child_closes_its_copies, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
+	if (access(sleep_program, X_OK) == 0) {
+		t_compare_matrix_flags("exec with SOCK_CLOEXEC", scenario_exec, T_ALL_TYPES,
+				       T_BLOCKING, T_DIR_0_TO_1, SOCK_CLOEXEC, (void *)&closes);
+		t_compare_matrix("exec with FD_CLOEXEC set by fcntl", scenario_exec, T_ALL_TYPES,
+				 T_BLOCKING, T_DIR_0_TO_1, (void *)&closes_fd);
+		t_compare_matrix_flags("exec without close-on-exec", scenario_exec, T_ALL_TYPES,
+				       T_BLOCKING, T_DIR_0_TO_1, SOCK_CLOEXEC, (void *)&keeps);
+	} else {
+		t_note("%s not found: exec scenarios not run", sleep_program);
+	}
+	return t_finish();
+}
