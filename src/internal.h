@@ -215,8 +215,6 @@ USP_HIDDEN void usp__lock_init(pthread_mutex_t *m);
 USP_HIDDEN uint32_t usp__dgram_truesize(size_t len);
 USP_HIDDEN size_t usp__stream_chunk(size_t remaining, int sndbuf);
 USP_HIDDEN uint32_t usp__stream_truesize(size_t chunk);
-USP_HIDDEN int usp__clamp_sndbuf(int val);
-USP_HIDDEN int usp__clamp_rcvbuf(int val);
 USP_HIDDEN int usp__default_sndbuf(void);
 USP_HIDDEN int usp__default_rcvbuf(void);
 

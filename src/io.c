@@ -814,24 +814,30 @@ ssize_t usp_read(int fd, void *buf, size_t count)
 	return ret_errno(r);
 }
 
+/* readv/writev: the checks of do_readv/do_writev, then a recvmsg or
+ * sendmsg without flags.  vfs_readv/vfs_writev do not pass a request with
+ * nothing to move to the socket, so writev queues no empty record (where
+ * write(fd, p, 0) does). */
+static ssize_t vectored_io(struct usp_sock *s, const struct iovec *iov,
+			   int iovcnt, bool write)
+{
+	if (iovcnt > 0 && bad_ptr(iov))
+		return -EFAULT;
+	if (iovcnt < 0 || iovcnt > UIO_MAXIOV)
+		return -EINVAL;
+	ssize_t r = iov_total(iov, (size_t)iovcnt);
+	if (r <= 0)
+		return r;
+	struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
+	return write ? usp__sendmsg(s, &msg, 0) : usp__recvmsg(s, &msg, 0);
+}
+
 ssize_t usp_writev(int fd, const struct iovec *iov, int iovcnt)
 {
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return writev(fd, iov, iovcnt);
-	ssize_t r = -EINVAL;
-	if (iovcnt > 0 && bad_ptr(iov))
-		r = -EFAULT;
-	else if (iovcnt >= 0 && iovcnt <= UIO_MAXIOV) {
-		/* vfs_writev(): nothing to write is not passed to the socket,
-		 * so no empty record is queued (write(fd, p, 0) queues one) */
-		r = iov_total(iov, (size_t)iovcnt);
-		if (r > 0) {
-			struct msghdr msg = {.msg_iov = (struct iovec *)iov,
-					     .msg_iovlen = (size_t)iovcnt};
-			r = usp__sendmsg(&s, &msg, 0);
-		}
-	}
+	ssize_t r = vectored_io(&s, iov, iovcnt, true);
 	usp__put(&s);
 	return ret_errno(r);
 }
@@ -841,17 +847,7 @@ ssize_t usp_readv(int fd, const struct iovec *iov, int iovcnt)
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return readv(fd, iov, iovcnt);
-	ssize_t r = -EINVAL;
-	if (iovcnt > 0 && bad_ptr(iov))
-		r = -EFAULT;
-	else if (iovcnt >= 0 && iovcnt <= UIO_MAXIOV) {
-		r = iov_total(iov, (size_t)iovcnt);
-		if (r > 0) {
-			struct msghdr msg = {.msg_iov = (struct iovec *)iov,
-					     .msg_iovlen = (size_t)iovcnt};
-			r = usp__recvmsg(&s, &msg, 0);
-		}
-	}
+	ssize_t r = vectored_io(&s, iov, iovcnt, false);
 	usp__put(&s);
 	return ret_errno(r);
 }

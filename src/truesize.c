@@ -7,7 +7,8 @@
  * not limit AF_UNIX at all.  truesize is the slab-rounded linear area plus
  * struct sk_buff plus whole pages for the paged part.  The constants below
  * are those of x86_64 Linux 6.x with 4 KiB pages; test/backpressure compares
- * the resulting capacities with the running kernel's.
+ * the resulting capacities with the running kernel's.  Buffer sizes set
+ * with setsockopt come from the kernel itself (sockopt.c), clamps included.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,8 +22,6 @@
 #define SKB_MAX_ALLOC ((PAGE << 2) - SKB_SHINFO) /* SKB_MAX_ORDER(0, 2) */
 #define MAX_SKB_FRAGS 17u
 #define UNIX_SKB_FRAGS_SZ (32768u) /* PAGE_SIZE << get_order(32768) */
-#define SOCK_MIN_SNDBUF 4608
-#define SOCK_MIN_RCVBUF 2304
 
 static size_t align64(size_t n)
 {
@@ -96,8 +95,7 @@ static long read_sysctl(const char *path, long fallback)
 	return v;
 }
 
-static _Atomic long wmem_max_cache, rmem_max_cache, wmem_default_cache,
-	rmem_default_cache;
+static _Atomic long wmem_default_cache, rmem_default_cache;
 
 static long cached_sysctl(_Atomic long *cache, const char *path, long fallback)
 {
@@ -109,38 +107,6 @@ static long cached_sysctl(_Atomic long *cache, const char *path, long fallback)
 		atomic_store_explicit(cache, v, memory_order_relaxed);
 	}
 	return v;
-}
-
-/* sock_setsockopt(SO_SNDBUF): min(val, wmem_max) doubled, at least the
- * minimum; val is compared as unsigned, so negative values mean "huge". */
-int usp__clamp_sndbuf(int val)
-{
-	unsigned long max = (unsigned long)cached_sysctl(
-		&wmem_max_cache, "/proc/sys/net/core/wmem_max", 212992);
-	unsigned long v = (unsigned int)val;
-	if (v > max)
-		v = max;
-	v *= 2;
-	if (v < SOCK_MIN_SNDBUF)
-		v = SOCK_MIN_SNDBUF;
-	if (v > USP_MAX_SNDBUF)
-		v = USP_MAX_SNDBUF;
-	return (int)v;
-}
-
-int usp__clamp_rcvbuf(int val)
-{
-	unsigned long max = (unsigned long)cached_sysctl(
-		&rmem_max_cache, "/proc/sys/net/core/rmem_max", 212992);
-	unsigned long v = (unsigned int)val;
-	if (v > max)
-		v = max;
-	v *= 2;
-	if (v < SOCK_MIN_RCVBUF)
-		v = SOCK_MIN_RCVBUF;
-	if (v > INT32_MAX)
-		v = INT32_MAX;
-	return (int)v;
 }
 
 int usp__default_sndbuf(void)
