@@ -18,8 +18,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #define BIG_RECEIVE 80000
 
@@ -427,6 +430,236 @@ static void check_stream_oob_difference(void)
 	usp_close(sv[1]);
 }
 
+/* Flags the kernel accepts, ignores or refuses on each socket type. */
+static void scenario_flags(struct t_ctx *c)
+{
+	static const struct {
+		int flag;
+		const char *name;
+	} send_flags[] = {
+		{ MSG_EOR, "MSG_EOR" },
+		{ MSG_MORE, "MSG_MORE" },
+		{ MSG_CONFIRM, "MSG_CONFIRM" },
+		{ MSG_DONTROUTE, "MSG_DONTROUTE" },
+		{ MSG_PEEK, "MSG_PEEK" },
+		{ MSG_WAITALL, "MSG_WAITALL" },
+		{ MSG_TRUNC, "MSG_TRUNC" },
+		{ MSG_ERRQUEUE, "MSG_ERRQUEUE" },
+		{ MSG_CMSG_CLOEXEC, "MSG_CMSG_CLOEXEC" },
+		{ MSG_FASTOPEN, "MSG_FASTOPEN" },
+		{ (int)0x80000000u, "0x80000000" },
+		{ 0x10000000, "0x10000000" },
+	};
+	for (size_t i = 0; i < sizeof(send_flags) / sizeof(send_flags[0]); i++) {
+		char data[8];
+		snprintf(data, sizeof(data), "f%zu", i);
+		t_send(c, c->a, data, strlen(data), send_flags[i].flag | MSG_DONTWAIT);
+	}
+	t_ioctl_int(c, c->b, FIONREAD, "FIONREAD");
+	t_recv(c, c->b, 100, MSG_ERRQUEUE | MSG_DONTWAIT);
+	t_recv(c, c->b, 100, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	t_recv(c, c->b, 100, MSG_EOR | MSG_DONTWAIT);
+	t_recv(c, c->b, 100, MSG_MORE | MSG_DONTWAIT);
+	t_recv(c, c->b, 100, MSG_NOSIGNAL | MSG_DONTWAIT);
+	t_recv(c, c->b, 100, (int)0x80000000u | MSG_DONTWAIT);
+	static const size_t shape[] = { 100 };
+	t_recvmsg(c, c->b, shape, 1, 0, 0, MSG_DONTWAIT);
+	drain(c, c->b);
+	/* MSG_EOR through sendmsg on a record type */
+	t_sendmsg(c, c->a, shape, 1, 3, MSG_EOR);
+	t_recvmsg(c, c->b, shape, 1, 0, 0, MSG_DONTWAIT);
+	drain(c, c->b);
+}
+
+/* The largest record: sk_sndbuf - 32 for DGRAM/SEQPACKET. */
+static void scenario_size_limits(struct t_ctx *c)
+{
+	int sndbuf = t_getsockopt_int(c, c->a, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF");
+	if (sndbuf > 0) {
+		for (int delta = -33; delta <= -31; delta++)
+			t_send_pattern(c, c->a, (size_t)(sndbuf + delta), 1, MSG_DONTWAIT);
+		drain(c, c->b);
+	}
+	t_setsockopt_int(c, c->a, SOL_SOCKET, SO_SNDBUF, 4608, "SO_SNDBUF");
+	sndbuf = t_getsockopt_int(c, c->a, SOL_SOCKET, SO_SNDBUF, "SO_SNDBUF");
+	if (sndbuf > 0) {
+		for (int delta = -33; delta <= -31; delta++) {
+			t_send_pattern(c, c->a, (size_t)(sndbuf + delta), 2, MSG_DONTWAIT);
+			t_queues(c);
+			drain(c, c->b);
+		}
+		t_send_pattern(c, c->a, (size_t)sndbuf * 3, 3, MSG_DONTWAIT);
+		t_queues(c);
+		drain(c, c->b);
+	}
+	/* and a receiver whose own SO_SNDBUF is tiny does not matter */
+	t_setsockopt_int(c, c->b, SOL_SOCKET, SO_SNDBUF, 1, "SO_SNDBUF");
+	t_setsockopt_int(c, c->b, SOL_SOCKET, SO_RCVBUF, 1, "SO_RCVBUF");
+	t_send_pattern(c, c->a, 4000, 4, MSG_DONTWAIT);
+	t_send_pattern(c, c->a, 4000, 5, MSG_DONTWAIT);
+	t_ioctl_int(c, c->b, FIONREAD, "FIONREAD");
+	drain(c, c->b);
+}
+
+/* Descriptors that are not (or no longer) uspair endpoints. */
+static void scenario_bad_descriptors(struct t_ctx *c)
+{
+	int pipefd[2];
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		t_die("pipe2: %s", strerror(errno));
+	char buf[16];
+	int one = 1;
+	socklen_t len = sizeof(one);
+	T_RECORD(c, "send(-1,\"x\",1,0)", usp_send(-1, "x", 1, 0));
+	T_RECORD(c, "recv(-1,16,MSG_DONTWAIT)", usp_recv(-1, buf, sizeof(buf), MSG_DONTWAIT));
+	T_RECORD(c, "send(pipe_w,\"x\",1,0)", usp_send(pipefd[1], "x", 1, 0));
+	T_RECORD(c, "recv(pipe_r,16,MSG_DONTWAIT)", usp_recv(pipefd[0], buf, sizeof(buf), MSG_DONTWAIT));
+	T_RECORD(c, "write(pipe_w,\"y\",1)", usp_write(pipefd[1], "y", 1));
+	T_RECORD(c, "read(pipe_r,16)", usp_read(pipefd[0], buf, sizeof(buf)));
+	T_RECORD(c, "shutdown(pipe_r,SHUT_RDWR)", usp_shutdown(pipefd[0], SHUT_RDWR));
+	T_RECORD(c, "getsockopt(pipe_r,SO_TYPE)", usp_getsockopt(pipefd[0], SOL_SOCKET, SO_TYPE, &one, &len));
+	T_RECORD(c, "is_uspair(pipe_r)", usp_is_uspair(pipefd[0]));
+	close(pipefd[0]);
+	close(pipefd[1]);
+
+	/* an endpoint used after usp_close */
+	int a = c->a;
+	t_close(c, a);
+	T_RECORD(c, "send(closed a,\"x\",1,MSG_DONTWAIT)", usp_send(a, "x", 1, MSG_DONTWAIT));
+	T_RECORD(c, "recv(closed a,16,MSG_DONTWAIT)", usp_recv(a, buf, sizeof(buf), MSG_DONTWAIT));
+	T_RECORD(c, "shutdown(closed a,SHUT_WR)", usp_shutdown(a, SHUT_WR));
+	T_RECORD(c, "fcntl(closed a,F_GETFL)", usp_fcntl(a, F_GETFL));
+	T_RECORD(c, "dup(closed a)", usp_dup(a));
+	T_RECORD(c, "close(closed a)", usp_close(a));
+	T_RECORD(c, "is_uspair(closed a)", usp_is_uspair(a));
+	struct pollfd p = { .fd = a, .events = POLLIN };
+	T_RECORD(c, "poll(closed a,IN,0)", usp_poll(&p, 1, 0));
+	t_log(c, "  revents=0x%x", (unsigned)p.revents);
+	/* dup2 corner cases on the live end */
+	T_RECORD(c, "dup2(b,-1)", usp_dup2(c->b, -1));
+	T_RECORD(c, "dup2(-1,b)", usp_dup2(-1, c->b));
+	T_RECORD(c, "dup2(b,b) == b", usp_dup2(c->b, c->b) == c->b);
+	T_RECORD(c, "dup2(closed a,b)", usp_dup2(a, c->b));
+	t_poll1(c, c->b, POLLIN | POLLOUT | POLLRDHUP);
+	t_recv(c, c->b, 16, MSG_DONTWAIT);
+}
+
+/* Ancillary data: SCM_RIGHTS and SCM_CREDENTIALS. */
+static void record_control(struct t_ctx *c, struct msghdr *msg, ssize_t r,
+			   int err, const struct stat *expected)
+{
+	char mfl[200];
+	if (r < 0) {
+		t_record(c, "recvmsg with a control buffer", r, err);
+		return;
+	}
+	t_fmt_msg_flags(mfl, sizeof(mfl), msg->msg_flags);
+	t_log(c, "recvmsg with a control buffer = %zd msg_flags=%s controllen=%zu", r, mfl,
+	      (size_t)msg->msg_controllen);
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(msg); cm; cm = CMSG_NXTHDR(msg, cm)) {
+		t_log(c, "  cmsg level=%d type=%d len=%zu", cm->cmsg_level, cm->cmsg_type,
+		      (size_t)cm->cmsg_len);
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+			int n = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+			for (int i = 0; i < n; i++) {
+				int fd;
+				struct stat st;
+				memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+				int same = fstat(fd, &st) == 0 && st.st_ino == expected->st_ino &&
+					   st.st_dev == expected->st_dev;
+				int cloexec = (fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0;
+				t_log(c, "  fd #%d: same file as sent: %s, FD_CLOEXEC=%d", i,
+				      same ? "yes" : "no", cloexec);
+				close(fd);
+			}
+		} else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_CREDENTIALS) {
+			struct ucred cred;
+			memcpy(&cred, CMSG_DATA(cm), sizeof(cred));
+			t_log(c, "  credentials: pid %s, uid %s, gid %s",
+			      cred.pid == getpid() ? "ours" : "NOT ours",
+			      cred.uid == getuid() ? "ours" : "NOT ours",
+			      cred.gid == getgid() ? "ours" : "NOT ours");
+		}
+	}
+}
+
+static ssize_t send_fds(int fd, const int *fds, int n, const char *data)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+	} control;
+	struct iovec iov = { .iov_base = (void *)data, .iov_len = strlen(data) };
+	struct msghdr msg;
+	memset(&msg, 0, sizeof(msg));
+	memset(&control, 0, sizeof(control));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control.buf;
+	msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+	memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n);
+	return usp_sendmsg(fd, &msg, MSG_DONTWAIT);
+}
+
+static void receive_control(struct t_ctx *c, int fd, size_t control_len, int flags,
+			    const struct stat *expected)
+{
+	union {
+		struct cmsghdr align;
+		char buf[512];
+	} control;
+	char data[64];
+	struct iovec iov = { .iov_base = data, .iov_len = sizeof(data) };
+	struct msghdr msg;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control.buf;
+	msg.msg_controllen = control_len;
+	errno = 0;
+	ssize_t r = usp_recvmsg(fd, &msg, flags | MSG_DONTWAIT);
+	record_control(c, &msg, r, errno, expected);
+}
+
+static void scenario_scm_rights(struct t_ctx *c)
+{
+	int pipefd[2];
+	struct stat st;
+	if (pipe2(pipefd, O_CLOEXEC) < 0 || fstat(pipefd[0], &st) < 0)
+		t_die("pipe2: %s", strerror(errno));
+	int fds_before = t_count_open_fds();
+	T_RECORD(c, "sendmsg(a,\"r1\",SCM_RIGHTS{pipe_r})", send_fds(c->a, pipefd, 1, "r1"));
+	T_RECORD(c, "sendmsg(a,\"r2\",SCM_RIGHTS{pipe_r,pipe_r})",
+		 send_fds(c->a, (int[2]){ pipefd[0], pipefd[0] }, 2, "r2"));
+	T_RECORD(c, "sendmsg(a,\"r3\",SCM_RIGHTS{-1})", send_fds(c->a, (int[1]){ -1 }, 1, "r3"));
+	t_ioctl_int(c, c->b, FIONREAD, "FIONREAD");
+	receive_control(c, c->b, 512, MSG_CMSG_CLOEXEC, &st);
+	receive_control(c, c->b, CMSG_LEN(sizeof(int)), 0, &st); /* room for one of two */
+	receive_control(c, c->b, 512, 0, &st);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	t_log(c, "descriptors left open by the transfers: %d", t_count_open_fds() - fds_before + 2);
+	drain(c, c->b);
+}
+
+static void scenario_scm_credentials(struct t_ctx *c)
+{
+	struct stat st;
+	memset(&st, 0, sizeof(st));
+	t_setsockopt_int(c, c->b, SOL_SOCKET, SO_PASSCRED, 1, "SO_PASSCRED");
+	t_send(c, c->a, "cred", 4, 0);
+	receive_control(c, c->b, 512, 0, &st);
+	t_send(c, c->a, "cred", 4, 0);
+	receive_control(c, c->b, 4, 0, &st);
+	t_send(c, c->a, "nocontrol", 9, 0);
+	t_recv(c, c->b, 100, MSG_DONTWAIT);
+	drain(c, c->b);
+}
+
 /* FIONREAD/SIOCINQ and SIOCOUTQ of both ends after each step. */
 static void scenario_queue_lengths(struct t_ctx *c)
 {
@@ -498,6 +731,11 @@ int main(void)
 	 * uspair does not queue out-of-band bytes yet (issue 4). */
 	t_compare_matrix("oob", scenario_oob, T_SEQPACKET | T_DGRAM, T_ALL_MODES, T_ALL_DIRS, NULL);
 	check_stream_oob_difference();
+	t_compare_matrix("flags", scenario_flags, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
+	t_compare_matrix("size_limits", scenario_size_limits, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
+	t_compare_matrix("bad_descriptors", scenario_bad_descriptors, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
+	t_compare_matrix("scm_rights", scenario_scm_rights, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
+	t_compare_matrix("scm_credentials", scenario_scm_credentials, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("queue_lengths", scenario_queue_lengths, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 #ifdef T_SANITIZER_INTERCEPTS
 	t_note("bad_pointers scenario not run: sanitizer interceptors dereference bad pointers");
