@@ -13,7 +13,8 @@
  * Locking: watch_lock protects the slot array.  A registered slot holds a
  * reference on its pair, so the region stays mapped while it is watched.
  * The thread blocks every signal.  After fork the child has no watchdog;
- * the pid check starts a new one on the child's first sleep.
+ * the atfork child handler forgets the parent's, and the child's first
+ * sleep starts a new one.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -36,7 +37,7 @@ static pthread_cond_t watch_cond = PTHREAD_COND_INITIALIZER;
 static struct watch_slot *slots;
 static size_t n_slots;
 static size_t n_active;
-static pid_t watchdog_pid;
+static bool watchdog_running; /* in this process; reset in a fork child */
 
 static void check_slot(struct watch_slot *w)
 {
@@ -70,8 +71,7 @@ static void *watchdog_main(void *arg)
 /* Caller holds watch_lock. */
 static void start_watchdog(void)
 {
-	pid_t self = getpid();
-	if (watchdog_pid == self)
+	if (watchdog_running)
 		return;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
@@ -82,7 +82,7 @@ static void start_watchdog(void)
 	pthread_sigmask(SIG_BLOCK, &all, &old); /* inherited by the thread */
 	pthread_t th;
 	if (pthread_create(&th, &attr, watchdog_main, NULL) == 0)
-		watchdog_pid = self;
+		watchdog_running = true;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 }
@@ -93,7 +93,7 @@ bool usp__watch_begin(struct usp_sock *s)
 {
 	pthread_mutex_lock(&watch_lock);
 	start_watchdog();
-	bool ok = watchdog_pid == getpid();
+	bool ok = watchdog_running;
 	struct watch_slot *free_slot = NULL;
 	for (size_t i = 0; ok && i < n_slots; i++) {
 		if (slots[i].pair == s->pair && slots[i].side == s->side &&
@@ -158,5 +158,5 @@ void usp__watch_atfork_child(void)
 		slots[i].pair = NULL;
 	}
 	n_active = 0;
-	watchdog_pid = 0;
+	watchdog_running = false;
 }

@@ -54,6 +54,9 @@ enum bench_output {
 
 /* Regression bounds of --check (ratios, uspair against the kernel). */
 #define BENCH_CHECK_MIN_RTT_SPEEDUP 2.0
+/* --check: above this background load (CPUs used by other processes) a
+ * failed bound is reported as inconclusive instead */
+#define BENCH_CHECK_BUSY_CPUS 0.5
 #define BENCH_CHECK_MIN_THROUGHPUT_RATIO 0.5
 
 struct bench_options {
