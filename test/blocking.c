@@ -216,6 +216,47 @@ static void scenario_send_woken_by_peer_close(struct t_ctx *c)
 	t_send_pattern(c, c->a, 10, 2, 0);
 }
 
+/*
+ * usp_close() of a descriptor while another thread is blocked in recv on
+ * it.  Linux does not wake the receiver: the call holds its own reference
+ * to the socket, which stays connected until that call returns, so a later
+ * send is still received.
+ */
+struct blocked_receiver {
+	int fd;
+	long result;
+	int err;
+	char data[16];
+};
+
+static void *receive_blocked(void *arg)
+{
+	struct blocked_receiver *br = arg;
+	errno = 0;
+	br->result = usp_recv(br->fd, br->data, sizeof(br->data), 0);
+	br->err = errno;
+	return NULL;
+}
+
+static void scenario_close_while_blocked(struct t_ctx *c)
+{
+	struct blocked_receiver br = { c->b, 0, 0, { 0 } };
+	pthread_t th;
+	set_timeout(c->b, SO_RCVTIMEO, 500000); /* bound the wait either way */
+	t_thread_start(&th, receive_blocked, &br);
+	t_sleep_ms(DELAY_MS);
+	t_close(c, c->b);
+	t_sleep_ms(DELAY_MS);
+	t_send(c, c->a, "after close", 11, MSG_DONTWAIT | MSG_NOSIGNAL);
+	t_thread_join(th);
+	char res[64];
+	t_fmt_result(res, sizeof(res), br.result, br.err);
+	t_log(c, "the blocked recv(b) returned %s%s%.*s", res, br.result > 0 ? " " : "",
+	      br.result > 0 ? (int)br.result : 0, br.data);
+	t_poll1(c, c->a, POLLIN | POLLOUT | POLLRDHUP);
+	t_send(c, c->a, "later", 5, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 /* ---- EINTR ---- */
 
 static atomic_int signals_handled;
@@ -357,6 +398,7 @@ int main(void)
 	t_compare_matrix("waitall_across_sends", scenario_waitall_across_sends, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("woken_by_peer_close", scenario_woken_by_peer_close, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("send_woken_by_peer_close", scenario_send_woken_by_peer_close, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
+	t_compare_matrix("close_while_blocked", scenario_close_while_blocked, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("eintr_without_restart", scenario_eintr_without_restart, T_ALL_TYPES, T_BLOCKING, T_DIR_0_TO_1, NULL);
 	t_compare_matrix("eintr_with_restart", scenario_eintr_with_restart, T_ALL_TYPES, T_BLOCKING, T_DIR_0_TO_1, NULL);
 	signal(SIGUSR1, SIG_IGN);

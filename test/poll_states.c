@@ -124,7 +124,7 @@ static void scenario_timeout(struct t_ctx *c)
 
 /* ---- wake-ups from another thread ---- */
 
-enum wake_action { WAKE_SEND, WAKE_DRAIN, WAKE_SHUTDOWN, WAKE_CLOSE };
+enum wake_action { WAKE_SEND, WAKE_DRAIN, WAKE_SHUTDOWN, WAKE_CLOSE, WAKE_SHUTDOWN_RD };
 
 struct waker {
 	enum wake_action action;
@@ -155,6 +155,9 @@ static void *waker_thread(void *arg)
 		break;
 	case WAKE_CLOSE:
 		w->result = usp_close(w->fd);
+		break;
+	case WAKE_SHUTDOWN_RD:
+		w->result = usp_shutdown(w->fd, SHUT_RD);
 		break;
 	}
 	return NULL;
@@ -198,6 +201,10 @@ static void scenario_wakeups(struct t_ctx *c)
 	/* DGRAM has no end-of-file: the kernel times out there */
 	w = (struct waker){ WAKE_SHUTDOWN, c->a, 30, 0 };
 	blocked_poll(c, c->b, POLLIN | POLLRDHUP, 150, &w, "woken by peer shutdown");
+
+	/* the poller's own end shut down by another thread */
+	w = (struct waker){ WAKE_SHUTDOWN_RD, c->b, 30, 0 };
+	blocked_poll(c, c->b, POLLIN | POLLRDHUP, 1000, &w, "woken by own-end SHUT_RD");
 
 	w = (struct waker){ WAKE_CLOSE, c->a, 30, 0 };
 	t_forget_fd(c, c->a);
