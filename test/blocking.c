@@ -278,7 +278,8 @@ static void *interrupter_thread(void *arg)
 {
 	struct interrupter *in = arg;
 	int sent = 0;
-	while (!atomic_load(&in->stop)) {
+	/* at least one signal, so that "handler ran" never depends on timing */
+	do {
 		t_sleep_ms(SIGNAL_INTERVAL_MS);
 		if (in->max_signals && sent == in->max_signals) {
 			if (in->send_fd >= 0)
@@ -287,7 +288,7 @@ static void *interrupter_thread(void *arg)
 		}
 		pthread_kill(in->target, SIGUSR1);
 		sent++;
-	}
+	} while (!atomic_load(&in->stop));
 	return NULL;
 }
 
@@ -322,6 +323,8 @@ static void call_recv(struct t_ctx *c) { t_recv(c, c->b, 100, 0); }
 static void call_read(struct t_ctx *c) { t_read(c, c->b, 100); }
 static void call_recv_waitall(struct t_ctx *c) { t_recv(c, c->b, 100, MSG_WAITALL); }
 static void call_send_full(struct t_ctx *c) { t_send_pattern(c, c->a, 3000, 1, 0); }
+/* more than fits: STREAM queues part, then a signal ends the wait */
+static void call_send_huge(struct t_ctx *c) { t_send_pattern(c, c->a, 300000, 2, 0); }
 
 static void call_poll(struct t_ctx *c)
 {
@@ -353,6 +356,23 @@ static void scenario_eintr_without_restart(struct t_ctx *c)
 	t_log(c, "filled a with %ld bytes", filled);
 	interrupted(c, call_send_full);
 	t_ioctl_int(c, c->b, FIONREAD, "FIONREAD");
+}
+
+/* A send that has queued part of its data when the signal comes. */
+static void scenario_eintr_partial_send(struct t_ctx *c)
+{
+	install_handler(0);
+	interrupted(c, call_send_huge);
+	t_queues(c);
+	install_handler(1);	/* SA_RESTART changes nothing once data moved */
+	long drained = 0;
+	ssize_t r;
+	while ((r = usp_recv(c->b, (char[65536]){ 0 }, 65536, MSG_DONTWAIT)) > 0)
+		drained += r;
+	t_log(c, "drained %ld bytes", drained);
+	t_send_pattern(c, c->a, 150000, 3, 0);
+	interrupted(c, call_send_huge);
+	t_queues(c);
 }
 
 /* With SA_RESTART: signals, then data; the call must return the data. */
@@ -400,6 +420,7 @@ int main(void)
 	t_compare_matrix("send_woken_by_peer_close", scenario_send_woken_by_peer_close, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("close_while_blocked", scenario_close_while_blocked, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("eintr_without_restart", scenario_eintr_without_restart, T_ALL_TYPES, T_BLOCKING, T_DIR_0_TO_1, NULL);
+	t_compare_matrix("eintr_partial_send", scenario_eintr_partial_send, T_ALL_TYPES, T_BLOCKING, T_DIR_0_TO_1, NULL);
 	t_compare_matrix("eintr_with_restart", scenario_eintr_with_restart, T_ALL_TYPES, T_BLOCKING, T_DIR_0_TO_1, NULL);
 	signal(SIGUSR1, SIG_IGN);
 	return t_finish();

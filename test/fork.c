@@ -354,6 +354,32 @@ static void scenario_dup2_over_peer(struct t_ctx *c)
 	t_send(c, c->a, "y", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+/* dup2 onto an endpoint of another pair closes that endpoint */
+static void scenario_dup2_over_other_pair(struct t_ctx *c)
+{
+	int other[2];
+	int r = t_make_pair(c->kind, c->type, other);
+	t_record(c, "socketpair() for a second pair", r, errno);
+	if (r != 0)
+		return;
+	t_name_fd(c, other[0], "p");
+	t_name_fd(c, other[1], "q");
+	t_send(c, other[1], "to p", 4, 0);
+	t_dup2(c, c->a, other[0], "a-at-p");
+	t_poll1(c, other[1], POLLIN | POLLOUT | POLLRDHUP);
+	t_recv(c, other[1], 100, MSG_DONTWAIT);
+	t_send(c, other[1], "q", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	t_send(c, other[0], "via a-at-p", 10, 0);
+	t_recv(c, c->b, 100, 0);
+	t_send(c, c->b, "to a", 4, 0);
+	t_recv(c, other[0], 100, 0);
+	t_close(c, c->a);
+	t_send(c, c->b, "still a", 7, 0);
+	t_recv(c, other[0], 100, 0);
+	t_close(c, other[0]);
+	t_poll1(c, c->b, POLLIN | POLLOUT | POLLRDHUP);
+}
+
 static void scenario_child_closes_its_copies(struct t_ctx *c)
 {
 	pid_t pid = fork_or_die();
@@ -478,6 +504,7 @@ int main(void)
 	t_compare_matrix("dup keeps alive", scenario_dup_keeps_alive, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("dup2 over the peer", scenario_dup2_over_peer, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("child changes the socket", scenario_child_changes_socket, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
+	t_compare_matrix("dup2 over another pair", scenario_dup2_over_other_pair, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("child closes its copies", scenario_child_closes_its_copies, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	if (access(sleep_program, X_OK) == 0) {
 		t_compare_matrix_flags("exec with SOCK_CLOEXEC", scenario_exec, T_ALL_TYPES,

@@ -8,6 +8,7 @@
 #include "t_helpers.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -135,6 +136,52 @@ static void scenario_data_after_shut_wr(struct t_ctx *c)
 	t_poll_both(c);
 }
 
+/*
+ * SIGPIPE with the default action kills the sender; blocked, it stays
+ * pending.  Run in a child so that the default action can be taken.
+ */
+struct sigpipe_probe {
+	struct t_ctx *c;
+	int blocked;
+};
+
+static int send_after_shutdown_in_child(void *arg)
+{
+	const struct sigpipe_probe *sp = arg;
+	sigset_t set;
+	signal(SIGPIPE, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, SIGPIPE);
+	sigprocmask(sp->blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, NULL);
+	errno = 0;
+	ssize_t r = usp_send(sp->c->a, "x", 1, MSG_DONTWAIT);
+	int err = errno;
+	sigset_t pending;
+	sigpending(&pending);
+	/* exit status: 10 + errno class, +50 if SIGPIPE is pending */
+	int code = r == -1 && err == EPIPE ? 10 : r == -1 ? 20 : 30;
+	if (sigismember(&pending, SIGPIPE))
+		code += 50;
+	return code;
+}
+
+static void scenario_sigpipe_disposition(struct t_ctx *c)
+{
+	t_shutdown(c, c->a, SHUT_WR);
+	struct sigpipe_probe sp = { c, 0 };
+	t_log(c, "child, SIGPIPE default: status %d (141 = killed by SIGPIPE)",
+	      t_run_in_child(send_after_shutdown_in_child, &sp));
+	sp.blocked = 1;
+	t_log(c, "child, SIGPIPE blocked: status %d (60 = EPIPE and SIGPIPE pending)",
+	      t_run_in_child(send_after_shutdown_in_child, &sp));
+	/* ignored: EPIPE only */
+	signal(SIGPIPE, SIG_IGN);
+	unsigned long before = t_sigpipe_count();
+	t_send(c, c->a, "y", 1, MSG_DONTWAIT);
+	t_log(c, "handler ran while ignored: %s", t_sigpipe_count() != before ? "yes" : "no");
+	t_init_sigpipe_counter();
+}
+
 int main(void)
 {
 	static const int hows[] = { SHUT_RD, SHUT_WR, SHUT_RDWR };
@@ -156,6 +203,8 @@ int main(void)
 	}
 	t_compare_matrix("invalid_how_and_twice", scenario_invalid_how, T_ALL_TYPES,
 			 T_ALL_MODES, T_ALL_DIRS, NULL);
+	t_compare_matrix("sigpipe_disposition", scenario_sigpipe_disposition, T_ALL_TYPES,
+			 T_ALL_MODES, T_DIR_0_TO_1, NULL);
 	t_compare_matrix("data_after_shut_wr", scenario_data_after_shut_wr, T_ALL_TYPES,
 			 T_ALL_MODES, T_ALL_DIRS, NULL);
 	return t_finish();

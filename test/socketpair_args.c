@@ -401,9 +401,96 @@ static void check_descriptor_exhaustion(void)
 		for (size_t t = 0; t < 3; t++)
 			compare_exhaustion(situation, types[t]);
 	}
+	/* a full table: duplicating an endpoint fails the same way */
+	for (size_t t = 0; t < 3; t++) {
+		struct outcome k = call_pair(T_KERNEL, AF_UNIX, types[t], 0);
+		struct outcome u = call_pair(T_USPAIR, AF_UNIX, types[t], 0);
+		if (k.ret != 0 || u.ret != 0) {
+			t_fail("no room for the dup test pairs");
+			close_outcome(&k, T_KERNEL);
+			close_outcome(&u, T_USPAIR);
+			continue;
+		}
+		int blockers[8], nblock = 0;
+		int fd;
+		while (nblock < 8 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0)
+			blockers[nblock++] = fd;
+		struct {
+			const char *what;
+			int kr, ke, ur, ue;
+		} calls[3];
+		errno = 0;
+		calls[0].kr = usp_dup(k.sv[0]); calls[0].ke = errno;
+		errno = 0;
+		calls[0].ur = usp_dup(u.sv[0]); calls[0].ue = errno;
+		calls[0].what = "dup";
+		errno = 0;
+		calls[1].kr = usp_fcntl(k.sv[0], F_DUPFD, 0); calls[1].ke = errno;
+		errno = 0;
+		calls[1].ur = usp_fcntl(u.sv[0], F_DUPFD, 0); calls[1].ue = errno;
+		calls[1].what = "fcntl(F_DUPFD,0)";
+		errno = 0;
+		calls[2].kr = usp_dup2(k.sv[0], 100000); calls[2].ke = errno;
+		errno = 0;
+		calls[2].ur = usp_dup2(u.sv[0], 100000); calls[2].ue = errno;
+		calls[2].what = "dup2(fd,100000)";
+		for (int i = 0; i < 3; i++)
+			if ((calls[i].kr < 0) != (calls[i].ur < 0) || calls[i].ke != calls[i].ue)
+				t_fail("%s with a full descriptor table, %s: kernel %s, uspair %s",
+				       calls[i].what, t_type_name(types[t]),
+				       calls[i].kr < 0 ? t_errno_name(calls[i].ke) : "ok",
+				       calls[i].ur < 0 ? t_errno_name(calls[i].ue) : "ok");
+		for (int i = 0; i < nblock; i++)
+			close(blockers[i]);
+		/* the endpoints still work */
+		char buf[4];
+		if (usp_send(u.sv[0], "ok", 2, MSG_DONTWAIT) != 2 ||
+		    usp_recv(u.sv[1], buf, sizeof(buf), MSG_DONTWAIT) != 2)
+			t_fail("%s uspair pair broken after failed dups", t_type_name(types[t]));
+		close_outcome(&k, T_KERNEL);
+		close_outcome(&u, T_USPAIR);
+	}
 	for (int i = 0; i < nfill - 5; i++)
 		close(fillers[i]);
 	setrlimit(RLIMIT_NOFILE, &saved);
+}
+
+/* Many pairs at once, each carrying its own message. */
+static void check_many_pairs(void)
+{
+	enum { PAIRS = 1000 };
+	static int sv[PAIRS][2];
+	static const int types[] = { SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM };
+	struct rlimit lim;
+	getrlimit(RLIMIT_NOFILE, &lim);
+	int pairs = PAIRS;
+	if (lim.rlim_cur < 2 * PAIRS + 64)
+		pairs = ((int)lim.rlim_cur - 64) / 2;
+	int made = 0, bad = 0;
+	for (int i = 0; i < pairs; i++) {
+		if (usp_socketpair(AF_UNIX, types[i % 3] | SOCK_NONBLOCK, 0, sv[i]) != 0) {
+			t_fail("usp_socketpair #%d of %d: %s", i + 1, pairs, t_errno_name(errno));
+			break;
+		}
+		made++;
+	}
+	for (int i = 0; i < made; i++) {
+		char msg[16];
+		int len = snprintf(msg, sizeof(msg), "pair %d", i);
+		bad += usp_send(sv[i][i % 2], msg, (size_t)len, 0) != len;
+	}
+	for (int i = 0; i < made; i++) {
+		char msg[16], buf[16];
+		int len = snprintf(msg, sizeof(msg), "pair %d", i);
+		bad += usp_recv(sv[i][1 - i % 2], buf, sizeof(buf), 0) != len ||
+		       memcmp(buf, msg, (size_t)len) != 0;
+	}
+	for (int i = 0; i < made; i++) {
+		usp_close(sv[i][0]);
+		usp_close(sv[i][1]);
+	}
+	if (bad)
+		t_fail("%d of %d simultaneous uspair pairs lost or mixed up their message", bad, made);
 }
 
 int main(void)
@@ -415,6 +502,7 @@ int main(void)
 	check_bad_sv_pointers();
 	check_creation_flags();
 	check_descriptor_exhaustion();
+	check_many_pairs();
 	alarm(0);
 	return t_finish();
 }

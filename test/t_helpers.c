@@ -257,6 +257,15 @@ int t_guard_fired(void)
 	return atomic_load(&guard_fires) > 0;
 }
 
+void t_init_sigpipe_counter(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = count_sigpipe;
+	sigaction(SIGPIPE, &sa, NULL);
+}
+
 unsigned long t_sigpipe_count(void)
 {
 	return atomic_load(&sigpipes_received);

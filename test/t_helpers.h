@@ -219,6 +219,8 @@ int t_fcntl(struct t_ctx *c, int fd, int cmd, long arg, const char *name);
 /* Reads and records SO_ERROR. */
 int t_so_error(struct t_ctx *c, int fd);
 
+/* (Re)installs the SIGPIPE counting handler (t_init does it first). */
+void t_init_sigpipe_counter(void);
 /* Number of SIGPIPEs received by this process so far. */
 unsigned long t_sigpipe_count(void);
 
