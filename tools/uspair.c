@@ -70,7 +70,9 @@ static void print_bench_usage(FILE *out)
 		"                  uspair's 1-byte round trip is at least %.0fx faster than the\n"
 		"                  kernel's and its 64 KiB throughput at least %.1fx the kernel's\n"
 		"                  (a ratio below its bound is measured once more); prints\n"
-		"                  PASS/FAIL lines\n"
+		"                  PASS/FAIL lines.  A low ratio while other processes use more\n"
+		"                  than %.1f CPUs is reported as INCONCLUSIVE (exit 0); a\n"
+		"                  broken measurement always fails\n"
 		"  --json          write JSON to stdout instead of the table\n"
 		"  --csv           write CSV to stdout instead of the table\n"
 		"  --plot FILE     also draw FILE (.png or .svg) with gnuplot, if installed\n"
@@ -85,7 +87,7 @@ static void print_bench_usage(FILE *out)
 		BENCH_DEFAULT_DURATION_S, BENCH_QUICK_DURATION_S, BENCH_CHECK_DURATION_S,
 		BENCH_DEFAULT_ROUNDS, BENCH_QUICK_ROUNDS, BENCH_CHECK_ROUNDS,
 		BENCH_DEFAULT_SLEEP_GAP_US, BENCH_DEFAULT_MEMORY_PAIRS, BENCH_QUICK_MEMORY_PAIRS,
-		BENCH_CHECK_MIN_RTT_SPEEDUP, BENCH_CHECK_MIN_THROUGHPUT_RATIO);
+		BENCH_CHECK_MIN_RTT_SPEEDUP, BENCH_CHECK_MIN_THROUGHPUT_RATIO, BENCH_CHECK_BUSY_CPUS);
 }
 
 static int usage_error(const char *fmt, const char *arg)
