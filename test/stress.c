@@ -5,7 +5,8 @@
  *
  * Each endpoint has two writer threads and one writer process sending to
  * the other end, and one reader thread and one reader process receiving
- * from it.  Every send is one record of 16..256 bytes tagged with its
+ * from it; a second run uses threads only (all of it visible to
+ * ThreadSanitizer).  Every send is one record of 16..256 bytes tagged with its
  * writer and sequence number.
  *  - SEQPACKET, DGRAM: every record is checked (tag, length, content);
  *    every record must arrive exactly once; each reader must see each
@@ -241,24 +242,35 @@ static void scenario_stress(struct t_ctx *c)
 	}
 	double start = t_now();
 
-	/* processes first: no thread of ours exists while we fork */
-	pid_t writer_pid[SIDES], reader_pid[SIDES];
-	for (int s = 0; s < SIDES; s++) {
-		writer_pid[s] = start_process(&writers[s][WRITER_THREADS], 1);
-		reader_pid[s] = start_process(&readers[s][1], 0);
+	/*
+	 * One writer and one reader per side are processes, unless this run is
+	 * threads only (where ThreadSanitizer sees every access).  Processes
+	 * first: no thread of ours exists while we fork.
+	 */
+	int use_processes = *(const int *)c->user;
+	pid_t writer_pid[SIDES] = { -1, -1 }, reader_pid[SIDES] = { -1, -1 };
+	pthread_t writer_th[SIDES][WRITERS_PER_SIDE], reader_th[SIDES][READERS_PER_SIDE];
+	int writer_threads = use_processes ? WRITER_THREADS : WRITERS_PER_SIDE;
+	int reader_threads = use_processes ? 1 : READERS_PER_SIDE;
+	if (use_processes) {
+		for (int s = 0; s < SIDES; s++) {
+			writer_pid[s] = start_process(&writers[s][WRITER_THREADS], 1);
+			reader_pid[s] = start_process(&readers[s][1], 0);
+		}
 	}
-	pthread_t writer_th[SIDES][WRITER_THREADS], reader_th[SIDES];
 	for (int s = 0; s < SIDES; s++) {
-		t_thread_start(&reader_th[s], reader_thread, &readers[s][0]);
-		for (int w = 0; w < WRITER_THREADS; w++)
+		for (int r = 0; r < reader_threads; r++)
+			t_thread_start(&reader_th[s][r], reader_thread, &readers[s][r]);
+		for (int w = 0; w < writer_threads; w++)
 			t_thread_start(&writer_th[s][w], writer_thread, &writers[s][w]);
 	}
 
 	int child_failures = 0;
 	for (int s = 0; s < SIDES; s++) {
-		for (int w = 0; w < WRITER_THREADS; w++)
+		for (int w = 0; w < writer_threads; w++)
 			t_thread_join(writer_th[s][w]);
-		child_failures += wait_process(writer_pid[s]) != 0;
+		if (use_processes)
+			child_failures += wait_process(writer_pid[s]) != 0;
 		/* side s has written everything: tell the other side's readers */
 		if (c->type == SOCK_DGRAM) {
 			uint32_t end = END_MAGIC;
@@ -270,8 +282,10 @@ static void scenario_stress(struct t_ctx *c)
 		}
 	}
 	for (int s = 0; s < SIDES; s++) {
-		t_thread_join(reader_th[s]);
-		child_failures += wait_process(reader_pid[s]) != 0;
+		for (int r = 0; r < reader_threads; r++)
+			t_thread_join(reader_th[s][r]);
+		if (use_processes)
+			child_failures += wait_process(reader_pid[s]) != 0;
 	}
 	double elapsed = t_now() - start;
 
@@ -324,7 +338,8 @@ static void scenario_stress(struct t_ctx *c)
 				       s, atomic_load(&results->stream_bytes[s]), want_bytes[s],
 				       atomic_load(&results->stream_sum[s]), want_sum[s]);
 	}
-	printf("stress %s %s: %.2f s\n", t_type_name(c->type), t_kind_name(c->kind), elapsed);
+	printf("stress %s %s%s: %.2f s\n", t_type_name(c->type), t_kind_name(c->kind),
+	       use_processes ? "" : " (threads only)", elapsed);
 }
 
 int main(void)
@@ -334,7 +349,11 @@ int main(void)
 		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (results == MAP_FAILED)
 		t_die("mmap: %s", strerror(errno));
-	t_compare_matrix("stress", scenario_stress, T_ALL_TYPES, T_BLOCKING, T_DIR_0_TO_1, NULL);
+	static const int threads_only = 0, with_processes = 1;
+	t_compare_matrix("threads and processes", scenario_stress, T_ALL_TYPES, T_BLOCKING,
+			 T_DIR_0_TO_1, (void *)&with_processes);
+	t_compare_matrix("threads only", scenario_stress, T_ALL_TYPES, T_BLOCKING,
+			 T_DIR_0_TO_1, (void *)&threads_only);
 	munmap(results, sizeof(*results));
 	return t_finish();
 }

@@ -624,6 +624,10 @@ static int compare_with_flags(const char *name, t_scenario_fn fn, int type,
 			      int nonblock, int dir, int extra_flags, void *user)
 {
 	struct t_trace traces[2];
+	/* T_ONLY=text runs only the scenarios whose name contains text */
+	const char *only = getenv("T_ONLY");
+	if (only && *only && !strstr(name, only))
+		return 0;
 	for (int k = 0; k < 2; k++) {
 		struct t_ctx c;
 		memset(&c, 0, sizeof(c));
@@ -1390,6 +1394,15 @@ int t_so_error(struct t_ctx *c, int fd)
 
 /* ------------------------------------------------------------------ */
 /* misc                                                                */
+
+int t_thread_sanitizer(void)
+{
+#ifdef T_THREAD_SANITIZER
+	return 1;
+#else
+	return 0;
+#endif
+}
 
 double t_now(void)
 {

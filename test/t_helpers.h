@@ -32,6 +32,14 @@
 #endif
 #endif
 
+#if defined(__SANITIZE_THREAD__)
+#define T_THREAD_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define T_THREAD_SANITIZER 1
+#endif
+#endif
+
 #define T_EXIT_PASS 0
 #define T_EXIT_FAIL 1
 #define T_EXIT_SKIP 77
@@ -113,7 +121,9 @@ const char *t_type_name(int type);
 
 /* ---- scenarios ---- */
 
-/* Runs fn on a kernel pair and on a uspair pair; 0 if the traces agree. */
+/* Runs fn on a kernel pair and on a uspair pair; 0 if the traces agree.
+ * Environment: T_ONLY=text runs only scenarios whose name contains text;
+ * T_VERBOSE=1 prints every step of both runs. */
 int t_compare(const char *name, t_scenario_fn fn, int type, int nonblock,
 	      int dir, void *user);
 /* t_compare() over every selected (type, mode, direction); returns mismatches. */
@@ -225,6 +235,9 @@ void t_init_sigpipe_counter(void);
 unsigned long t_sigpipe_count(void);
 
 /* ---- misc ---- */
+
+/* Non-zero in a ThreadSanitizer build. */
+int t_thread_sanitizer(void);
 
 double t_now(void);			/* CLOCK_MONOTONIC seconds */
 void t_sleep_ms(unsigned ms);
