@@ -660,6 +660,66 @@ static void scenario_scm_credentials(struct t_ctx *c)
 	drain(c, c->b);
 }
 
+/*
+ * The kernel charges each queued skb's truesize (slab-rounded head, the
+ * sk_buff, whole pages for the paged part); SIOCOUTQ shows it.  A sweep of
+ * sizes across the allocation size classes, one message at a time.
+ */
+static void scenario_truesize_sweep(struct t_ctx *c)
+{
+	static const size_t marks[] = { 0, 1, 64, 127, 128, 129, 191, 192, 255, 256, 257,
+					447, 448, 511, 512, 513, 959, 960, 1023, 1024, 1025,
+					1983, 1984, 2047, 2048, 2049, 3071, 3072, 3776, 3777,
+					3800, 3840, 3904, 4031, 4032, 4033, 4095, 4096, 4097,
+					6000, 8191, 8192, 8193, 12288, 16383, 16384, 16385,
+					32767, 32768, 32769, 65535, 65536, 65537, 100000,
+					106431, 106432, 106433, 150000, 200000 };
+	char line[1400];
+	size_t used = 0;
+	for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+		size_t len = marks[i];
+		unsigned char *buf = malloc(len ? len : 1);
+		memset(buf, 'x', len);
+		errno = 0;
+		ssize_t r = usp_send(c->a, buf, len, MSG_DONTWAIT);
+		int err = errno;
+		int outq = -1, inq = -1;
+		usp_ioctl(c->a, SIOCOUTQ, &outq);
+		usp_ioctl(c->b, FIONREAD, &inq);
+		if (r >= 0)
+			used += (size_t)snprintf(line + used, sizeof(line) - used, " %zu:%zd/%d/%d",
+						 len, r, outq, inq);
+		else
+			used += (size_t)snprintf(line + used, sizeof(line) - used, " %zu:%s", len,
+						 t_errno_name(err));
+		while (usp_recv(c->b, buf, len ? len : 1, MSG_DONTWAIT) > 0)
+			;
+		free(buf);
+		if (used > 1000 || i + 1 == sizeof(marks) / sizeof(marks[0])) {
+			t_log(c, "size:sent/SIOCOUTQ/FIONREAD%s", line);
+			used = 0;
+			line[0] = 0;
+		}
+	}
+	/* and with a small send buffer, where STREAM cuts sends into smaller skbs */
+	t_setsockopt_int(c, c->a, SOL_SOCKET, SO_SNDBUF, 20000, "SO_SNDBUF");
+	for (size_t len = 1000; len <= 64000; len += 7000) {
+		errno = 0;
+		unsigned char *buf = malloc(len);
+		memset(buf, 'y', len);
+		ssize_t r = usp_send(c->a, buf, len, MSG_DONTWAIT);
+		int err = errno;
+		int outq = -1;
+		usp_ioctl(c->a, SIOCOUTQ, &outq);
+		char res[64];
+		t_fmt_result(res, sizeof(res), r, err);
+		t_log(c, "SO_SNDBUF 20000: send %zu %s, SIOCOUTQ %d", len, res, outq);
+		while (usp_recv(c->b, buf, len, MSG_DONTWAIT) > 0)
+			;
+		free(buf);
+	}
+}
+
 /* FIONREAD/SIOCINQ and SIOCOUTQ of both ends after each step. */
 static void scenario_queue_lengths(struct t_ctx *c)
 {
@@ -691,6 +751,7 @@ static void scenario_queue_lengths(struct t_ctx *c)
 	t_queues(c);
 }
 
+#ifndef T_SANITIZER_INTERCEPTS
 /* Bad pointers with a non-zero length: EFAULT, not a crash. */
 static void scenario_bad_pointers(struct t_ctx *c)
 {
@@ -711,6 +772,7 @@ static void scenario_bad_pointers(struct t_ctx *c)
 	T_RECORD(c, "sendmsg(a,(void*)8,MSG_DONTWAIT)", usp_sendmsg(c->a, bad, MSG_DONTWAIT));
 	drain(c, c->b);
 }
+#endif
 
 int main(void)
 {
@@ -736,6 +798,7 @@ int main(void)
 	t_compare_matrix("bad_descriptors", scenario_bad_descriptors, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("scm_rights", scenario_scm_rights, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("scm_credentials", scenario_scm_credentials, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
+	t_compare_matrix("truesize_sweep", scenario_truesize_sweep, T_ALL_TYPES, T_ALL_MODES, T_DIR_0_TO_1, NULL);
 	t_compare_matrix("queue_lengths", scenario_queue_lengths, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 #ifdef T_SANITIZER_INTERCEPTS
 	t_note("bad_pointers scenario not run: sanitizer interceptors dereference bad pointers");
