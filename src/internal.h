@@ -243,6 +243,9 @@ USP_HIDDEN void usp__wake_endpoint(struct usp_endpoint *ep, int token_fd);
 struct usp_wait {
 	int64_t deadline_ns; /* 0: none */
 	bool spun;
+	/* the call already moved data: any signal handler ends it with the
+	 * count (the kernel returns it rather than restart) */
+	bool moved_data;
 };
 typedef bool (*usp_ready_fn)(struct usp_sock *s);
 USP_HIDDEN void usp__wait_init(struct usp_wait *w, int64_t timeo_us);

@@ -304,6 +304,7 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 				err = -EAGAIN;
 				break;
 			}
+			w.moved_data = sent > 0;
 			r = wait_unlocked(s, &s->self->send_lock, &w, send_ready, true);
 			if (r) {
 				err = r;
@@ -387,6 +388,7 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 				err = -EAGAIN;
 				break;
 			}
+			w.moved_data = copied > 0;
 			r = wait_unlocked(s, &s->self->recv_lock, &w, recv_ready, true);
 			if (r) {
 				err = r;

@@ -102,6 +102,7 @@ void usp__wake_endpoint(struct usp_endpoint *ep, int token_fd)
 void usp__wait_init(struct usp_wait *w, int64_t timeo_us)
 {
 	w->spun = false;
+	w->moved_data = false;
 	w->deadline_ns = timeo_us > 0 ? usp__now_ns() + timeo_us * 1000 : 0;
 }
 
@@ -157,7 +158,10 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 		}
 	}
 	bool watched = liveness && usp__watch_begin(s);
-	if (liveness && !watched && (timeout < 0 || timeout > USP_TICK_NS))
+	/* A timed futex wait ends with EINTR after any handler, which is what
+	 * the kernel does once the call has moved data. */
+	if (((liveness && !watched) || w->moved_data) &&
+	    (timeout < 0 || timeout > USP_TICK_NS))
 		timeout = USP_TICK_NS;
 	long r = futex_wait(&ep->event_seq, seq, timeout);
 	int err = r < 0 ? errno : 0;

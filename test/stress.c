@@ -350,8 +350,14 @@ int main(void)
 	if (results == MAP_FAILED)
 		t_die("mmap: %s", strerror(errno));
 	static const int threads_only = 0, with_processes = 1;
-	t_compare_matrix("threads and processes", scenario_stress, T_ALL_TYPES, T_BLOCKING,
-			 T_DIR_0_TO_1, (void *)&with_processes);
+	/* ThreadSanitizer sees one process: a ring slot released by a reader
+	 * in another process and reused by a writer here looks unordered to
+	 * it.  It checks the threads-only run; the other runs everywhere else. */
+	if (t_thread_sanitizer())
+		t_note("threads and processes: not run under ThreadSanitizer (cross-process ordering is invisible to it)");
+	else
+		t_compare_matrix("threads and processes", scenario_stress, T_ALL_TYPES, T_BLOCKING,
+				 T_DIR_0_TO_1, (void *)&with_processes);
 	t_compare_matrix("threads only", scenario_stress, T_ALL_TYPES, T_BLOCKING,
 			 T_DIR_0_TO_1, (void *)&threads_only);
 	munmap(results, sizeof(*results));
