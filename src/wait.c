@@ -163,8 +163,17 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 	if (((liveness && !watched) || w->moved_data) &&
 	    (timeout < 0 || timeout > USP_TICK_NS))
 		timeout = USP_TICK_NS;
+	int64_t slept_from = usp__now_ns();
 	long r = futex_wait(&ep->event_seq, seq, timeout);
 	int err = r < 0 ? errno : 0;
+	/* Woken soon after giving up: a longer spin would have caught it.
+	 * Without this, two sides that both sleep never see a spin succeed
+	 * and stay on the slow path for good. */
+	if (err == 0 && usp__now_ns() - slept_from < USP_SPIN_MAX_NS) {
+		int64_t limit = atomic_load_explicit(budget, memory_order_relaxed);
+		if (limit < USP_SPIN_MAX_NS)
+			atomic_store_explicit(budget, limit * 2, memory_order_relaxed);
+	}
 	if (watched)
 		usp__watch_end(s);
 	atomic_fetch_sub(&ep->sleepers, 1);
