@@ -193,6 +193,20 @@ static void peek_off_move(struct usp_sock *s, int64_t delta)
 			      memory_order_relaxed);
 }
 
+/* What sock_alloc_send_pskb() checks before buffer space, in its order:
+ * a pending error, then our own SEND_SHUTDOWN (and uspair's corruption). */
+static int send_alloc_error(struct usp_sock *s)
+{
+	if (pair_corrupt(s))
+		return -EIO;
+	int err = sock_error(s);
+	if (err)
+		return err;
+	if (shutdown_bits(s->self) & USP_SEND_SHUTDOWN)
+		return -EPIPE;
+	return 0;
+}
+
 /* Publish a record (P1: pairs with C1 in the receiver) and wake the peer. */
 static void publish(struct usp_sock *s, uint64_t tail, uint32_t len,
 		    uint32_t truesize)
@@ -271,18 +285,9 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	usp__check_peer(s, false);
 	usp__lock(&s->self->send_lock);
 	while (sent < len) {
-		if (pair_corrupt(s)) {
-			err = -EIO;
+		/* EPIPE here without SIGPIPE: not the pipe_err path */
+		if ((err = send_alloc_error(s)))
 			break;
-		}
-		/* sock_alloc_send_pskb(): a pending error, then our shutdown
-		 * (EPIPE without SIGPIPE: it is not the pipe_err path) */
-		if ((err = sock_error(s)))
-			break;
-		if (shutdown_bits(s->self) & USP_SEND_SHUTDOWN) {
-			err = -EPIPE;
-			break;
-		}
 		int sndbuf = sndbuf_of(s);
 		size_t chunk = usp__stream_chunk(len - sent, sndbuf);
 		uint64_t tail;
@@ -489,17 +494,8 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 
 	usp__lock(&s->self->send_lock);
 	for (;;) {
-		if (pair_corrupt(s)) {
-			err = -EIO;
+		if ((err = send_alloc_error(s)))
 			goto out;
-		}
-		/* sock_alloc_send_pskb(): error, shutdown, then buffer space */
-		if ((err = sock_error(s)))
-			goto out;
-		if (shutdown_bits(s->self) & USP_SEND_SHUTDOWN) {
-			err = -EPIPE;
-			goto out;
-		}
 		/* Linux 6.x looks up the peer after allocating the skb (the
 		 * dead peer's queue is purged, so allocation succeeds).  A
 		 * released SEQPACKET peer shut us down above; a DGRAM sender
