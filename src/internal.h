@@ -229,7 +229,7 @@ USP_HIDDEN int usp__ring_peek(struct usp_shared *shm, struct usp_ring *r,
 			      unsigned char *data, uint64_t pos, uint64_t tail,
 			      struct usp_rec *rec);
 USP_HIDDEN int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
-				 unsigned char *data, uint32_t len,
+				 unsigned char *data, uint32_t len, uint64_t sndbuf,
 				 pthread_mutex_t *consumer_lock, uint64_t *tail,
 				 unsigned char **payload);
 USP_HIDDEN bool usp__ring_has_room(struct usp_shared *shm, struct usp_ring *r,

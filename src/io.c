@@ -295,7 +295,8 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		int r = -EAGAIN;
 		if (usp__peer_gone(s) || usp__ring_has_room(s->shm, s->txq, (uint64_t)sndbuf))
 			r = usp__ring_reserve(s->shm, s->txq, s->txdata,
-					      (uint32_t)chunk, &s->peer->recv_lock,
+					      (uint32_t)chunk, (uint64_t)sndbuf,
+					      &s->peer->recv_lock,
 					      &tail, &payload);
 		if (r == -EIO) {
 			err = r;
@@ -514,7 +515,8 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		unsigned char *payload;
 		if (usp__ring_has_room(s->shm, s->txq, (uint64_t)sndbuf_of(s)))
 			r = usp__ring_reserve(s->shm, s->txq, s->txdata,
-					      (uint32_t)len, &s->peer->recv_lock,
+					      (uint32_t)len, (uint64_t)sndbuf_of(s),
+					      &s->peer->recv_lock,
 					      &tail, &payload);
 		if (r == 0 && iov_has_bad(msg->msg_iov, msg->msg_iovlen)) {
 			err = -EFAULT;

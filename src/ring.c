@@ -103,19 +103,40 @@ static void early_wrap(struct usp_ring *r, pthread_mutex_t *consumer_lock,
 }
 
 int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
-		      unsigned char *data, uint32_t len,
+		      unsigned char *data, uint32_t len, uint64_t sndbuf,
 		      pthread_mutex_t *consumer_lock, uint64_t *tail,
 		      unsigned char **payload)
 {
 	uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
 	uint64_t h = atomic_load_explicit(&r->seen_head, memory_order_relaxed);
 	uint32_t span = rec_span(len);
-	if ((t & USP_RING_MASK) > USP_RING_HOT_BYTES && usp__ld_acq(&r->head) == t) {
-		early_wrap(r, consumer_lock, t);
-		t = atomic_load_explicit(&r->tail, memory_order_relaxed);
-		h = atomic_load_explicit(&r->seen_head, memory_order_relaxed);
-	}
 	uint64_t off = t & USP_RING_MASK;
+	/* Each time the write offset crosses a USP_RING_HOT_BYTES boundary past
+	 * the first, see whether the lap can start again at offset 0, so that
+	 * the pages in use stay few (a cache line of the consumer's is read
+	 * once per 64 KiB, not per record). */
+	if (off > USP_RING_HOT_BYTES &&
+	    off / USP_RING_HOT_BYTES != (off + span) / USP_RING_HOT_BYTES) {
+		h = usp__ld_acq(&r->head); /* P2 */
+		atomic_store_explicit(&r->seen_head, h, memory_order_relaxed);
+		if (h == t) {
+			/* empty: move both positions, no space lost */
+			early_wrap(r, consumer_lock, t);
+			t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+			h = atomic_load_explicit(&r->seen_head, memory_order_relaxed);
+		} else if (t - h <= USP_RING_BYTES &&
+			   t + (USP_RING_BYTES - off) - h + 2 * sndbuf + USP_RING_HOT_BYTES <=
+				   USP_RING_BYTES) {
+			/* Data in flight but the start of the ring is long
+			 * free: a WRAP record.  The skipped space counts as
+			 * used until the reader passes it, and what is left is
+			 * still more than the send buffer can ever queue. */
+			struct usp_rec_hdr w = {0, USP_REC_WRAP};
+			memcpy(data + off, &w, sizeof(w));
+			t += USP_RING_BYTES - off;
+		}
+		off = t & USP_RING_MASK;
+	}
 	for (bool fresh = false;; fresh = true) {
 		if (t - h > USP_RING_BYTES || (t & 7)) {
 			usp__pair_corrupt(shm);
