@@ -181,6 +181,21 @@ int usp__install(int fd, struct usp_pair *pair, int side)
 	return 0;
 }
 
+/* newfd is a kernel duplicate of s's descriptor: one more holder of the
+ * same endpoint.  Caller holds table_mutex; an entry already at newfd
+ * (dup2 over another endpoint) is dropped by usp__install. */
+int usp__install_dup(struct usp_sock *s, int newfd)
+{
+	atomic_fetch_add(&s->self->holders, 1);
+	atomic_fetch_add(&s->pair->refs, 1);
+	int r = usp__install(newfd, s->pair, s->side);
+	if (r < 0) {
+		usp__endpoint_drop_holder(s->shm, s->side, -1);
+		usp__pair_unref(s->pair);
+	}
+	return r;
+}
+
 /* Caller holds table_mutex.  Returns the pair with the slot's reference,
  * which the caller must drop, or NULL if fd is not ours. */
 struct usp_pair *usp__uninstall(int fd, int *side)

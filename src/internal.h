@@ -195,6 +195,7 @@ struct usp_sock {
 USP_HIDDEN bool usp__lookup(int fd, struct usp_sock *s);
 USP_HIDDEN void usp__put(struct usp_sock *s);
 USP_HIDDEN int usp__install(int fd, struct usp_pair *pair, int side);
+USP_HIDDEN int usp__install_dup(struct usp_sock *s, int newfd);
 USP_HIDDEN struct usp_pair *usp__uninstall(int fd, int *side);
 USP_HIDDEN void usp__pair_unref(struct usp_pair *pair);
 USP_HIDDEN void usp__table_lock(void);

@@ -161,22 +161,10 @@ int usp_dup2(int oldfd, int newfd)
 	} else {
 		r = dup2(oldfd, newfd);
 		saved = errno;
-		if (r >= 0) {
-			int side;
-			struct usp_pair *old = usp__uninstall(newfd, &side);
-			if (old) {
-				usp__endpoint_drop_holder(old->shm, side, newfd);
-				usp__pair_unref(old);
-			}
-			atomic_fetch_add(&s.self->holders, 1);
-			atomic_fetch_add(&s.pair->refs, 1);
-			if (usp__install(newfd, s.pair, s.side) < 0) {
-				usp__endpoint_drop_holder(s.shm, s.side, -1);
-				usp__pair_unref(s.pair);
-				close_keep_errno(newfd);
-				r = -1;
-				saved = ENOMEM;
-			}
+		if (r >= 0 && usp__install_dup(&s, newfd) < 0) {
+			close_keep_errno(newfd);
+			r = -1;
+			saved = ENOMEM;
 		}
 	}
 	usp__table_unlock();

@@ -223,18 +223,6 @@ int usp_ioctl(int fd, unsigned long request, ...)
 	return r;
 }
 
-static int dup_install(struct usp_sock *s, int newfd)
-{
-	atomic_fetch_add(&s->self->holders, 1);
-	atomic_fetch_add(&s->pair->refs, 1);
-	int r = usp__install(newfd, s->pair, s->side);
-	if (r < 0) {
-		usp__endpoint_drop_holder(s->shm, s->side, -1);
-		usp__pair_unref(s->pair);
-	}
-	return r;
-}
-
 int usp_fcntl(int fd, int cmd, ...)
 {
 	va_list ap;
@@ -252,7 +240,7 @@ int usp_fcntl(int fd, int cmd, ...)
 		usp__table_lock();
 		r = fcntl(fd, cmd, arg);
 		saved = errno;
-		if (r >= 0 && dup_install(&s, r) < 0) {
+		if (r >= 0 && usp__install_dup(&s, r) < 0) {
 			close(r);
 			r = -1;
 			saved = ENOMEM;
