@@ -210,6 +210,31 @@ struct usp_pair *usp__uninstall(int fd, int *side)
 	return (struct usp_pair *)(v & ~(uintptr_t)1);
 }
 
+/* Is a socket with this inode an end of a pair mapped here?  Caller holds
+ * table_mutex; on success *pair carries a new reference. */
+bool usp__find_by_inode(uint64_t ino, struct usp_pair **pair, int *side)
+{
+	for (unsigned ci = 0; ci < MAX_CHUNKS; ci++) {
+		_Atomic uintptr_t *c = atomic_load_explicit(&chunks[ci], memory_order_relaxed);
+		if (!c)
+			continue;
+		for (unsigned i = 0; i < CHUNK_SLOTS; i++) {
+			uintptr_t v = atomic_load_explicit(&c[i], memory_order_relaxed);
+			if (!v)
+				continue;
+			struct usp_pair *p = (struct usp_pair *)(v & ~(uintptr_t)1);
+			int sd = (int)(v & 1);
+			if (p->ino[sd] == ino) {
+				atomic_fetch_add(&p->refs, 1);
+				*pair = p;
+				*side = sd;
+				return true;
+			}
+		}
+	}
+	return false;
+}
+
 int usp_is_uspair(int fd)
 {
 	_Atomic uintptr_t *slot = slot_of(fd, false);

@@ -53,16 +53,36 @@
 #define USP_REC_HDR 8u
 #define USP_REC_DATA 1u /* a record carrying len payload bytes */
 #define USP_REC_WRAP 2u /* skip to the start of the ring */
+/* A record whose len payload bytes, with their ancillary data, wait in the
+ * receiver's backing kernel socket (scm.c); the ring holds only this
+ * header and a struct usp_kernel_meta. */
+#define USP_REC_KERNEL 3u
 
 struct usp_rec_hdr {
 	uint32_t len;
 	uint32_t kind;
 };
 
+/* What the sender of a USP_REC_KERNEL record says about it (untrusted:
+ * used only to decide where a STREAM read stops, never for bounds). */
+#define USP_KMETA_FDS 1u   /* carries SCM_RIGHTS */
+#define USP_KMETA_CREDS 2u /* the kernel attached the sender's credentials */
+struct usp_kernel_meta {
+	uint32_t flags;
+	uint32_t reserved;
+};
+
 /* Kernel shutdown bits, as in include/net/sock.h. */
 #define USP_RCV_SHUTDOWN 1u
 #define USP_SEND_SHUTDOWN 2u
 #define USP_SHUTDOWN_MASK 3u
+
+/* usp_endpoint.pass_flags: SO_PASSCRED and friends.  While either end
+ * has one set, every message goes through the kernel (scm.c), which
+ * attaches the sender's credentials as it would for a kernel pair. */
+#define USP_PASS_CRED 1u
+#define USP_PASS_PIDFD 2u
+#define USP_PASS_SEC 4u
 
 /* Endpoint liveness (usp_endpoint.state). */
 #define USP_EP_OPEN 0u
@@ -134,6 +154,8 @@ struct usp_endpoint {
 	_Atomic uint32_t dgram_state;
 	_Atomic uint32_t reset_on_release; /* unread data when it was released */
 	_Atomic uint32_t nonblock; /* O_NONBLOCK of the open file */
+	_Atomic uint32_t pass_flags; /* USP_PASS_*: options that ask for
+				      * ancillary data on every message */
 	_Atomic int32_t sndbuf;
 	_Atomic int32_t rcvbuf;
 	_Atomic int32_t rcvlowat;
@@ -176,6 +198,9 @@ struct usp_pair {
 	/* a descriptor of each side in this process, if any (a hint: check
 	 * it with usp__lookup) */
 	_Atomic int fd_hint[2];
+	/* inode of each side's backing socket: how a descriptor received
+	 * through SCM_RIGHTS is recognised as one of this pair's ends */
+	uint64_t ino[2];
 };
 
 /* What a looked-up descriptor refers to; holds one ref on pair. */
@@ -200,6 +225,7 @@ USP_HIDDEN struct usp_pair *usp__uninstall(int fd, int *side);
 USP_HIDDEN void usp__pair_unref(struct usp_pair *pair);
 USP_HIDDEN void usp__table_lock(void);
 USP_HIDDEN void usp__table_unlock(void);
+USP_HIDDEN bool usp__find_by_inode(uint64_t ino, struct usp_pair **pair, int *side);
 
 /* pair.c */
 USP_HIDDEN int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out);
@@ -224,15 +250,17 @@ struct usp_rec {
 	uint64_t pos; /* ring position of the header */
 	uint64_t next; /* position after the record */
 	uint32_t len;
-	const unsigned char *data;
+	const unsigned char *data; /* NULL for a kernel record */
+	bool kernel;		   /* USP_REC_KERNEL */
+	struct usp_kernel_meta meta;
 };
 USP_HIDDEN int usp__ring_peek(struct usp_shared *shm, struct usp_ring *r,
 			      unsigned char *data, uint64_t pos, uint64_t tail,
 			      struct usp_rec *rec);
 USP_HIDDEN int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
-				 unsigned char *data, uint32_t len, uint64_t sndbuf,
-				 pthread_mutex_t *consumer_lock, uint64_t *tail,
-				 unsigned char **payload);
+				 unsigned char *data, uint32_t len, uint32_t kind,
+				 uint64_t sndbuf, pthread_mutex_t *consumer_lock,
+				 uint64_t *tail, unsigned char **payload);
 USP_HIDDEN bool usp__ring_has_room(struct usp_shared *shm, struct usp_ring *r,
 				   uint64_t sndbuf);
 USP_HIDDEN uint64_t usp__ring_wmem(struct usp_shared *shm, struct usp_ring *r);
@@ -252,7 +280,6 @@ typedef bool (*usp_ready_fn)(struct usp_sock *s);
 USP_HIDDEN void usp__wait_init(struct usp_wait *w, int64_t timeo_us);
 USP_HIDDEN int usp__wait(struct usp_sock *s, struct usp_wait *w,
 			 usp_ready_fn ready, bool liveness);
-USP_HIDDEN void usp__drain_tokens(int kfd);
 USP_HIDDEN int usp__send_token(int kfd, int type);
 
 /* watchdog.c */
@@ -265,6 +292,45 @@ USP_HIDDEN ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg,
 				int flags);
 USP_HIDDEN ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg,
 				int flags);
+
+/* scm.c: ancillary data and the backing socket's receive queue */
+#define USP_SCM_MAX_FD 253 /* SCM_MAX_FD */
+/* What usp__scm_check found in a message to send. */
+struct usp_scm_send {
+	int nfds;	  /* descriptors in SCM_RIGHTS */
+	bool creds;	  /* an explicit SCM_CREDENTIALS */
+	struct ucred ucred;
+};
+/* Ancillary data received with a kernel record, not yet given to the user. */
+struct usp_scm_recv {
+	bool has_creds;
+	struct ucred creds;
+	int nfds;
+	int fds[USP_SCM_MAX_FD];
+	size_t extra_len; /* other control messages, passed on as they came */
+	unsigned char extra[256];
+};
+USP_HIDDEN int usp__scm_check(const struct msghdr *msg, struct usp_scm_send *scm);
+USP_HIDDEN bool usp__scm_via_kernel(struct usp_sock *s, const struct usp_scm_send *scm);
+USP_HIDDEN ssize_t usp__kernel_send(struct usp_sock *s, const struct iovec *iov,
+				    size_t iovcnt, const void *control,
+				    size_t controllen, int flags);
+USP_HIDDEN void usp__scm_creds_only(const struct usp_scm_send *scm,
+				    unsigned char *buf, size_t *len);
+USP_HIDDEN void usp__scm_hold_endpoints(const struct msghdr *msg, int delta);
+USP_HIDDEN ssize_t usp__kernel_recv(struct usp_sock *s, const struct iovec *iov,
+				    size_t iovcnt, size_t want, bool mark,
+				    int flags, struct usp_scm_recv *scm);
+USP_HIDDEN int usp__kernel_peek_creds(struct usp_sock *s, struct ucred *creds,
+				      bool *has_creds);
+USP_HIDDEN void usp__scm_init(struct usp_scm_recv *scm);
+USP_HIDDEN void usp__scm_merge(struct usp_scm_recv *into, struct usp_scm_recv *from);
+USP_HIDDEN void usp__scm_deliver(struct usp_sock *s, struct msghdr *msg,
+				 struct usp_scm_recv *scm, int flags);
+USP_HIDDEN void usp__scm_discard(struct usp_scm_recv *scm);
+USP_HIDDEN void usp__kernel_purge(struct usp_sock *s);
+USP_HIDDEN bool usp__drain_tokens(struct usp_sock *s);
+USP_HIDDEN struct ucred usp__no_creds(void);
 
 /* poll.c */
 USP_HIDDEN short usp__poll_mask(struct usp_sock *s, short events);

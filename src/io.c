@@ -14,6 +14,8 @@
  */
 #include <limits.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -73,6 +75,46 @@ static void cursor_copy_in(struct iov_cursor *c, const unsigned char *src, size_
 		n -= k;
 		c->off += k;
 	}
+}
+
+/* The next n bytes of the cursor as an iovec array behind an optional
+ * prefix entry, advancing the cursor (for a kernel record, scm.c). */
+struct iov_slice {
+	struct iovec small[8];
+	struct iovec *iov;
+	size_t cnt;
+};
+
+static int cursor_slice(struct iov_cursor *c, size_t n, struct iov_slice *sl,
+			void *prefix, size_t prefix_len)
+{
+	size_t need = c->cnt - c->idx + 1;
+	sl->iov = need <= 8 ? sl->small : malloc(need * sizeof(struct iovec));
+	if (!sl->iov)
+		return -ENOMEM;
+	sl->cnt = 0;
+	if (prefix_len)
+		sl->iov[sl->cnt++] = (struct iovec){prefix, prefix_len};
+	while (n) {
+		size_t avail = c->iov[c->idx].iov_len - c->off;
+		if (!avail) {
+			c->idx++;
+			c->off = 0;
+			continue;
+		}
+		size_t k = n < avail ? n : avail;
+		sl->iov[sl->cnt++] =
+			(struct iovec){(unsigned char *)c->iov[c->idx].iov_base + c->off, k};
+		c->off += k;
+		n -= k;
+	}
+	return 0;
+}
+
+static void slice_free(struct iov_slice *sl)
+{
+	if (sl->iov != sl->small)
+		free(sl->iov);
 }
 
 /*
@@ -263,8 +305,33 @@ static int pipe_error(int flags, bool raise_sigpipe)
 
 /* ---- SOCK_STREAM: unix_stream_sendmsg / unix_stream_read_generic ------- */
 
+static bool pass_any(struct usp_sock *s)
+{
+	return atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed) ||
+	       atomic_load_explicit(&s->peer->pass_flags, memory_order_relaxed);
+}
+
+/*
+ * Send the kernel part of a record (scm.c) for the next `chunk` bytes of
+ * the cursor.  Caller holds the send_lock and has reserved the ring
+ * record; on success it must publish it.
+ */
+static ssize_t send_kernel_part(struct usp_sock *s, struct iov_cursor *cur,
+				size_t chunk, const void *control,
+				size_t controllen, int flags)
+{
+	struct iov_slice sl;
+	int r = cursor_slice(cur, chunk, &sl, NULL, 0);
+	if (r < 0)
+		return r;
+	ssize_t n = usp__kernel_send(s, sl.iov, sl.cnt, control, controllen, flags);
+	slice_free(&sl);
+	return n;
+}
+
 static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
-			      size_t len, int flags)
+			      size_t len, int flags,
+			      const struct usp_scm_send *scm)
 {
 	if (flags & MSG_OOB)
 		return -EOPNOTSUPP;
@@ -279,6 +346,12 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	usp__wait_init(&w, timeo_of(&s->self->sndtimeo_us));
 	bool nonblock = sock_nonblock(s, flags);
 	bool bad_user = iov_has_bad(msg->msg_iov, msg->msg_iovlen);
+	/* explicit credentials go with every skb, descriptors with the first
+	 * (unix_scm_to_skb()) */
+	unsigned char creds_ctl[CMSG_SPACE(sizeof(struct ucred))];
+	size_t creds_len;
+	usp__scm_creds_only(scm, creds_ctl, &creds_len);
+	bool holding = false;
 	size_t sent = 0;
 	ssize_t err = 0;
 
@@ -289,14 +362,18 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		if ((err = send_alloc_error(s)))
 			break;
 		int sndbuf = sndbuf_of(s);
-		size_t chunk = usp__stream_chunk(len - sent, sndbuf);
+		bool with_control = sent == 0 && (scm->nfds || scm->creds);
+		bool via_kernel = with_control || scm->creds || pass_any(s);
+		/* a kernel part is one skb: mark byte plus payload (scm.c) */
+		size_t chunk = via_kernel ? usp__stream_chunk(len - sent + 1, sndbuf) - 1
+					  : usp__stream_chunk(len - sent, sndbuf);
 		uint64_t tail;
 		unsigned char *payload;
 		int r = -EAGAIN;
 		if (usp__peer_gone(s) || usp__ring_has_room(s->shm, s->txq, (uint64_t)sndbuf))
-			r = usp__ring_reserve(s->shm, s->txq, s->txdata,
-					      (uint32_t)chunk, (uint64_t)sndbuf,
-					      &s->peer->recv_lock,
+			r = usp__ring_reserve(s->shm, s->txq, s->txdata, (uint32_t)chunk,
+					      via_kernel ? USP_REC_KERNEL : USP_REC_DATA,
+					      (uint64_t)sndbuf, &s->peer->recv_lock,
 					      &tail, &payload);
 		if (r == -EIO) {
 			err = r;
@@ -322,18 +399,87 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 			err = -EFAULT;
 			break;
 		}
-		cursor_copy_out(&cur, payload, chunk);
-		/* unix_stream_sendmsg checks the peer after filling the skb */
+		/* unix_stream_sendmsg checks the peer after filling the skb;
+		 * a kernel part, once sent, must be published, so check first */
 		if (usp__peer_gone(s) ||
 		    (shutdown_bits(s->peer) & USP_RCV_SHUTDOWN)) {
 			err = pipe_error(flags, sent == 0);
 			break;
 		}
+		if (via_kernel) {
+			if (with_control && !holding) {
+				usp__scm_hold_endpoints(msg, +1);
+				holding = true;
+			}
+			struct iov_cursor before = cur;
+			ssize_t n = send_kernel_part(s, &cur, chunk,
+						     with_control ? msg->msg_control : creds_ctl,
+						     with_control ? msg->msg_controllen : creds_len,
+						     flags);
+			if (n < 0) {
+				cur = before;
+				if (n == -EAGAIN && !nonblock) {
+					/* the backing socket's own buffer is full
+					 * of wake tokens: let the peer drain them */
+					usp__unlock(&s->self->send_lock);
+					struct pollfd p = {.fd = s->fd, .events = POLLOUT};
+					poll(&p, 1, 40);
+					usp__lock(&s->self->send_lock);
+					continue;
+				}
+				err = n == -EPIPE ? pipe_error(flags, sent == 0) : n;
+				break;
+			}
+			if (with_control)
+				holding = false; /* the message carries them now */
+			struct usp_kernel_meta meta = {
+				(with_control && scm->nfds ? USP_KMETA_FDS : 0) | USP_KMETA_CREDS, 0};
+			memcpy(payload, &meta, sizeof(meta));
+		} else {
+			cursor_copy_out(&cur, payload, chunk);
+		}
 		publish(s, tail, (uint32_t)chunk, usp__stream_truesize(chunk));
 		sent += chunk;
 	}
 	usp__unlock(&s->self->send_lock);
+	if (holding)
+		usp__scm_hold_endpoints(msg, -1);
 	return sent ? (ssize_t)sent : err;
+}
+
+/*
+ * Read up to `chunk` bytes of the kernel record rec (STREAM), `used` bytes
+ * into it, into the cursor; ancillary data goes to scm.  `skip` of the
+ * used bytes are only peeked past (SO_PEEK_OFF), the rest are consumed
+ * already.  Caller holds the recv_lock.
+ */
+static ssize_t stream_read_kernel(struct usp_sock *s, struct iov_cursor *cur,
+				  uint32_t consumed, size_t skip, size_t chunk,
+				  int flags, struct usp_scm_recv *scm)
+{
+	void *skipbuf = NULL;
+	if (skip && !(skipbuf = malloc(skip)))
+		return -ENOMEM;
+	struct iov_slice sl;
+	int r = cursor_slice(cur, chunk, &sl, skipbuf, skip);
+	if (r < 0) {
+		free(skipbuf);
+		return r;
+	}
+	ssize_t n = usp__kernel_recv(s, sl.iov, sl.cnt, skip + chunk, consumed == 0,
+				     flags, scm);
+	slice_free(&sl);
+	free(skipbuf);
+	if (n == -EAGAIN) {
+		usp__pair_corrupt(s->shm); /* published, so it was sent */
+		return -EIO;
+	}
+	return n < 0 ? n : n - (ssize_t)skip;
+}
+
+static bool same_creds(const struct ucred *a, const struct ucred *b)
+{
+	return a->pid == b->pid && a->uid == b->uid && a->gid == b->gid;
 }
 
 static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
@@ -360,6 +506,16 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	usp__wait_init(&w, timeo_of(&s->self->rcvtimeo_us));
 	size_t copied = 0;
 	ssize_t err = 0;
+	/* ancillary data (scm.c): with SO_PASSCRED, a read never glues data
+	 * of different credentials (unix_skb_scm_eq()); plain ring records
+	 * have none.  A read ends after a record that carried descriptors. */
+	struct usp_scm_recv scm;
+	usp__scm_init(&scm);
+	bool passcred = atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed) &
+			USP_PASS_CRED;
+	bool have_class = false, class_creds = false;
+	struct ucred class = {0, 0, 0};
+	bool kernel_passed = false; /* a peek went past a kernel record */
 
 	usp__lock(&s->self->recv_lock);
 	uint64_t pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
@@ -408,6 +564,7 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		uint32_t used = 0;
 		if (first)
 			used = atomic_load_explicit(&s->rxq->head_used, memory_order_relaxed);
+		uint32_t consumed = used;
 		first = false;
 		if (used && used >= rec.len) {
 			usp__pair_corrupt(s->shm);
@@ -418,22 +575,54 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		if (skip >= avail) {
 			/* the peek offset is past this record */
 			skip -= avail;
+			kernel_passed |= rec.kernel;
 			pos = rec.next;
 			continue;
 		}
+		if (rec.kernel && kernel_passed)
+			break; /* its kernel part is not at the head: see DESIGN.md */
+		if (passcred) {
+			bool has = false;
+			struct ucred c = {0, 0, 0};
+			if (rec.kernel && (r = usp__kernel_peek_creds(s, &c, &has)) < 0) {
+				usp__pair_corrupt(s->shm);
+				err = -EIO;
+				break;
+			}
+			if (!have_class) {
+				have_class = true;
+				class_creds = has;
+				class = c;
+			} else if (has != class_creds || (has && !same_creds(&c, &class))) {
+				break; /* never glue data of different writers */
+			}
+		}
 		used += (uint32_t)skip;
 		avail -= skip;
-		skip = 0;
 		size_t chunk = avail < len - copied ? avail : len - copied;
 		if (chunk && bad_user) {
 			err = -EFAULT; /* nothing consumed, as in the kernel */
 			break;
 		}
-		cursor_copy_in(&cur, rec.data + used, chunk);
+		if (rec.kernel) {
+			ssize_t n = stream_read_kernel(s, &cur, consumed, skip, chunk,
+						       flags, &scm);
+			if (n < 0) {
+				err = n;
+				break;
+			}
+		} else {
+			cursor_copy_in(&cur, rec.data + used, chunk);
+		}
+		skip = 0;
 		copied += chunk;
+		bool had_fds = scm.nfds > 0;
 		if (peek) {
 			peek_off_move(s, (int64_t)chunk);
+			kernel_passed |= rec.kernel;
 			pos = rec.next;
+			if (had_fds)
+				break;
 			continue;
 		}
 		peek_off_move(s, -(int64_t)chunk);
@@ -444,11 +633,27 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		}
 		consume(s, &rec, usp__stream_truesize(rec.len));
 		pos = rec.next;
+		if (had_fds)
+			break;
 	} while (copied < len);
 	usp__unlock(&s->self->recv_lock);
 	msg->msg_namelen = 0;
-	msg->msg_controllen = 0;
 	msg->msg_flags = flags & MSG_CMSG_CLOEXEC;
+	if (passcred && !copied && !err) {
+		/* end of file: the kernel still reports its zeroed cookie */
+		scm.has_creds = true;
+		scm.creds = (struct ucred){0, 0, 0};
+	}
+	if ((copied || !err) && (passcred || scm.nfds || scm.extra_len)) {
+		if (!scm.has_creds && class_creds) {
+			scm.has_creds = true;
+			scm.creds = class;
+		}
+		usp__scm_deliver(s, msg, &scm, flags);
+	} else {
+		usp__scm_discard(&scm);
+		msg->msg_controllen = 0;
+	}
 	return copied ? (ssize_t)copied : err;
 }
 
@@ -465,12 +670,13 @@ static void dgram_disconnect(struct usp_sock *s)
 	atomic_store(&q->bytes_out, atomic_load(&q->bytes_in));
 	atomic_store(&q->released, atomic_load(&q->charged));
 	atomic_store_explicit(&q->head, atomic_load(&q->tail), memory_order_release);
+	usp__kernel_purge(s); /* and the kernel parts of kernel records */
 	atomic_store(&s->self->dgram_state, USP_DGRAM_REFUSED);
 	usp__unlock(&s->self->recv_lock);
 }
 
 static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
-			     size_t len, int flags)
+			     size_t len, int flags, const struct usp_scm_send *scm)
 {
 	if (flags & MSG_OOB)
 		return -EOPNOTSUPP;
@@ -513,20 +719,45 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		int r = -EAGAIN;
 		uint64_t tail;
 		unsigned char *payload;
+		bool via_kernel = usp__scm_via_kernel(s, scm);
 		if (usp__ring_has_room(s->shm, s->txq, (uint64_t)sndbuf_of(s)))
-			r = usp__ring_reserve(s->shm, s->txq, s->txdata,
-					      (uint32_t)len, (uint64_t)sndbuf_of(s),
-					      &s->peer->recv_lock,
+			r = usp__ring_reserve(s->shm, s->txq, s->txdata, (uint32_t)len,
+					      via_kernel ? USP_REC_KERNEL : USP_REC_DATA,
+					      (uint64_t)sndbuf_of(s), &s->peer->recv_lock,
 					      &tail, &payload);
 		if (r == 0 && iov_has_bad(msg->msg_iov, msg->msg_iovlen)) {
 			err = -EFAULT;
 			goto out;
 		}
 		if (r == 0) {
-			cursor_copy_out(&cur, payload, len);
 			if (shutdown_bits(s->peer) & USP_RCV_SHUTDOWN) {
 				err = -EPIPE;
 				goto out;
+			}
+			if (via_kernel) {
+				/* sent, it must be published (scm.c) */
+				usp__scm_hold_endpoints(msg, +1);
+				ssize_t n = send_kernel_part(s, &cur, len, msg->msg_control,
+							     msg->msg_controllen, flags);
+				if (n == -EAGAIN && !nonblock) {
+					usp__scm_hold_endpoints(msg, -1);
+					cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+					usp__unlock(&s->self->send_lock);
+					struct pollfd p = {.fd = s->fd, .events = POLLOUT};
+					poll(&p, 1, 40);
+					usp__lock(&s->self->send_lock);
+					continue;
+				}
+				if (n < 0) {
+					usp__scm_hold_endpoints(msg, -1);
+					err = n;
+					goto out;
+				}
+				struct usp_kernel_meta meta = {
+					(scm->nfds ? USP_KMETA_FDS : 0) | USP_KMETA_CREDS, 0};
+				memcpy(payload, &meta, sizeof(meta));
+			} else {
+				cursor_copy_out(&cur, payload, len);
 			}
 			publish(s, tail, (uint32_t)len, usp__dgram_truesize(len));
 			err = (ssize_t)len;
@@ -554,6 +785,27 @@ out:
 	return err;
 }
 
+/* The kernel part of a DGRAM or SEQPACKET kernel record: `size` bytes
+ * after `skip` (SO_PEEK_OFF), the rest of the message dropped. */
+static ssize_t dgram_read_kernel(struct usp_sock *s, struct iov_cursor *cur,
+				 size_t skip, size_t size, int flags,
+				 struct usp_scm_recv *scm)
+{
+	void *skipbuf = NULL;
+	if (skip && !(skipbuf = malloc(skip)))
+		return -ENOMEM;
+	struct iov_slice sl;
+	int r = cursor_slice(cur, size, &sl, skipbuf, skip);
+	if (r < 0) {
+		free(skipbuf);
+		return r;
+	}
+	ssize_t n = usp__kernel_recv(s, sl.iov, sl.cnt, skip + size, true, flags, scm);
+	slice_free(&sl);
+	free(skipbuf);
+	return n;
+}
+
 static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 			     size_t len, int flags)
 {
@@ -565,8 +817,12 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	struct usp_rec rec;
 	size_t skip = 0;
 	ssize_t err;
+	struct usp_scm_recv scm;
+	usp__scm_init(&scm);
+	bool kernel_skipped = false;
 
 	usp__lock(&s->self->recv_lock);
+again:
 	for (;;) {
 		if (pair_corrupt(s)) {
 			err = -EIO;
@@ -580,11 +836,18 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		/* __skb_try_recv_from_queue(): a peek offset skips whole
 		 * messages, then starts inside the one it lands in */
 		skip = peek_skip(s, flags);
+		kernel_skipped = false;
 		int r;
 		while ((r = usp__ring_peek(s->shm, s->rxq, s->rxdata, pos, tail, &rec)) == 0 &&
 		       skip && skip >= rec.len) {
 			skip -= rec.len;
+			kernel_skipped |= rec.kernel;
 			pos = rec.next;
+		}
+		if (r == 0 && rec.kernel && kernel_skipped) {
+			/* its kernel part is not at the head: DESIGN.md */
+			err = -EAGAIN;
+			goto out;
 		}
 		if (r == 0)
 			break;
@@ -624,8 +887,26 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	}
 	struct iov_cursor cur;
 	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
-	if (size && iov_has_bad(msg->msg_iov, msg->msg_iovlen)) {
+	bool bad_user = size && iov_has_bad(msg->msg_iov, msg->msg_iovlen);
+	if (rec.kernel) {
+		ssize_t n = dgram_read_kernel(s, &cur, skip, bad_user ? 0 : size, flags, &scm);
+		if (n == -EAGAIN && usp__peer_gone(s) && s->type == SOCK_DGRAM) {
+			/* A probe of the dead peer (usp__check_peer) made the
+			 * kernel purge our backing queue: the message is lost
+			 * (DESIGN.md, known differences). */
+			consume(s, &rec, usp__dgram_truesize(rec.len));
+			goto again;
+		}
+		if (n < 0) {
+			if (n == -EAGAIN)
+				usp__pair_corrupt(s->shm);
+			err = n == -EAGAIN ? -EIO : n;
+			goto out;
+		}
+	}
+	if (bad_user) {
 		/* unix_dgram_recvmsg() has dequeued the message already */
+		usp__scm_discard(&scm);
 		if (!(flags & MSG_PEEK)) {
 			consume(s, &rec, usp__dgram_truesize(rec.len));
 			peek_off_move(s, -(int64_t)rec.len);
@@ -633,7 +914,8 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		err = -EFAULT;
 		goto out;
 	}
-	cursor_copy_in(&cur, rec.data + skip, size);
+	if (!rec.kernel)
+		cursor_copy_in(&cur, rec.data + skip, size);
 	if (flags & MSG_PEEK) {
 		peek_off_move(s, (int64_t)size);
 	} else {
@@ -641,7 +923,11 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		peek_off_move(s, -(int64_t)rec.len);
 	}
 	msg->msg_namelen = 0;
-	msg->msg_controllen = 0;
+	if (rec.kernel || scm.extra_len ||
+	    (atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed) & USP_PASS_CRED))
+		usp__scm_deliver(s, msg, &scm, flags);
+	else
+		msg->msg_controllen = 0;
 	err = (flags & MSG_TRUNC) ? (ssize_t)(rec.len - skip) : (ssize_t)size;
 out:
 	usp__unlock(&s->self->recv_lock);
@@ -649,11 +935,6 @@ out:
 }
 
 /* ---- dispatch -------------------------------------------------------- */
-
-static bool has_control(const struct msghdr *msg)
-{
-	return msg->msg_control && msg->msg_controllen >= sizeof(struct cmsghdr);
-}
 
 ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 {
@@ -672,11 +953,19 @@ ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 	ssize_t len = iov_total(msg->msg_iov, msg->msg_iovlen);
 	if (len < 0)
 		return len;
-	if (has_control(msg))
-		return -EOPNOTSUPP; /* ancillary data: not yet (issue 4) */
+	/* ____sys_sendmsg() copies the control buffer in, then the
+	 * protocol's scm_send() checks it before anything else */
+	if (msg->msg_controllen > INT_MAX)
+		return -ENOBUFS;
+	if (msg->msg_controllen && bad_ptr(msg->msg_control))
+		return -EFAULT;
+	struct usp_scm_send scm;
+	int r = usp__scm_check(msg, &scm);
+	if (r < 0)
+		return r;
 	if (s->type == SOCK_STREAM)
-		return stream_sendmsg(s, msg, (size_t)len, flags);
-	return dgram_sendmsg(s, msg, (size_t)len, flags);
+		return stream_sendmsg(s, msg, (size_t)len, flags, &scm);
+	return dgram_sendmsg(s, msg, (size_t)len, flags, &scm);
 }
 
 ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg, int flags)

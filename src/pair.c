@@ -18,7 +18,10 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -90,7 +93,10 @@ int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
 	atomic_init(&pair->refs, 2); /* one per table entry */
 	for (int i = 0; i < 2; i++)
 		atomic_init(&pair->spin_ns[i], 20000);
-	(void)kernel_sv;
+	for (int i = 0; i < 2; i++) {
+		struct stat st;
+		pair->ino[i] = fstat(kernel_sv[i], &st) == 0 ? (uint64_t)st.st_ino : 0;
+	}
 	*out = pair;
 	return 0;
 }
@@ -158,7 +164,14 @@ void usp__check_peer(struct usp_sock *s, bool force)
 	if (s->type == SOCK_DGRAM) {
 		/* A DGRAM socket shows nothing in poll() when its peer dies;
 		 * a send says ECONNREFUSED (then ENOTCONN).  The byte doubles
-		 * as a poll wake-up token for the peer, which drains it. */
+		 * as a poll wake-up token for the peer, which drains it.  But
+		 * while anything we sent is still queued at the peer, it is
+		 * alive (a released socket's queue is purged, which returns
+		 * our send buffer): then send nothing, so that probes never
+		 * pile up in a peer that does not poll. */
+		int queued = 0;
+		if (ioctl(s->fd, SIOCOUTQ, &queued) == 0 && queued > 0)
+			return;
 		int r = usp__send_token(s->fd, SOCK_DGRAM);
 		gone = r == -ECONNREFUSED || r == -ENOTCONN;
 	} else {

@@ -16,6 +16,9 @@
 #include "internal.h"
 
 #define POLL_SLICE_MS 40 /* also bounds a token lost to a concurrent poller */
+/* is_usp[i]: 0 a kernel descriptor, 1 a uspair endpoint, or this: one
+ * whose backing socket holds a kernel record's part (scm.c) */
+#define USP_POLL_QUIET 2
 
 static bool peer_writable(struct usp_sock *s)
 {
@@ -48,7 +51,7 @@ short usp__poll_mask(struct usp_sock *s, short events)
 }
 
 /* Fill revents of every uspair entry; returns how many are ready. */
-static int scan_uspair(struct pollfd *fds, nfds_t nfds, const bool *is_usp,
+static int scan_uspair(struct pollfd *fds, nfds_t nfds, const unsigned char *is_usp,
 		       bool arm)
 {
 	int ready = 0;
@@ -76,8 +79,8 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
 	if (!fds)
 		return poll(fds, nfds, timeout); /* the kernel's EFAULT/EINVAL */
-	bool small[64];
-	bool *is_usp = nfds <= 64 ? small : calloc(nfds, sizeof(bool));
+	unsigned char small[64];
+	unsigned char *is_usp = nfds <= 64 ? small : calloc(nfds, 1);
 	if (!is_usp) {
 		errno = ENOMEM;
 		return -1;
@@ -122,7 +125,9 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 		}
 		for (nfds_t i = 0; i < nfds; i++) {
 			kfds[i].fd = fds[i].fd;
-			kfds[i].events = is_usp[i] ? POLLIN : fds[i].events;
+			kfds[i].events = is_usp[i] == USP_POLL_QUIET ? 0
+					 : is_usp[i]		    ? POLLIN
+								    : fds[i].events;
 			kfds[i].revents = 0;
 		}
 		int kr = poll(kfds, nfds, slice);
@@ -135,15 +140,19 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 				fds[i].revents = kfds[i].revents;
 				continue;
 			}
-			if (kfds[i].revents & POLLIN)
-				usp__drain_tokens(kfds[i].fd);
-			if (kfds[i].revents & POLLHUP) {
-				struct usp_sock s;
-				if (usp__lookup(kfds[i].fd, &s)) {
-					usp__check_peer(&s, true);
-					usp__put(&s);
-				}
-			}
+			struct usp_sock s;
+			if (!(kfds[i].revents & (POLLIN | POLLHUP)) ||
+			    !usp__lookup(kfds[i].fd, &s))
+				continue;
+			/* A kernel record's part waiting at the head keeps the
+			 * backing socket readable until the record is read:
+			 * stop asking for POLLIN there, or poll would spin
+			 * (the ring says POLLIN for it anyway). */
+			if ((kfds[i].revents & POLLIN) && usp__drain_tokens(&s))
+				is_usp[i] = USP_POLL_QUIET;
+			if (kfds[i].revents & POLLHUP)
+				usp__check_peer(&s, true);
+			usp__put(&s);
 		}
 		ready = scan_uspair(fds, nfds, is_usp, false);
 		for (nfds_t i = 0; i < nfds; i++)

@@ -21,8 +21,10 @@
 
 #include "internal.h"
 
-static uint32_t rec_span(uint32_t len)
+static uint32_t rec_span(uint32_t len, uint32_t kind)
 {
+	if (kind == USP_REC_KERNEL) /* the payload is in the kernel queue */
+		return USP_REC_HDR + (uint32_t)sizeof(struct usp_kernel_meta);
 	return USP_REC_HDR + ((len + 7u) & ~7u);
 }
 
@@ -52,15 +54,22 @@ int usp__ring_peek(struct usp_shared *shm, struct usp_ring *r,
 			pos += USP_RING_BYTES - off;
 			continue;
 		}
-		if (h.kind != USP_REC_DATA || h.len > USP_MAX_SNDBUF)
+		if ((h.kind != USP_REC_DATA && h.kind != USP_REC_KERNEL) ||
+		    h.len > USP_MAX_SNDBUF)
 			goto corrupt;
-		uint32_t span = rec_span(h.len);
+		uint32_t span = rec_span(h.len, h.kind);
 		if (off + span > USP_RING_BYTES || span > tail - pos)
 			goto corrupt;
 		rec->pos = pos;
 		rec->next = pos + span;
 		rec->len = h.len;
 		rec->data = data + off + USP_REC_HDR;
+		rec->kernel = h.kind == USP_REC_KERNEL;
+		rec->meta = (struct usp_kernel_meta){0, 0};
+		if (rec->kernel) {
+			memcpy(&rec->meta, rec->data, sizeof(rec->meta));
+			rec->data = NULL;
+		}
 		return 0;
 	}
 corrupt:
@@ -69,11 +78,13 @@ corrupt:
 }
 
 /*
- * Reserve room for a record of len bytes at the producer's tail.  On
- * success *tail is the position after the record (to be published with a
- * release store once the payload is written) and *payload points at where
- * the payload goes; the header is already written.  -EAGAIN: the ring is
- * physically full (the caller waits as for a full send buffer).
+ * Reserve room for a record of len bytes and the given kind at the
+ * producer's tail.  On success *tail is the position after the record (to
+ * be published with a release store once the payload is written) and
+ * *payload points at where the payload goes (for USP_REC_KERNEL, where the
+ * struct usp_kernel_meta goes); the header is already written.  -EAGAIN:
+ * the ring is physically full (the caller waits as for a full send
+ * buffer).
  */
 /*
  * Early wrap: when the ring is empty and the write offset is past the hot
@@ -103,13 +114,13 @@ static void early_wrap(struct usp_ring *r, pthread_mutex_t *consumer_lock,
 }
 
 int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
-		      unsigned char *data, uint32_t len, uint64_t sndbuf,
-		      pthread_mutex_t *consumer_lock, uint64_t *tail,
-		      unsigned char **payload)
+		      unsigned char *data, uint32_t len, uint32_t kind,
+		      uint64_t sndbuf, pthread_mutex_t *consumer_lock,
+		      uint64_t *tail, unsigned char **payload)
 {
 	uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
 	uint64_t h = atomic_load_explicit(&r->seen_head, memory_order_relaxed);
-	uint32_t span = rec_span(len);
+	uint32_t span = rec_span(len, kind);
 	uint64_t off = t & USP_RING_MASK;
 	/* Each time the write offset crosses a USP_RING_HOT_BYTES boundary past
 	 * the first, see whether the lap can start again at offset 0, so that
@@ -158,7 +169,7 @@ int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
 		h = usp__ld_acq(&r->head);
 		atomic_store_explicit(&r->seen_head, h, memory_order_relaxed);
 	}
-	struct usp_rec_hdr hdr = {len, USP_REC_DATA};
+	struct usp_rec_hdr hdr = {len, kind};
 	memcpy(data + off, &hdr, sizeof(hdr));
 	*payload = data + off + USP_REC_HDR;
 	*tail = t + span;

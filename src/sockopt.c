@@ -59,9 +59,36 @@ static void mirror_option(struct usp_sock *s, int optname)
 		if (!getsockopt(s->fd, SOL_SOCKET, SO_PEEK_OFF, &v, &len)) {
 			usp__lock(&s->self->recv_lock);
 			atomic_store(&s->self->peek_off, v);
+			/* uspair applies the offset itself; the backing socket
+			 * must peek its kernel records from their start */
+			int off = -1;
+			setsockopt(s->fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off));
 			usp__unlock(&s->self->recv_lock);
 		}
 		break;
+	case SO_PASSCRED:
+#ifdef SO_PASSPIDFD
+	case SO_PASSPIDFD:
+#endif
+	case SO_PASSSEC: {
+		/* any of these makes every message a kernel record (scm.c) */
+		uint32_t flags = 0;
+		static const struct {
+			int opt;
+			uint32_t flag;
+		} pass[] = {{SO_PASSCRED, USP_PASS_CRED},
+#ifdef SO_PASSPIDFD
+			    {SO_PASSPIDFD, USP_PASS_PIDFD},
+#endif
+			    {SO_PASSSEC, USP_PASS_SEC}};
+		for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++) {
+			len = sizeof(v);
+			if (!getsockopt(s->fd, SOL_SOCKET, pass[i].opt, &v, &len) && v)
+				flags |= pass[i].flag;
+		}
+		atomic_store(&s->self->pass_flags, flags);
+		break;
+	}
 	case SO_RCVTIMEO_OLD:
 	case SO_RCVTIMEO_NEW:
 		len = sizeof(tv);

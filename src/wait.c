@@ -77,15 +77,6 @@ int usp__send_token(int kfd, int type)
 	return 0;
 }
 
-void usp__drain_tokens(int kfd)
-{
-	char buf[256];
-	int saved = errno;
-	while (recv(kfd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
-		;
-	errno = saved;
-}
-
 void usp__wake_endpoint(struct usp_endpoint *ep, int token_fd)
 {
 	atomic_thread_fence(memory_order_seq_cst); /* W1: pairs with S1 */

@@ -660,42 +660,6 @@ static void scenario_scm_credentials(struct t_ctx *c)
 	drain(c, c->b);
 }
 
-/* The deliberate answers, by hand: SCM_RIGHTS is refused with EOPNOTSUPP
- * and nothing is queued; SO_PASSCRED is accepted but no SCM_CREDENTIALS
- * message arrives (controllen 0). */
-static void check_ancillary_difference(void)
-{
-	const int types[] = { SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM };
-	for (int i = 0; i < 3; i++) {
-		int sv[2], pipefd[2];
-		char buf[64];
-		if (usp_socketpair(AF_UNIX, types[i] | SOCK_NONBLOCK, 0, sv) != 0 || pipe(pipefd) != 0) {
-			t_fail("setup: %s", strerror(errno));
-			return;
-		}
-		errno = 0;
-		if (send_fds(sv[0], pipefd, 1, "r1") != -1 || errno != EOPNOTSUPP)
-			t_fail("type %d: SCM_RIGHTS: want -1 EOPNOTSUPP (errno %d)", types[i], errno);
-		if (usp_recv(sv[1], buf, sizeof(buf), 0) != -1 || errno != EAGAIN)
-			t_fail("type %d: a refused SCM_RIGHTS message was queued", types[i]);
-		int on = 1;
-		if (usp_setsockopt(sv[1], SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) != 0)
-			t_fail("type %d: SO_PASSCRED: %s", types[i], strerror(errno));
-		union { char buf[512]; struct cmsghdr align; } control;
-		struct iovec iov = { buf, sizeof(buf) };
-		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
-				      .msg_control = control.buf, .msg_controllen = sizeof(control.buf) };
-		if (usp_send(sv[0], "cred", 4, 0) != 4 || usp_recvmsg(sv[1], &msg, 0) != 4 ||
-		    msg.msg_controllen != 0)
-			t_fail("type %d: SO_PASSCRED: want 4 bytes and no control data (controllen %zu)",
-			       types[i], (size_t)msg.msg_controllen);
-		close(pipefd[0]);
-		close(pipefd[1]);
-		usp_close(sv[0]);
-		usp_close(sv[1]);
-	}
-}
-
 /*
  * The kernel charges each queued skb's truesize (slab-rounded head, the
  * sk_buff, whole pages for the paged part); SIOCOUTQ shows it.  A sweep of
@@ -832,15 +796,9 @@ int main(void)
 	t_compare_matrix("flags", scenario_flags, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("size_limits", scenario_size_limits, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("bad_descriptors", scenario_bad_descriptors, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
-	/* Ancillary data is a known difference until issue 4 (docs/DESIGN.md):
-	 * uspair's answers are checked by hand; T_KNOWN_DIFFERENCES=1 runs the
-	 * kernel comparison, which shows what is missing. */
-	if (getenv("T_KNOWN_DIFFERENCES")) {
-		t_compare_matrix("scm_rights", scenario_scm_rights, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
-		t_compare_matrix("scm_credentials", scenario_scm_credentials, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
-	} else {
-		check_ancillary_difference();
-	}
+	/* more ancillary data in test/scm.c */
+	t_compare_matrix("scm_rights", scenario_scm_rights, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
+	t_compare_matrix("scm_credentials", scenario_scm_credentials, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("truesize_sweep", scenario_truesize_sweep, T_ALL_TYPES, T_ALL_MODES, T_DIR_0_TO_1, NULL);
 	t_compare_matrix("queue_lengths", scenario_queue_lengths, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 #ifdef T_SANITIZER_INTERCEPTS

@@ -1,0 +1,636 @@
+/*
+ * Ancillary data: SCM_RIGHTS, SCM_CREDENTIALS and the options that ask for
+ * credentials on every message (SO_PASSCRED, SO_PASSPIDFD, SO_PASSSEC).
+ *
+ * Descriptors and credentials cannot travel through shared memory: only
+ * the kernel can install a descriptor in another process or vouch for a
+ * sender's pid and uid.  So a message that carries ancillary data, or is
+ * sent while either end has SO_PASSCRED (or PASSPIDFD/PASSSEC) set, is a
+ * *kernel record*: the sender, under its send_lock, sends the payload with
+ * the ancillary data through its backing kernel socket, prefixed with one
+ * mark byte, and only then publishes a USP_REC_KERNEL record (header and
+ * struct usp_kernel_meta, no payload) in the ring.  The receiver, under its
+ * recv_lock, reaches the record in ring order and receives the payload and
+ * the ancillary data from its backing socket.  The kernel therefore does
+ * everything that needs authority (checking descriptors and explicit
+ * credentials, attaching the real credentials, counting in-flight
+ * descriptors and collecting cycles of them, closing them when the
+ * receiving socket goes away); uspair only hands the result to the caller
+ * with the kernel's rules for a short control buffer (put_cmsg,
+ * scm_detach_fds).
+ *
+ * The backing socket's queue also holds wake tokens (one byte
+ * USP_TOKEN_BYTE each, wait.c).  Everything that reads that queue holds the
+ * endpoint's recv_lock and first skips the tokens at its head, so a kernel
+ * record is never eaten by a token drain, and kernel records come out in
+ * the order of their ring records (one sender at a time, under send_lock,
+ * sends the kernel part and publishes the record).
+ *
+ * The backing queue is as untrusted as the ring: a record whose kernel
+ * part is missing or does not start with the mark makes the pair corrupt.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define USP_MARK_BYTE 'S'
+#define USP_TOKEN_BYTE 'w'
+#ifndef UIO_MAXIOV
+#define UIO_MAXIOV 1024
+#endif
+
+/* Room for everything the kernel may attach to one message. */
+#define CONTROL_BYTES                                                          \
+	(CMSG_SPACE(sizeof(int) * USP_SCM_MAX_FD) +                            \
+	 CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int)) + 512)
+
+/* ---- sending ---------------------------------------------------------- */
+
+/*
+ * The checks __scm_send() makes, in its order, so that a bad control
+ * buffer fails before anything else as it does in the kernel: a malformed
+ * header or an unknown SOL_SOCKET type is EINVAL, more than SCM_MAX_FD
+ * descriptors in all is EINVAL, a descriptor that is not open is EBADF.
+ * Explicit credentials are checked by the kernel when it sends them.
+ */
+int usp__scm_check(const struct msghdr *msg, struct usp_scm_send *scm)
+{
+	memset(scm, 0, sizeof(*scm));
+	if (!msg->msg_control || msg->msg_controllen < sizeof(struct cmsghdr))
+		return 0;
+	if (msg->msg_controllen > INT_MAX)
+		return -ENOBUFS;
+	const unsigned char *base = msg->msg_control;
+	size_t size = msg->msg_controllen;
+	for (size_t off = 0; off + sizeof(struct cmsghdr) <= size;) {
+		struct cmsghdr h;
+		memcpy(&h, base + off, sizeof(h));
+		if (h.cmsg_len < sizeof(struct cmsghdr) || h.cmsg_len > size - off)
+			return -EINVAL;
+		if (h.cmsg_level == SOL_SOCKET) {
+			switch (h.cmsg_type) {
+			case SCM_RIGHTS: {
+				size_t n = (h.cmsg_len - CMSG_LEN(0)) / sizeof(int);
+				if (n > USP_SCM_MAX_FD || scm->nfds + n > USP_SCM_MAX_FD)
+					return -EINVAL;
+				for (size_t i = 0; i < n; i++) {
+					int fd;
+					memcpy(&fd, base + off + CMSG_LEN(0) + i * sizeof(int),
+					       sizeof(fd));
+					if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+						return -EBADF;
+				}
+				scm->nfds += (int)n;
+				break;
+			}
+			case SCM_CREDENTIALS:
+				if (h.cmsg_len != CMSG_LEN(sizeof(struct ucred)))
+					return -EINVAL;
+				memcpy(&scm->ucred, base + off + CMSG_LEN(0),
+				       sizeof(scm->ucred));
+				scm->creds = true;
+				break;
+			default:
+				return -EINVAL;
+			}
+		}
+		off += CMSG_ALIGN(h.cmsg_len);
+	}
+	return 0;
+}
+
+bool usp__scm_via_kernel(struct usp_sock *s, const struct usp_scm_send *scm)
+{
+	return scm->nfds || scm->creds ||
+	       atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed) ||
+	       atomic_load_explicit(&s->peer->pass_flags, memory_order_relaxed);
+}
+
+/* A control buffer holding only the explicit credentials: what every
+ * later chunk of a STREAM message carries (unix_scm_to_skb() puts the
+ * descriptors on the first skb only). */
+void usp__scm_creds_only(const struct usp_scm_send *scm, unsigned char *buf,
+			 size_t *len)
+{
+	*len = 0;
+	if (!scm->creds)
+		return;
+	struct cmsghdr h = {.cmsg_len = CMSG_LEN(sizeof(struct ucred)),
+			    .cmsg_level = SOL_SOCKET,
+			    .cmsg_type = SCM_CREDENTIALS};
+	memset(buf, 0, CMSG_SPACE(sizeof(struct ucred)));
+	memcpy(buf, &h, sizeof(h));
+	memcpy(buf + CMSG_LEN(0), &scm->ucred, sizeof(scm->ucred));
+	*len = CMSG_SPACE(sizeof(struct ucred));
+}
+
+/*
+ * A uspair endpoint in flight is still open, as the kernel socket behind
+ * it is: count the copy in the message as one more holder, so that the
+ * sender closing its own descriptor does not release the endpoint.  The
+ * receiver takes that holder over (adopt_fd).  delta is +1 before the
+ * send and -1 to undo it when the send failed.
+ */
+void usp__scm_hold_endpoints(const struct msghdr *msg, int delta)
+{
+	if (!msg->msg_control || msg->msg_controllen < sizeof(struct cmsghdr))
+		return;
+	const unsigned char *base = msg->msg_control;
+	size_t size = msg->msg_controllen;
+	for (size_t off = 0; off + sizeof(struct cmsghdr) <= size;) {
+		struct cmsghdr h;
+		memcpy(&h, base + off, sizeof(h));
+		if (h.cmsg_len < sizeof(struct cmsghdr) || h.cmsg_len > size - off)
+			return;
+		if (h.cmsg_level == SOL_SOCKET && h.cmsg_type == SCM_RIGHTS) {
+			size_t n = (h.cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < n; i++) {
+				int fd;
+				memcpy(&fd, base + off + CMSG_LEN(0) + i * sizeof(int),
+				       sizeof(fd));
+				struct usp_sock e;
+				if (!usp__lookup(fd, &e))
+					continue;
+				if (delta > 0)
+					atomic_fetch_add(&e.self->holders, 1);
+				else
+					usp__endpoint_drop_holder(e.shm, e.side, -1);
+				usp__put(&e);
+			}
+		}
+		off += CMSG_ALIGN(h.cmsg_len);
+	}
+}
+
+/* The payload as one iovec array behind the mark byte; a caller's array
+ * already at the kernel's UIO_MAXIOV limit is gathered into one buffer. */
+struct marked_iov {
+	struct iovec small[17];
+	struct iovec *iov;
+	size_t cnt;
+	unsigned char *bounce;
+	size_t bounce_len;
+};
+
+static int marked_iov_init(struct marked_iov *m, unsigned char *mark,
+			   size_t mark_len, const struct iovec *iov,
+			   size_t iovcnt, size_t want, bool gather)
+{
+	m->bounce = NULL;
+	m->bounce_len = 0;
+	m->cnt = 0;
+	m->iov = m->small;
+	if (iovcnt + 1 > UIO_MAXIOV) {
+		m->bounce = malloc(want ? want : 1);
+		if (!m->bounce)
+			return -ENOMEM;
+		m->bounce_len = want;
+		if (gather) {
+			size_t done = 0;
+			for (size_t i = 0; i < iovcnt && done < want; i++) {
+				size_t k = iov[i].iov_len < want - done ? iov[i].iov_len
+									: want - done;
+				memcpy(m->bounce + done, iov[i].iov_base, k);
+				done += k;
+			}
+		}
+		iovcnt = 0;
+	} else if (iovcnt + 1 > sizeof(m->small) / sizeof(m->small[0])) {
+		m->iov = malloc((iovcnt + 1) * sizeof(*m->iov));
+		if (!m->iov)
+			return -ENOMEM;
+	}
+	if (mark_len)
+		m->iov[m->cnt++] = (struct iovec){mark, mark_len};
+	if (m->bounce)
+		m->iov[m->cnt++] = (struct iovec){m->bounce, want};
+	for (size_t i = 0; i < iovcnt; i++)
+		m->iov[m->cnt++] = iov[i];
+	return 0;
+}
+
+static void marked_iov_scatter(struct marked_iov *m, const struct iovec *iov,
+			       size_t iovcnt, size_t n)
+{
+	size_t done = 0;
+	for (size_t i = 0; i < iovcnt && done < n; i++) {
+		size_t k = iov[i].iov_len < n - done ? iov[i].iov_len : n - done;
+		memcpy(iov[i].iov_base, m->bounce + done, k);
+		done += k;
+	}
+}
+
+static void marked_iov_free(struct marked_iov *m)
+{
+	if (m->iov != m->small)
+		free(m->iov);
+	free(m->bounce);
+}
+
+/*
+ * Send the payload (iov, exactly its total length) and the control buffer
+ * as the kernel part of one record.  Caller holds the send_lock and has
+ * reserved the ring record; returns payload bytes sent or -errno (the
+ * kernel's verdict on the ancillary data: EPERM for credentials it does
+ * not allow, ETOOMANYREFS, ...).  For STREAM the caller keeps the payload
+ * small enough to be one skb, so that no token lands inside it.
+ */
+ssize_t usp__kernel_send(struct usp_sock *s, const struct iovec *iov,
+			 size_t iovcnt, const void *control, size_t controllen,
+			 int flags)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < iovcnt; i++)
+		total += iov[i].iov_len;
+	unsigned char mark = USP_MARK_BYTE;
+	struct marked_iov m;
+	int r = marked_iov_init(&m, &mark, 1, iov, iovcnt, total, true);
+	if (r < 0)
+		return r;
+	struct msghdr msg = {.msg_iov = m.iov,
+			     .msg_iovlen = m.cnt,
+			     .msg_control = controllen ? (void *)control : NULL,
+			     .msg_controllen = controllen};
+	ssize_t n = sendmsg(s->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL |
+						 (flags & MSG_EOR));
+	int err = errno;
+	marked_iov_free(&m);
+	if (n < 0)
+		return -err;
+	if ((size_t)n != total + 1) {
+		/* the kernel split or cut it: the queue no longer matches */
+		usp__pair_corrupt(s->shm);
+		return -EIO;
+	}
+	return (ssize_t)total;
+}
+
+/* ---- the backing socket's receive queue ------------------------------- */
+
+/*
+ * Consume the wake tokens at the head of our backing socket's queue.
+ * Caller holds our recv_lock.  Returns 1 when something else (a kernel
+ * record) is at the head, 0 when the queue is empty.
+ */
+static int skip_tokens(struct usp_sock *s)
+{
+	int saved = errno;
+	int result = 0;
+	if (s->type == SOCK_STREAM) {
+		for (;;) {
+			char buf[64];
+			ssize_t r = recv(s->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+			if (r <= 0)
+				break;
+			size_t n = 0;
+			while (n < (size_t)r && buf[n] == USP_TOKEN_BYTE)
+				n++;
+			if (n && recv(s->fd, buf, n, MSG_DONTWAIT) != (ssize_t)n)
+				break;
+			if (n < (size_t)r) {
+				result = 1;
+				break;
+			}
+		}
+	} else {
+		for (;;) {
+			char c;
+			ssize_t r = recv(s->fd, &c, 1, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+			if (r < 0 || (r == 0 && s->type == SOCK_SEQPACKET))
+				break; /* empty, or end of file */
+			if (r != 1 || c != USP_TOKEN_BYTE) {
+				result = 1;
+				break;
+			}
+			if (recv(s->fd, &c, 1, MSG_DONTWAIT) != 1)
+				break;
+		}
+	}
+	errno = saved;
+	return result;
+}
+
+/* For usp_poll(): drain the tokens that woke it.  Returns true when a
+ * kernel record's part stays at the head, so that the backing socket
+ * will keep polling readable until the record is read. */
+bool usp__drain_tokens(struct usp_sock *s)
+{
+	usp__lock(&s->self->recv_lock);
+	int r = skip_tokens(s);
+	usp__unlock(&s->self->recv_lock);
+	return r == 1;
+}
+
+void usp__scm_init(struct usp_scm_recv *scm)
+{
+	scm->has_creds = false;
+	scm->nfds = 0;
+	scm->extra_len = 0;
+}
+
+static void parse_control(struct msghdr *m, struct usp_scm_recv *scm)
+{
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(m); c; c = CMSG_NXTHDR(m, c)) {
+		size_t data_len = c->cmsg_len - CMSG_LEN(0);
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+			size_t n = data_len / sizeof(int);
+			for (size_t i = 0; i < n; i++) {
+				int fd;
+				memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+				if (scm->nfds < USP_SCM_MAX_FD)
+					scm->fds[scm->nfds++] = fd;
+				else
+					close(fd);
+			}
+		} else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+			   data_len >= sizeof(struct ucred)) {
+			scm->has_creds = true;
+			memcpy(&scm->creds, CMSG_DATA(c), sizeof(scm->creds));
+		} else if (scm->extra_len + CMSG_SPACE(data_len) <= sizeof(scm->extra)) {
+			/* SCM_SECURITY, SCM_PIDFD, ...: passed on as they came */
+			memcpy(scm->extra + scm->extra_len, c, c->cmsg_len);
+			scm->extra_len += CMSG_SPACE(data_len);
+		}
+	}
+}
+
+/*
+ * Receive `want` payload bytes of the kernel record at the head of our
+ * queue into iov (for DGRAM and SEQPACKET, the rest of a longer message
+ * is dropped, as the kernel drops it), preceded by the mark byte when
+ * `mark` (the record's first read).  Ancillary data is added to scm.
+ * Caller holds our recv_lock.  Returns the payload bytes received, -EAGAIN
+ * when the queue is empty, -EIO when the queue does not match the ring.
+ */
+ssize_t usp__kernel_recv(struct usp_sock *s, const struct iovec *iov,
+			 size_t iovcnt, size_t want, bool mark, int flags,
+			 struct usp_scm_recv *scm)
+{
+	if (skip_tokens(s) == 0)
+		return -EAGAIN;
+	unsigned char mark_byte = 0;
+	struct marked_iov m;
+	int r = marked_iov_init(&m, &mark_byte, mark ? 1 : 0, iov, iovcnt, want, false);
+	if (r < 0)
+		return r;
+	union {
+		struct cmsghdr align;
+		unsigned char buf[CONTROL_BYTES];
+	} control;
+	struct msghdr msg = {.msg_iov = m.iov,
+			     .msg_iovlen = m.cnt,
+			     .msg_control = control.buf,
+			     .msg_controllen = sizeof(control.buf)};
+	ssize_t n = recvmsg(s->fd, &msg,
+			    MSG_DONTWAIT | (flags & (MSG_PEEK | MSG_CMSG_CLOEXEC)));
+	int err = errno;
+	if (n >= 0)
+		parse_control(&msg, scm);
+	if (n > 0 && m.bounce)
+		marked_iov_scatter(&m, iov, iovcnt, (size_t)n - (mark ? 1 : 0));
+	marked_iov_free(&m);
+	if (n < 0)
+		return err == EAGAIN ? -EAGAIN : -err;
+	size_t expect = want + (mark ? 1 : 0);
+	if ((size_t)n != expect || (mark && mark_byte != USP_MARK_BYTE)) {
+		usp__pair_corrupt(s->shm);
+		return -EIO;
+	}
+	return (ssize_t)want;
+}
+
+/*
+ * The credentials of the kernel record at the head of our queue, without
+ * consuming it (a STREAM read must not glue data of different senders
+ * together; the kernel's unix_skb_scm_eq()).  Caller holds recv_lock.
+ */
+int usp__kernel_peek_creds(struct usp_sock *s, struct ucred *creds, bool *has_creds)
+{
+	struct usp_scm_recv scm;
+	usp__scm_init(&scm);
+	unsigned char byte;
+	struct iovec iov = {&byte, 1};
+	if (skip_tokens(s) == 0)
+		return -EAGAIN;
+	union {
+		struct cmsghdr align;
+		unsigned char buf[CONTROL_BYTES];
+	} control;
+	struct msghdr msg = {.msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = control.buf,
+			     .msg_controllen = sizeof(control.buf)};
+	ssize_t n = recvmsg(s->fd, &msg, MSG_DONTWAIT | MSG_PEEK | MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return -errno;
+	parse_control(&msg, &scm);
+	for (int i = 0; i < scm.nfds; i++)
+		close(scm.fds[i]); /* peeked copies */
+	*has_creds = scm.has_creds;
+	if (scm.has_creds)
+		*creds = scm.creds;
+	return 0;
+}
+
+/* Drop everything queued in our backing socket, closing the descriptors
+ * that came with it (a DGRAM socket disconnected from a dead peer).
+ * Caller holds recv_lock. */
+void usp__kernel_purge(struct usp_sock *s)
+{
+	for (;;) {
+		struct usp_scm_recv scm;
+		usp__scm_init(&scm);
+		unsigned char buf[256];
+		struct iovec iov = {buf, sizeof(buf)};
+		union {
+			struct cmsghdr align;
+			unsigned char buf[CONTROL_BYTES];
+		} control;
+		struct msghdr msg = {.msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = control.buf,
+				     .msg_controllen = sizeof(control.buf)};
+		ssize_t n = recvmsg(s->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		if (n < 0 || (n == 0 && s->type != SOCK_DGRAM))
+			break;
+		parse_control(&msg, &scm);
+		usp__scm_discard(&scm);
+	}
+}
+
+/* ---- handing ancillary data to the caller ------------------------------ */
+
+/* What the kernel reports for a message without credentials: pid 0 and
+ * the overflow ids (from_kuid_munged() of INVALID_UID). */
+struct ucred usp__no_creds(void)
+{
+	static _Atomic int overflow_uid = -1, overflow_gid = -1;
+	int u = atomic_load_explicit(&overflow_uid, memory_order_relaxed);
+	int g = atomic_load_explicit(&overflow_gid, memory_order_relaxed);
+	if (u < 0 || g < 0) {
+		u = g = 65534;
+		FILE *f = fopen("/proc/sys/kernel/overflowuid", "re");
+		if (f) {
+			if (fscanf(f, "%d", &u) != 1)
+				u = 65534;
+			fclose(f);
+		}
+		f = fopen("/proc/sys/kernel/overflowgid", "re");
+		if (f) {
+			if (fscanf(f, "%d", &g) != 1)
+				g = 65534;
+			fclose(f);
+		}
+		atomic_store_explicit(&overflow_uid, u, memory_order_relaxed);
+		atomic_store_explicit(&overflow_gid, g, memory_order_relaxed);
+	}
+	return (struct ucred){.pid = 0, .uid = (uid_t)u, .gid = (gid_t)g};
+}
+
+/*
+ * A descriptor that arrived through SCM_RIGHTS.  If it is an end of a pair
+ * this process has mapped, it becomes a uspair descriptor again: it takes
+ * over the holder that the sender counted for the copy in flight (or, for
+ * a peeked copy, is one more holder).  keep=false: it does not fit in the
+ * caller's buffer and is closed.
+ */
+static void adopt_fd(int fd, bool keep, bool peeked)
+{
+	struct stat st;
+	struct usp_pair *pair = NULL;
+	int side = 0;
+	if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
+		usp__table_lock(), usp__find_by_inode((uint64_t)st.st_ino, &pair, &side),
+			usp__table_unlock();
+	if (!keep) {
+		if (pair && !peeked)
+			usp__endpoint_drop_holder(pair->shm, side, -1);
+		if (pair)
+			usp__pair_unref(pair);
+		close(fd);
+		return;
+	}
+	if (!pair)
+		return;
+	if (peeked)
+		atomic_fetch_add(&pair->shm->ep[side].holders, 1);
+	usp__table_lock();
+	int r = usp__install(fd, pair, side); /* takes our reference */
+	usp__table_unlock();
+	if (r < 0) {
+		usp__endpoint_drop_holder(pair->shm, side, -1);
+		usp__pair_unref(pair);
+	}
+}
+
+void usp__scm_discard(struct usp_scm_recv *scm)
+{
+	for (int i = 0; i < scm->nfds; i++)
+		adopt_fd(scm->fds[i], false, false);
+	scm->nfds = 0;
+}
+
+/* Moves the ancillary data of `from` into `into` (a STREAM read that
+ * glues several records). */
+void usp__scm_merge(struct usp_scm_recv *into, struct usp_scm_recv *from)
+{
+	if (from->has_creds && !into->has_creds) {
+		into->has_creds = true;
+		into->creds = from->creds;
+	}
+	for (int i = 0; i < from->nfds; i++) {
+		if (into->nfds < USP_SCM_MAX_FD)
+			into->fds[into->nfds++] = from->fds[i];
+		else
+			adopt_fd(from->fds[i], false, false);
+	}
+	from->nfds = 0;
+}
+
+/* put_cmsg(): as much of the message as fits; MSG_CTRUNC if cut. */
+static void put_cmsg(struct msghdr *msg, size_t *used, int level, int type,
+		     const void *data, size_t len)
+{
+	size_t room = msg->msg_controllen - *used;
+	if (room < sizeof(struct cmsghdr)) {
+		msg->msg_flags |= MSG_CTRUNC;
+		return;
+	}
+	size_t cmlen = CMSG_LEN(len);
+	if (room < cmlen) {
+		msg->msg_flags |= MSG_CTRUNC;
+		cmlen = room;
+	}
+	unsigned char *p = (unsigned char *)msg->msg_control + *used;
+	struct cmsghdr h = {.cmsg_len = cmlen, .cmsg_level = level, .cmsg_type = type};
+	memcpy(p, &h, sizeof(h));
+	memcpy(p + CMSG_LEN(0), data, cmlen - CMSG_LEN(0));
+	size_t step = CMSG_SPACE(len);
+	*used += step < room ? step : room;
+}
+
+/*
+ * Give the caller the ancillary data of what it received, as scm_recv()
+ * does: credentials first (SO_PASSCRED; a message sent without them shows
+ * pid 0 and the overflow ids), then the other messages the kernel
+ * attached, then the descriptors that fit (scm_detach_fds(); the others
+ * are closed and MSG_CTRUNC is set).  Sets msg_controllen to what was
+ * written.  Caller may hold the recv_lock.
+ */
+void usp__scm_deliver(struct usp_sock *s, struct msghdr *msg,
+		      struct usp_scm_recv *scm, int flags)
+{
+	bool peeked = flags & MSG_PEEK;
+	uint32_t pass = atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed);
+	bool want_creds = pass & USP_PASS_CRED;
+	if (!msg->msg_control) {
+		if (want_creds || scm->nfds)
+			msg->msg_flags |= MSG_CTRUNC;
+		for (int i = 0; i < scm->nfds; i++)
+			adopt_fd(scm->fds[i], false, peeked);
+		scm->nfds = 0;
+		msg->msg_controllen = 0;
+		return;
+	}
+	size_t used = 0;
+	if (want_creds) {
+		struct ucred c = scm->has_creds ? scm->creds : usp__no_creds();
+		put_cmsg(msg, &used, SOL_SOCKET, SCM_CREDENTIALS, &c, sizeof(c));
+	}
+	for (size_t off = 0; off < scm->extra_len;) {
+		struct cmsghdr h;
+		memcpy(&h, scm->extra + off, sizeof(h));
+		put_cmsg(msg, &used, h.cmsg_level, h.cmsg_type,
+			 scm->extra + off + CMSG_LEN(0), h.cmsg_len - CMSG_LEN(0));
+		off += CMSG_SPACE(h.cmsg_len - CMSG_LEN(0));
+	}
+	if (scm->nfds) {
+		size_t room = msg->msg_controllen - used;
+		int fdmax = room <= sizeof(struct cmsghdr)
+				    ? 0
+				    : (int)((room - sizeof(struct cmsghdr)) / sizeof(int));
+		int keep = fdmax < scm->nfds ? fdmax : scm->nfds;
+		for (int i = 0; i < scm->nfds; i++)
+			adopt_fd(scm->fds[i], i < keep, peeked);
+		if (keep > 0) {
+			unsigned char *p = (unsigned char *)msg->msg_control + used;
+			struct cmsghdr h = {.cmsg_len = CMSG_LEN(keep * sizeof(int)),
+					    .cmsg_level = SOL_SOCKET,
+					    .cmsg_type = SCM_RIGHTS};
+			memcpy(p, &h, sizeof(h));
+			memcpy(p + CMSG_LEN(0), scm->fds, keep * sizeof(int));
+			size_t step = CMSG_SPACE(keep * sizeof(int));
+			used += step < room ? step : room;
+		}
+		if (keep < scm->nfds)
+			msg->msg_flags |= MSG_CTRUNC;
+		scm->nfds = 0;
+	}
+	msg->msg_controllen = used;
+}
