@@ -222,13 +222,15 @@ bool usp__find_by_inode(uint64_t ino, struct usp_pair **pair, int *side)
 			uintptr_t v = atomic_load_explicit(&c[i], memory_order_relaxed);
 			if (!v)
 				continue;
+			/* either end: this process may hold only the other */
 			struct usp_pair *p = (struct usp_pair *)(v & ~(uintptr_t)1);
-			int sd = (int)(v & 1);
-			if (p->ino[sd] == ino) {
-				atomic_fetch_add(&p->refs, 1);
-				*pair = p;
-				*side = sd;
-				return true;
+			for (int sd = 0; sd < 2; sd++) {
+				if (p->ino[sd] == ino) {
+					atomic_fetch_add(&p->refs, 1);
+					*pair = p;
+					*side = sd;
+					return true;
+				}
 			}
 		}
 	}
