@@ -48,6 +48,11 @@ ssize_t usp_recvfrom(int fd, void *buf, size_t len, int flags,
 		     struct sockaddr *src_addr, socklen_t *addrlen);
 ssize_t usp_sendmsg(int fd, const struct msghdr *msg, int flags);
 ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags);
+struct mmsghdr;
+struct timespec;
+int usp_sendmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags);
+int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
+		 struct timespec *timeout);
 
 int usp_shutdown(int fd, int how);
 int usp_getsockopt(int fd, int level, int optname, void *optval,

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <poll.h>
 #include <string.h>
+#include <time.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -1011,6 +1012,96 @@ ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags)
 	ssize_t r = bad_ptr(msg) ? -EFAULT : usp__recvmsg(&s, msg, flags);
 	usp__put(&s);
 	return ret_errno(r);
+}
+
+/* __sys_sendmmsg(): one sendmsg per entry until one fails or sends only
+ * part; an error is returned only if nothing was sent. */
+int usp_sendmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return sendmmsg(fd, msgvec, vlen, flags);
+	if (vlen > UIO_MAXIOV)
+		vlen = UIO_MAXIOV;
+	unsigned int sent = 0;
+	ssize_t r = 0;
+	while (sent < vlen) {
+		struct mmsghdr *m = &msgvec[sent];
+		if (bad_ptr(m)) {
+			r = -EFAULT;
+			break;
+		}
+		r = usp__sendmsg(&s, &m->msg_hdr, flags);
+		if (r < 0)
+			break;
+		m->msg_len = (unsigned int)r;
+		sent++;
+		size_t want = 0;
+		for (size_t i = 0; i < m->msg_hdr.msg_iovlen; i++)
+			want += m->msg_hdr.msg_iov[i].iov_len;
+		if ((size_t)r < want)
+			break;
+	}
+	usp__put(&s);
+	if (sent || r >= 0)
+		return (int)sent;
+	errno = (int)-r;
+	return -1;
+}
+
+/* do_recvmmsg(): a pending error first; one recvmsg per entry;
+ * MSG_WAITFORONE makes the rest non-blocking; the timeout is looked at
+ * only between messages; an error after some messages is kept as the
+ * socket's pending error for the next call. */
+int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
+		 struct timespec *timeout)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return recvmmsg(fd, msgvec, vlen, flags, timeout);
+	int64_t end = 0;
+	if (timeout) {
+		if (timeout->tv_sec < 0 || timeout->tv_nsec < 0 ||
+		    timeout->tv_nsec >= 1000000000L) {
+			usp__put(&s);
+			errno = EINVAL;
+			return -1;
+		}
+		end = usp__now_ns() + (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec;
+	}
+	ssize_t r = sock_error(&s);
+	unsigned int got = 0;
+	while (r == 0 && got < vlen) {
+		struct mmsghdr *m = &msgvec[got];
+		if (bad_ptr(m)) {
+			r = -EFAULT;
+			break;
+		}
+		r = usp__recvmsg(&s, &m->msg_hdr, flags & ~MSG_WAITFORONE);
+		if (r < 0)
+			break;
+		m->msg_len = (unsigned int)r;
+		r = 0;
+		got++;
+		if (flags & MSG_WAITFORONE)
+			flags |= MSG_DONTWAIT;
+		if (timeout) {
+			int64_t left = end - usp__now_ns();
+			if (left < 0)
+				left = 0;
+			timeout->tv_sec = left / 1000000000LL;
+			timeout->tv_nsec = left % 1000000000LL;
+			if (left == 0)
+				break;
+		}
+	}
+	if (got && r < 0 && r != -EAGAIN)
+		atomic_store(&s.self->sk_err, (int32_t)-r);
+	usp__put(&s);
+	if (got || r >= 0)
+		return (int)got;
+	errno = (int)-r;
+	return -1;
 }
 
 ssize_t usp_send(int fd, const void *buf, size_t len, int flags)
