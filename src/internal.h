@@ -80,6 +80,9 @@ struct usp_kernel_meta {
 /* usp_endpoint.pass_flags: SO_PASSCRED and friends.  While either end
  * has one set, every message goes through the kernel (scm.c), which
  * attaches the sender's credentials as it would for a kernel pair. */
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76 /* Linux 6.5; older headers lack it */
+#endif
 #define USP_PASS_CRED 1u
 #define USP_PASS_PIDFD 2u
 #define USP_PASS_SEC 4u
@@ -307,6 +310,7 @@ struct usp_scm_recv {
 	struct ucred creds;
 	int nfds;
 	int fds[USP_SCM_MAX_FD];
+	int pidfd;	  /* SCM_PIDFD, or -1 */
 	size_t extra_len; /* other control messages, passed on as they came */
 	unsigned char extra[256];
 };
@@ -321,8 +325,17 @@ USP_HIDDEN void usp__scm_hold_endpoints(const struct msghdr *msg, int delta);
 USP_HIDDEN ssize_t usp__kernel_recv(struct usp_sock *s, const struct iovec *iov,
 				    size_t iovcnt, size_t want, bool mark,
 				    int flags, struct usp_scm_recv *scm);
-USP_HIDDEN int usp__kernel_peek_creds(struct usp_sock *s, struct ucred *creds,
-				      bool *has_creds);
+/* Who wrote a STREAM record, as far as a read may glue records together
+ * (unix_skb_scm_eq()): the credentials, or the process of the pidfd. */
+struct usp_scm_writer {
+	bool has_creds;
+	struct ucred creds;
+	uint64_t pid_ino; /* inode of the SCM_PIDFD's pidfs file, or 0 */
+};
+USP_HIDDEN int usp__kernel_peek_writer(struct usp_sock *s, struct usp_scm_writer *w);
+USP_HIDDEN void usp__scm_writer(const struct usp_scm_recv *scm, struct usp_scm_writer *w);
+USP_HIDDEN bool usp__same_writer(const struct usp_scm_writer *a,
+				 const struct usp_scm_writer *b);
 USP_HIDDEN void usp__scm_init(struct usp_scm_recv *scm);
 USP_HIDDEN void usp__scm_merge(struct usp_scm_recv *into, struct usp_scm_recv *from);
 USP_HIDDEN void usp__scm_deliver(struct usp_sock *s, struct msghdr *msg,

@@ -478,11 +478,6 @@ static ssize_t stream_read_kernel(struct usp_sock *s, struct iov_cursor *cur,
 	return n < 0 ? n : n - (ssize_t)skip;
 }
 
-static bool same_creds(const struct ucred *a, const struct ucred *b)
-{
-	return a->pid == b->pid && a->uid == b->uid && a->gid == b->gid;
-}
-
 static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 			      size_t len, int flags)
 {
@@ -512,10 +507,10 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	 * have none.  A read ends after a record that carried descriptors. */
 	struct usp_scm_recv scm;
 	usp__scm_init(&scm);
-	bool passcred = atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed) &
-			USP_PASS_CRED;
-	bool have_class = false, class_creds = false;
-	struct ucred class = {0, 0, 0};
+	uint32_t pass = atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed);
+	bool passcred = pass & (USP_PASS_CRED | USP_PASS_PIDFD); /* unix_may_passcred() */
+	bool have_writer = false;
+	struct usp_scm_writer writer = {false, {0, 0, 0}, 0};
 	bool kernel_passed = false; /* a peek went past a kernel record */
 
 	usp__lock(&s->self->recv_lock);
@@ -583,18 +578,16 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		if (rec.kernel && kernel_passed)
 			break; /* its kernel part is not at the head: see DESIGN.md */
 		if (passcred) {
-			bool has = false;
-			struct ucred c = {0, 0, 0};
-			if (rec.kernel && (r = usp__kernel_peek_creds(s, &c, &has)) < 0) {
+			struct usp_scm_writer wr = {false, {0, 0, 0}, 0};
+			if (rec.kernel && usp__kernel_peek_writer(s, &wr) < 0) {
 				usp__pair_corrupt(s->shm);
 				err = -EIO;
 				break;
 			}
-			if (!have_class) {
-				have_class = true;
-				class_creds = has;
-				class = c;
-			} else if (has != class_creds || (has && !same_creds(&c, &class))) {
+			if (!have_writer) {
+				have_writer = true;
+				writer = wr;
+			} else if (!usp__same_writer(&wr, &writer)) {
 				break; /* never glue data of different writers */
 			}
 		}
@@ -646,10 +639,6 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		scm.creds = (struct ucred){0, 0, 0};
 	}
 	if ((copied || !err) && (passcred || scm.nfds || scm.extra_len)) {
-		if (!scm.has_creds && class_creds) {
-			scm.has_creds = true;
-			scm.creds = class;
-		}
 		usp__scm_deliver(s, msg, &scm, flags);
 	} else {
 		usp__scm_discard(&scm);

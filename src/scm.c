@@ -331,8 +331,13 @@ void usp__scm_init(struct usp_scm_recv *scm)
 {
 	scm->has_creds = false;
 	scm->nfds = 0;
+	scm->pidfd = -1;
 	scm->extra_len = 0;
 }
+
+#ifndef SCM_PIDFD
+#define SCM_PIDFD 0x04 /* Linux 6.5 */
+#endif
 
 static void parse_control(struct msghdr *m, struct usp_scm_recv *scm)
 {
@@ -348,6 +353,11 @@ static void parse_control(struct msghdr *m, struct usp_scm_recv *scm)
 				else
 					close(fd);
 			}
+		} else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_PIDFD &&
+			   data_len >= sizeof(int)) {
+			if (scm->pidfd >= 0)
+				close(scm->pidfd);
+			memcpy(&scm->pidfd, CMSG_DATA(c), sizeof(int));
 		} else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
 			   data_len >= sizeof(struct ucred)) {
 			scm->has_creds = true;
@@ -405,12 +415,29 @@ ssize_t usp__kernel_recv(struct usp_sock *s, const struct iovec *iov,
 	return (ssize_t)want;
 }
 
+void usp__scm_writer(const struct usp_scm_recv *scm, struct usp_scm_writer *w)
+{
+	w->has_creds = scm->has_creds;
+	w->creds = scm->has_creds ? scm->creds : (struct ucred){0, 0, 0};
+	w->pid_ino = 0;
+	struct stat st;
+	if (scm->pidfd >= 0 && fstat(scm->pidfd, &st) == 0)
+		w->pid_ino = (uint64_t)st.st_ino;
+}
+
+bool usp__same_writer(const struct usp_scm_writer *a, const struct usp_scm_writer *b)
+{
+	return a->has_creds == b->has_creds && a->pid_ino == b->pid_ino &&
+	       (!a->has_creds || (a->creds.pid == b->creds.pid && a->creds.uid == b->creds.uid &&
+				  a->creds.gid == b->creds.gid));
+}
+
 /*
- * The credentials of the kernel record at the head of our queue, without
- * consuming it (a STREAM read must not glue data of different senders
- * together; the kernel's unix_skb_scm_eq()).  Caller holds recv_lock.
+ * Who wrote the kernel record at the head of our queue, without consuming
+ * it (a STREAM read must not glue data of different writers together).
+ * Caller holds recv_lock.
  */
-int usp__kernel_peek_creds(struct usp_sock *s, struct ucred *creds, bool *has_creds)
+int usp__kernel_peek_writer(struct usp_sock *s, struct usp_scm_writer *w)
 {
 	struct usp_scm_recv scm;
 	usp__scm_init(&scm);
@@ -430,11 +457,11 @@ int usp__kernel_peek_creds(struct usp_sock *s, struct ucred *creds, bool *has_cr
 	if (n < 0)
 		return -errno;
 	parse_control(&msg, &scm);
+	usp__scm_writer(&scm, w);
 	for (int i = 0; i < scm.nfds; i++)
 		close(scm.fds[i]); /* peeked copies */
-	*has_creds = scm.has_creds;
-	if (scm.has_creds)
-		*creds = scm.creds;
+	if (scm.pidfd >= 0)
+		close(scm.pidfd);
 	return 0;
 }
 
@@ -534,6 +561,9 @@ void usp__scm_discard(struct usp_scm_recv *scm)
 	for (int i = 0; i < scm->nfds; i++)
 		adopt_fd(scm->fds[i], false, false);
 	scm->nfds = 0;
+	if (scm->pidfd >= 0)
+		close(scm->pidfd);
+	scm->pidfd = -1;
 }
 
 /* Moves the ancillary data of `from` into `into` (a STREAM read that
@@ -551,6 +581,11 @@ void usp__scm_merge(struct usp_scm_recv *into, struct usp_scm_recv *from)
 			adopt_fd(from->fds[i], false, false);
 	}
 	from->nfds = 0;
+	if (into->pidfd < 0)
+		into->pidfd = from->pidfd;
+	else if (from->pidfd >= 0)
+		close(from->pidfd);
+	from->pidfd = -1;
 }
 
 /* put_cmsg(): as much of the message as fits; MSG_CTRUNC if cut. */
@@ -590,11 +625,14 @@ void usp__scm_deliver(struct usp_sock *s, struct msghdr *msg,
 	uint32_t pass = atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed);
 	bool want_creds = pass & USP_PASS_CRED;
 	if (!msg->msg_control) {
-		if (want_creds || scm->nfds)
+		if (want_creds || scm->nfds || (pass & USP_PASS_PIDFD) || scm->extra_len)
 			msg->msg_flags |= MSG_CTRUNC;
 		for (int i = 0; i < scm->nfds; i++)
 			adopt_fd(scm->fds[i], false, peeked);
 		scm->nfds = 0;
+		if (scm->pidfd >= 0)
+			close(scm->pidfd);
+		scm->pidfd = -1;
 		msg->msg_controllen = 0;
 		return;
 	}
@@ -631,6 +669,14 @@ void usp__scm_deliver(struct usp_sock *s, struct msghdr *msg,
 		if (keep < scm->nfds)
 			msg->msg_flags |= MSG_CTRUNC;
 		scm->nfds = 0;
+	}
+	if (scm->pidfd >= 0) {
+		/* scm_pidfd_recv(), last: a pidfd that does not fit is closed */
+		bool fits = msg->msg_controllen - used >= CMSG_LEN(sizeof(int));
+		put_cmsg(msg, &used, SOL_SOCKET, SCM_PIDFD, &scm->pidfd, sizeof(int));
+		if (!fits)
+			close(scm->pidfd);
+		scm->pidfd = -1;
 	}
 	msg->msg_controllen = used;
 }

@@ -67,9 +67,7 @@ static void mirror_option(struct usp_sock *s, int optname)
 		}
 		break;
 	case SO_PASSCRED:
-#ifdef SO_PASSPIDFD
 	case SO_PASSPIDFD:
-#endif
 	case SO_PASSSEC: {
 		/* any of these makes every message a kernel record (scm.c) */
 		uint32_t flags = 0;
@@ -77,9 +75,7 @@ static void mirror_option(struct usp_sock *s, int optname)
 			int opt;
 			uint32_t flag;
 		} pass[] = {{SO_PASSCRED, USP_PASS_CRED},
-#ifdef SO_PASSPIDFD
 			    {SO_PASSPIDFD, USP_PASS_PIDFD},
-#endif
 			    {SO_PASSSEC, USP_PASS_SEC}};
 		for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++) {
 			len = sizeof(v);

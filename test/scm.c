@@ -27,9 +27,39 @@
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 #define MAX_FDS 253
+#ifndef SO_PASSPIDFD
+#define SO_PASSPIDFD 76
+#endif
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+#ifndef SCM_PIDFD
+#define SCM_PIDFD 0x04
+#endif
+
+/* Is fd a pidfd of this process? */
+static const char *pidfd_owner(int fd)
+{
+	char path[64], line[128];
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return "not open";
+	const char *what = "not a pidfd";
+	while (fgets(line, sizeof(line), f)) {
+		int pid;
+		if (sscanf(line, "Pid: %d", &pid) == 1) {
+			what = pid == getpid() ? "pidfd of ours" : "pidfd of another";
+			break;
+		}
+	}
+	fclose(f);
+	return what;
+}
 
 /* ---- helpers ---- */
 
@@ -177,6 +207,11 @@ static ssize_t recv_ctl(struct t_ctx *c, int fd, size_t cap, size_t ctl_cap, int
 				else
 					usp_close(rfd);
 			}
+		} else if (cm->cmsg_type == SCM_PIDFD && cm->cmsg_len >= CMSG_LEN(sizeof(int))) {
+			int pfd;
+			memcpy(&pfd, CMSG_DATA(cm), sizeof(pfd));
+			t_log(c, "  SCM_PIDFD: %s", pidfd_owner(pfd));
+			close(pfd);
 		} else if (cm->cmsg_type == SCM_CREDENTIALS &&
 			   cm->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
 			struct ucred cr;
@@ -591,6 +626,114 @@ static void scenario_credentials(struct t_ctx *c)
 	t_log(c, "getsockname(a) = %d, length %s", r, sl > sizeof(sa_family_t) ? "named" : "unnamed");
 }
 
+/* The other options that ask for or describe ancillary data. */
+static void scenario_options(struct t_ctx *c)
+{
+	struct linger lg = { 1, 5 };
+	errno = 0;
+	t_record(c, "setsockopt(a, SO_LINGER {1,5})",
+		 usp_setsockopt(c->a, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), errno);
+	memset(&lg, 0, sizeof(lg));
+	socklen_t len = sizeof(lg);
+	errno = 0;
+	int r = usp_getsockopt(c->a, SOL_SOCKET, SO_LINGER, &lg, &len);
+	t_log(c, "getsockopt(a, SO_LINGER) = %d {%d,%d} len %u", r, lg.l_onoff, lg.l_linger,
+	      (unsigned)len);
+	t_setsockopt_int(c, c->b, SOL_SOCKET, SO_PASSSEC, 1, "SO_PASSSEC");
+	t_getsockopt_int(c, c->b, SOL_SOCKET, SO_PASSSEC, "SO_PASSSEC");
+	t_send(c, c->a, "sec", 3, 0);
+	recv_ctl(c, c->b, 64, sizeof(union control), 0, NULL, NULL);
+	char label[256];
+	len = sizeof(label);
+	errno = 0;
+	r = usp_getsockopt(c->a, SOL_SOCKET, SO_PEERSEC, label, &len);
+	t_record(c, "getsockopt(a, SO_PEERSEC)", r, errno);
+	t_setsockopt_int(c, c->b, SOL_SOCKET, SO_PASSSEC, 0, "SO_PASSSEC");
+	int pfd = -1;
+	len = sizeof(pfd);
+	errno = 0;
+	r = usp_getsockopt(c->a, SOL_SOCKET, SO_PEERPIDFD, &pfd, &len);
+	t_log(c, "getsockopt(a, SO_PEERPIDFD) = %d%s %s", r, r < 0 ? t_errno_name(errno) : "",
+	      r == 0 ? pidfd_owner(pfd) : "-");
+	if (r == 0)
+		close(pfd);
+	t_send(c, c->a, "before", 6, 0);
+	t_setsockopt_int(c, c->b, SOL_SOCKET, SO_PASSPIDFD, 1, "SO_PASSPIDFD");
+	t_getsockopt_int(c, c->b, SOL_SOCKET, SO_PASSPIDFD, "SO_PASSPIDFD");
+	t_send(c, c->a, "after", 5, 0);
+	recv_ctl(c, c->b, 64, sizeof(union control), 0, NULL, NULL);
+	recv_ctl(c, c->b, 64, sizeof(union control), 0, NULL, NULL);
+	t_setsockopt_int(c, c->b, SOL_SOCKET, SO_PASSCRED, 1, "SO_PASSCRED");
+	t_send(c, c->a, "both", 4, 0);
+	recv_ctl(c, c->b, 64, sizeof(union control), 0, NULL, NULL);
+}
+
+/* Permission answers for a process without privileges: the FORCE buffer
+ * options and explicit credentials that are not its own. */
+static void scenario_unprivileged(struct t_ctx *c)
+{
+	if (getuid() != 0) {
+		t_log(c, "not root: nothing to drop");
+		return;
+	}
+	t_setsockopt_int(c, c->b, SOL_SOCKET, SO_PASSCRED, 1, "SO_PASSCRED");
+	int out[2];
+	if (pipe(out) < 0)
+		t_die("pipe: %s", strerror(errno));
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid < 0)
+		t_die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		alarm(10);
+		close(out[0]);
+		FILE *f = fdopen(out[1], "w");
+		if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+		    setresuid(65534, 65534, 65534) < 0)
+			_exit(2);
+		int v = 100000;
+		errno = 0;
+		int r = usp_setsockopt(c->a, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v));
+		fprintf(f, "SO_SNDBUFFORCE = %d %s\n", r, r < 0 ? t_errno_name(errno) : "");
+		errno = 0;
+		r = usp_setsockopt(c->a, SOL_SOCKET, SO_RCVBUFFORCE, &v, sizeof(v));
+		fprintf(f, "SO_RCVBUFFORCE = %d %s\n", r, r < 0 ? t_errno_name(errno) : "");
+		const struct ucred tries[] = { { getpid(), 65534, 65534 },
+					       { getpid(), 0, 65534 },
+					       { getpid(), 65534, 0 },
+					       { 1, 65534, 65534 } };
+		for (size_t i = 0; i < 4; i++) {
+			struct ctl_builder b = { .len = 0 };
+			add_cmsg(&b, SOL_SOCKET, SCM_CREDENTIALS, &tries[i], sizeof(tries[i]), 0);
+			errno = 0;
+			ssize_t n = send_ctl(c->a, "cred", b.c.buf, b.len, 0);
+			fprintf(f, "SCM_CREDENTIALS #%zu = %zd %s\n", i, n,
+				n < 0 ? t_errno_name(errno) : "");
+		}
+		errno = 0;
+		ssize_t n = send_ctl(c->a, "plain", NULL, 0, 0);
+		fprintf(f, "plain send = %zd\n", n);
+		fclose(f);
+		_exit(0);
+	}
+	close(out[1]);
+	FILE *f = fdopen(out[0], "r");
+	char line[128];
+	while (f && fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		t_log(c, "child: %s", line);
+	}
+	if (f)
+		fclose(f);
+	int status = 0;
+	waitpid(pid, &status, 0);
+	t_log(c, "child exit %d", WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	for (int i = 0; i < 3; i++) {
+		/* the child's pid is not ours: record only pid/uid/gid classes */
+		recv_ctl(c, c->b, 64, sizeof(union control), 0, NULL, NULL);
+	}
+}
+
 /* ---- across processes ---- */
 
 static void scenario_fork(struct t_ctx *c)
@@ -674,6 +817,9 @@ int main(void)
 			 T_DIR_0_TO_1, NULL);
 	t_compare_matrix("credentials", scenario_credentials, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS,
 			 NULL);
+	t_compare_matrix("options", scenario_options, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
+	t_compare_matrix("unprivileged", scenario_unprivileged, T_ALL_TYPES, T_NONBLOCKING,
+			 T_ALL_DIRS, NULL);
 	t_compare_matrix("fork", scenario_fork, T_ALL_TYPES, T_ALL_MODES, T_DIR_0_TO_1, NULL);
 	return t_finish();
 }
