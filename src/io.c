@@ -719,7 +719,22 @@ ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags)
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return recvmsg(fd, msg, flags);
-	ssize_t r = bad_ptr(msg) ? -EFAULT : usp__recvmsg(&s, msg, flags);
+	ssize_t r = -EFAULT;
+	if (!bad_ptr(msg)) {
+		/* ____sys_recvmsg(): the caller's msghdr is written only on
+		 * success, and msg_namelen only when msg_name is set */
+		struct msghdr m = *msg;
+		m.msg_flags = flags & MSG_CMSG_CLOEXEC;
+		m.msg_namelen = 0;
+		m.msg_controllen = 0; /* no control message is ever delivered */
+		r = usp__recvmsg(&s, &m, flags);
+		if (r >= 0) {
+			if (msg->msg_name)
+				msg->msg_namelen = m.msg_namelen;
+			msg->msg_controllen = m.msg_controllen;
+			msg->msg_flags = m.msg_flags;
+		}
+	}
 	usp__put(&s);
 	return ret_errno(r);
 }
