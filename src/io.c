@@ -704,9 +704,17 @@ static ssize_t ret_errno(ssize_t r)
 	return r;
 }
 
+/* MSG_CMSG_COMPAT (bit 31) is the kernel's own; __sys_sendmsg() and
+ * __sys_recvmsg() refuse it from a native caller before anything else. */
+#define USP_MSG_CMSG_COMPAT ((int)0x80000000u)
+
 ssize_t usp_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	struct usp_sock s;
+	if (flags & USP_MSG_CMSG_COMPAT) {
+		errno = EINVAL;
+		return -1;
+	}
 	if (!usp__lookup(fd, &s))
 		return sendmsg(fd, msg, flags);
 	ssize_t r = bad_ptr(msg) ? -EFAULT : usp__sendmsg(&s, msg, flags);
@@ -717,6 +725,10 @@ ssize_t usp_sendmsg(int fd, const struct msghdr *msg, int flags)
 ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	struct usp_sock s;
+	if (flags & USP_MSG_CMSG_COMPAT) {
+		errno = EINVAL;
+		return -1;
+	}
 	if (!usp__lookup(fd, &s))
 		return recvmsg(fd, msg, flags);
 	ssize_t r = -EFAULT;
