@@ -366,6 +366,7 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	bool first = true;
 	size_t skip = peek_skip(s, flags);
 	do {
+again:
 		if (pair_corrupt(s)) {
 			err = -EIO;
 			break;
@@ -416,10 +417,11 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		}
 		size_t avail = rec.len - used;
 		if (skip >= avail) {
-			/* the peek offset is past this record */
+			/* the peek offset is past this record; as the kernel's
+			 * skip loop, look at the next one even when len is 0 */
 			skip -= avail;
 			pos = rec.next;
-			continue;
+			goto again;
 		}
 		used += (uint32_t)skip;
 		avail -= skip;
