@@ -474,6 +474,12 @@ static void dgram_disconnect(struct usp_sock *s)
 static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 			     size_t len, int flags)
 {
+	if (s->type == SOCK_SEQPACKET) {
+		/* unix_seqpacket_sendmsg(): a pending error comes first */
+		ssize_t e = sock_error(s);
+		if (e)
+			return e;
+	}
 	if (flags & MSG_OOB)
 		return -EOPNOTSUPP;
 	if (s->type == SOCK_DGRAM) {
