@@ -394,11 +394,12 @@ static int recv_iov(int size, unsigned aux, struct iovec *iov, size_t *total,
 	for (int i = 0; i < n; i++) {
 		iov[i].iov_base = rbuf + off;
 		iov[i].iov_len = lens[i];
+		rbuf[off + lens[i]] = GUARD_BYTE; /* only the guards are checked */
 		off += lens[i] + 1;
 	}
 	*total = sum_lens(lens, n);
 	*span = off + TAIL_GUARD;
-	memset(rbuf, GUARD_BYTE, *span);
+	memset(rbuf + off, GUARD_BYTE, TAIL_GUARD);
 	return n;
 }
 
@@ -696,7 +697,7 @@ static void exec_op(struct run_state *st, const struct opseq_op *o,
 			r->skipped = SKIP_WOULD_BLOCK;
 			return;
 		}
-		memset(rbuf, GUARD_BYTE, usize + TAIL_GUARD);
+		memset(rbuf + usize, GUARD_BYTE, TAIL_GUARD);
 		void *buf = usize == 0 && (aux & 1) ? NULL : rbuf;
 		if (o->op == OP_RECV) {
 			ret = usp_recv(fd, buf, usize, fl);
@@ -1127,20 +1128,29 @@ static unsigned below(struct rng *r, unsigned n)
 
 static int gen_size(struct rng *r)
 {
-	static const int boundaries[] = {
-		3776, 4096, 4608 - 32, 8192, 16384, 32768, 36544, 65536,
-		106432, 131072, 212960, 212992, 2240, 1024,
+	/* skb and buffer boundaries: SKB_MAX_HEAD(0), a page, the smallest
+	 * SO_SNDBUF's record limit, the STREAM skb limit (SKB_MAX_HEAD(0) +
+	 * 32 KiB), half the default SO_SNDBUF less 64, its record limit */
+	static const int small_boundaries[] = {
+		3776, 4096, 4608 - 32, 8192, 16384, 32768, 36544, 2240, 1024, 64, 256,
 	};
-	unsigned c = below(r, 100);
-	if (c < 10)
+	static const int large_boundaries[] = { 65536, 106432, 131072, 212960, 212992 };
+	/* Large sizes are rarer: every page they touch in the ring costs its
+	 * fault and its release at munmap, which dominate a run's time. */
+	unsigned c = below(r, 1000);
+	if (c < 100)
 		return 0;
-	if (c < 45)
+	if (c < 480)
 		return 1 + (int)below(r, 100);
-	if (c < 65) {
-		int b = boundaries[below(r, N_ELEMS(boundaries))] + (int)below(r, 9) - 4;
+	if (c < 680) {
+		int b = small_boundaries[below(r, N_ELEMS(small_boundaries))] + (int)below(r, 9) - 4;
 		return b < 0 ? 0 : b;
 	}
-	if (c < 90)
+	if (c < 700) {
+		int b = large_boundaries[below(r, N_ELEMS(large_boundaries))] + (int)below(r, 9) - 4;
+		return b < 0 ? 0 : b;
+	}
+	if (c < 970)
 		return (int)below(r, 65536);
 	return 65536 + (int)below(r, OPSEQ_MAX_SIZE - 65536);
 }
