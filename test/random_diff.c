@@ -34,14 +34,14 @@
 #define SAN_SEQUENCES 8000
 #elif defined(__SANITIZE_THREAD__)
 #define SAN_NAME "ThreadSanitizer"
-#define SAN_SEQUENCES 2000
+#define SAN_SEQUENCES 1200
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define SAN_NAME "AddressSanitizer"
 #define SAN_SEQUENCES 8000
 #elif __has_feature(thread_sanitizer)
 #define SAN_NAME "ThreadSanitizer"
-#define SAN_SEQUENCES 2000
+#define SAN_SEQUENCES 1200
 #endif
 #endif
 #ifndef SAN_NAME
