@@ -34,14 +34,14 @@
 #define SAN_SEQUENCES 8000
 #elif defined(__SANITIZE_THREAD__)
 #define SAN_NAME "ThreadSanitizer"
-#define SAN_SEQUENCES 1200
+#define SAN_SEQUENCES 2500
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define SAN_NAME "AddressSanitizer"
 #define SAN_SEQUENCES 8000
 #elif __has_feature(thread_sanitizer)
 #define SAN_NAME "ThreadSanitizer"
-#define SAN_SEQUENCES 1200
+#define SAN_SEQUENCES 2500
 #endif
 #endif
 #ifndef SAN_NAME
@@ -49,7 +49,7 @@
 /* 20,000 per type does not fit the plain build's minute on this project's
  * 2-vCPU machine (about 1.2 ms a sequence, mostly the pair's mmap/munmap
  * and ring page faults); 12,000 does, with room to spare. */
-#define SAN_SEQUENCES 12000
+#define SAN_SEQUENCES 25000
 #endif
 
 /*
