@@ -518,6 +518,7 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	bool first = true;
 	size_t skip = peek_skip(s, flags);
 	do {
+again:
 		if (pair_corrupt(s)) {
 			err = -EIO;
 			break;
@@ -569,11 +570,12 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		}
 		size_t avail = rec.len - used;
 		if (skip >= avail) {
-			/* the peek offset is past this record */
+			/* the peek offset is past this record; as the kernel's
+			 * skip loop, look at the next one even when len is 0 */
 			skip -= avail;
 			kernel_passed |= rec.kernel;
 			pos = rec.next;
-			continue;
+			goto again;
 		}
 		if (rec.kernel && kernel_passed)
 			break; /* its kernel part is not at the head: see DESIGN.md */
@@ -668,6 +670,12 @@ static void dgram_disconnect(struct usp_sock *s)
 static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 			     size_t len, int flags, const struct usp_scm_send *scm)
 {
+	if (s->type == SOCK_SEQPACKET) {
+		/* unix_seqpacket_sendmsg(): a pending error comes first */
+		ssize_t e = sock_error(s);
+		if (e)
+			return e;
+	}
 	if (flags & MSG_OOB)
 		return -EOPNOTSUPP;
 	if (s->type == SOCK_DGRAM) {
@@ -983,9 +991,17 @@ static ssize_t ret_errno(ssize_t r)
 	return r;
 }
 
+/* MSG_CMSG_COMPAT (bit 31) is the kernel's own; __sys_sendmsg() and
+ * __sys_recvmsg() refuse it from a native caller before anything else. */
+#define USP_MSG_CMSG_COMPAT ((int)0x80000000u)
+
 ssize_t usp_sendmsg(int fd, const struct msghdr *msg, int flags)
 {
 	struct usp_sock s;
+	if (flags & USP_MSG_CMSG_COMPAT) {
+		errno = EINVAL;
+		return -1;
+	}
 	if (!usp__lookup(fd, &s))
 		return sendmsg(fd, msg, flags);
 	ssize_t r = bad_ptr(msg) ? -EFAULT : usp__sendmsg(&s, msg, flags);
@@ -996,9 +1012,28 @@ ssize_t usp_sendmsg(int fd, const struct msghdr *msg, int flags)
 ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	struct usp_sock s;
+	if (flags & USP_MSG_CMSG_COMPAT) {
+		errno = EINVAL;
+		return -1;
+	}
 	if (!usp__lookup(fd, &s))
 		return recvmsg(fd, msg, flags);
-	ssize_t r = bad_ptr(msg) ? -EFAULT : usp__recvmsg(&s, msg, flags);
+	ssize_t r = -EFAULT;
+	if (!bad_ptr(msg)) {
+		/* ____sys_recvmsg(): the caller's msghdr is written only on
+		 * success, and msg_namelen only when msg_name is set */
+		struct msghdr m = *msg;
+		m.msg_flags = flags & MSG_CMSG_CLOEXEC;
+		m.msg_namelen = 0;
+		m.msg_controllen = 0; /* no control message is ever delivered */
+		r = usp__recvmsg(&s, &m, flags);
+		if (r >= 0) {
+			if (msg->msg_name)
+				msg->msg_namelen = m.msg_namelen;
+			msg->msg_controllen = m.msg_controllen;
+			msg->msg_flags = m.msg_flags;
+		}
+	}
 	usp__put(&s);
 	return ret_errno(r);
 }

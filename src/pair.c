@@ -123,7 +123,20 @@ void usp__endpoint_released(struct usp_shared *shm, int side)
 	if (!atomic_compare_exchange_strong(&ep->state, &open, USP_EP_GONE))
 		return;
 	struct usp_ring *rx = &shm->ring[side];
-	bool unread = atomic_load(&rx->head) != atomic_load(&rx->tail);
+	uint64_t head = atomic_load(&rx->head), tail = usp__ld_acq(&rx->tail);
+	bool unread = head != tail;
+	if (unread && shm->type == SOCK_SEQPACKET) {
+		/* Linux 6.x unix_release_sock() first drops a zero-length skb
+		 * at the head of the queue (for STREAM: a consumed OOB skb),
+		 * then resets the peer only if the queue is still not empty:
+		 * one lone empty record does not count as unread data. */
+		unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET +
+				      (size_t)side * USP_RING_BYTES;
+		struct usp_rec rec, next;
+		if (usp__ring_peek(shm, rx, data, head, tail, &rec) == 0 && rec.len == 0 &&
+		    usp__ring_peek(shm, rx, data, rec.next, tail, &next) == -EAGAIN)
+			unread = false;
+	}
 	atomic_store(&ep->reset_on_release, unread);
 	if (shm->type != SOCK_DGRAM) {
 		if (unread)
