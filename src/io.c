@@ -864,10 +864,12 @@ again:
 			/* EOF on a shut-down non-blocking SEQPACKET socket;
 			 * a DGRAM socket says EAGAIN */
 			err = rcv_shut && s->type == SOCK_SEQPACKET ? 0 : -EAGAIN;
+			msg->msg_controllen = 0;
 			goto out;
 		}
 		if (rcv_shut) {
 			err = 0;
+			msg->msg_controllen = 0; /* end of file: no control data */
 			goto out;
 		}
 		r = wait_unlocked(s, &s->self->recv_lock, &w, recv_ready,
@@ -1009,6 +1011,25 @@ ssize_t usp_sendmsg(int fd, const struct msghdr *msg, int flags)
 	return ret_errno(r);
 }
 
+/* ____sys_recvmsg(): the caller's msghdr is written only on success, and
+ * msg_namelen only when msg_name is set. */
+static ssize_t recvmsg_user(struct usp_sock *s, struct msghdr *msg, int flags)
+{
+	if (bad_ptr(msg))
+		return -EFAULT;
+	struct msghdr m = *msg;
+	m.msg_flags = flags & MSG_CMSG_CLOEXEC;
+	m.msg_namelen = 0;
+	ssize_t r = usp__recvmsg(s, &m, flags);
+	if (r >= 0) {
+		if (msg->msg_name)
+			msg->msg_namelen = m.msg_namelen;
+		msg->msg_controllen = m.msg_controllen;
+		msg->msg_flags = m.msg_flags;
+	}
+	return r;
+}
+
 ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags)
 {
 	struct usp_sock s;
@@ -1018,22 +1039,7 @@ ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags)
 	}
 	if (!usp__lookup(fd, &s))
 		return recvmsg(fd, msg, flags);
-	ssize_t r = -EFAULT;
-	if (!bad_ptr(msg)) {
-		/* ____sys_recvmsg(): the caller's msghdr is written only on
-		 * success, and msg_namelen only when msg_name is set */
-		struct msghdr m = *msg;
-		m.msg_flags = flags & MSG_CMSG_CLOEXEC;
-		m.msg_namelen = 0;
-		m.msg_controllen = 0; /* no control message is ever delivered */
-		r = usp__recvmsg(&s, &m, flags);
-		if (r >= 0) {
-			if (msg->msg_name)
-				msg->msg_namelen = m.msg_namelen;
-			msg->msg_controllen = m.msg_controllen;
-			msg->msg_flags = m.msg_flags;
-		}
-	}
+	ssize_t r = recvmsg_user(&s, msg, flags);
 	usp__put(&s);
 	return ret_errno(r);
 }
@@ -1101,7 +1107,7 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 			r = -EFAULT;
 			break;
 		}
-		r = usp__recvmsg(&s, &m->msg_hdr, flags & ~MSG_WAITFORONE);
+		r = recvmsg_user(&s, &m->msg_hdr, flags & ~MSG_WAITFORONE);
 		if (r < 0)
 			break;
 		m->msg_len = (unsigned int)r;
