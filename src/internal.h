@@ -269,6 +269,13 @@ USP_HIDDEN ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg,
 /* poll.c */
 USP_HIDDEN short usp__poll_mask(struct usp_sock *s, short events);
 
+/* A pending error (usp_endpoint.sk_err) uspair can have set: ECONNRESET on
+ * STREAM and SEQPACKET only; anything else was written by a hostile peer. */
+static inline bool usp__sk_err_valid(const struct usp_sock *s, int err)
+{
+	return err == ECONNRESET && s->type != SOCK_DGRAM;
+}
+
 #define USP_ACCESS_ONCE_U32(p) atomic_load_explicit((p), memory_order_relaxed)
 
 static inline struct usp_endpoint *usp__ep(struct usp_shared *shm, int side)

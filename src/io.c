@@ -119,12 +119,22 @@ static bool sock_nonblock(struct usp_sock *s, int flags)
 	       atomic_load_explicit(&s->self->nonblock, memory_order_relaxed);
 }
 
-/* sock_error(): read and clear the pending error. */
+/* sock_error(): read and clear the pending error.  The word is in shared
+ * memory: anything but the one error uspair sets (ECONNRESET, on STREAM and
+ * SEQPACKET, see usp__endpoint_released) is corruption, and must not
+ * become a return value (a negative one would pass for a byte count). */
 static int sock_error(struct usp_sock *s)
 {
 	if (USP_LIKELY(!atomic_load_explicit(&s->self->sk_err, memory_order_relaxed)))
 		return 0;
-	return -atomic_exchange(&s->self->sk_err, 0);
+	int err = atomic_exchange(&s->self->sk_err, 0);
+	if (!err)
+		return 0;
+	if (!usp__sk_err_valid(s, err)) {
+		usp__pair_corrupt(s->shm);
+		return -EIO;
+	}
+	return -err;
 }
 
 static uint32_t shutdown_bits(struct usp_endpoint *ep)

@@ -108,6 +108,11 @@ int usp_getsockopt(int fd, int level, int optname, void *optval,
 		/* state that moves with the data lives in shared memory */
 		int v = optname == SO_ERROR ? atomic_exchange(&s.self->sk_err, 0)
 					    : atomic_load(&s.self->peek_off);
+		if (optname == SO_ERROR && v && !usp__sk_err_valid(&s, v)) {
+			/* written by a hostile peer: not an error to hand out */
+			usp__pair_corrupt(s.shm);
+			v = EIO;
+		}
 		memcpy(optval, &v, *optlen < sizeof(v) ? *optlen : sizeof(v));
 	}
 	int saved = errno;

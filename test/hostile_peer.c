@@ -131,6 +131,31 @@ static void corrupt_once(int type, enum corruption c)
 	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
 }
 
+/* The peer writes its own value into our pending error (SO_ERROR).  Only
+ * ECONNRESET on STREAM/SEQPACKET is one uspair sets; anything else must end
+ * the pair with EIO.  Regression: a negative value became the return value
+ * of recv/send (sock_error returned -sk_err), a byte count that no data
+ * backed; found by fuzz/region_fuzz. */
+static void bad_sk_err(int type, int value)
+{
+	int sv[2];
+	char buf[64];
+	if (usp_socketpair(AF_UNIX, type | SOCK_NONBLOCK, 0, sv) != 0) {
+		CHECK(0, "usp_socketpair: %s", strerror(errno));
+		return;
+	}
+	struct usp_shared *shm = region_of(sv[1]);
+	atomic_store(&shm->ep[1].sk_err, value);
+	ssize_t r = usp_recv(sv[1], buf, sizeof(buf), 0);
+	CHECK(r < 0 && errno == EIO, "%s sk_err %d: recv gave %zd (%s), want EIO", type_name(type),
+	      value, r, r < 0 ? strerror(errno) : "bytes");
+	atomic_store(&shm->ep[0].sk_err, value);
+	r = usp_send(sv[0], "x", 1, MSG_NOSIGNAL);
+	CHECK(r < 0 && errno == EIO, "%s sk_err %d: send gave %zd (%s), want EIO", type_name(type),
+	      value, r, r < 0 ? strerror(errno) : "bytes");
+	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
+}
+
 /* A child writes random bytes over the control structures and ring
  * headers while the parent sends and receives; every call must return
  * (data, EAGAIN or EIO) and nothing may crash. */
@@ -190,6 +215,12 @@ int main(void)
 	for (int t = 0; t < 3; t++)
 		for (int c = 0; c < N_CORRUPTIONS; c++)
 			corrupt_once(types[t], (enum corruption)c);
+	for (int t = 0; t < 3; t++) {
+		bad_sk_err(types[t], -100);
+		bad_sk_err(types[t], 12345);
+		if (types[t] == SOCK_DGRAM)
+			bad_sk_err(types[t], ECONNRESET);
+	}
 	for (int t = 0; t < 3; t++)
 		random_scribbler(types[t], 1234u + (unsigned)t);
 	if (failures) {
