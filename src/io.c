@@ -280,6 +280,9 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		return -EOPNOTSUPP;
 	if (msg->msg_namelen)
 		return -EISCONN;
+	/* a corrupt pair answers EIO to everything but argument errors */
+	if (pair_corrupt(s))
+		return -EIO;
 	if (shutdown_bits(s->self) & USP_SEND_SHUTDOWN)
 		return pipe_error(flags, true);
 
@@ -493,6 +496,9 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		}
 		usp__check_peer(s, false);
 	}
+	/* a corrupt pair answers EIO to everything but argument errors */
+	if (pair_corrupt(s))
+		return -EIO;
 	if (len > (size_t)sndbuf_of(s) - 32)
 		return -EMSGSIZE;
 

@@ -156,6 +156,39 @@ static void bad_sk_err(int type, int value)
 	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
 }
 
+/* Once corrupt, calls answer EIO before any error that depends on the
+ * socket's state.  Regression: a STREAM send after SHUT_WR said EPIPE and a
+ * SEQPACKET/DGRAM send longer than SO_SNDBUF said EMSGSIZE on a pair that
+ * had already answered EIO; found by fuzz/region_fuzz. */
+static void eio_before_state_errors(int type)
+{
+	int sv[2];
+	char buf[64];
+	if (usp_socketpair(AF_UNIX, type | SOCK_NONBLOCK, 0, sv) != 0) {
+		CHECK(0, "usp_socketpair: %s", strerror(errno));
+		return;
+	}
+	CHECK(usp_send(sv[0], "hello", 5, 0) == 5, "send");
+	struct usp_shared *shm = region_of(sv[1]);
+	struct usp_ring *q = &shm->ring[1];
+	unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET + USP_RING_BYTES;
+	struct usp_rec_hdr *hdr =
+		(struct usp_rec_hdr *)(data + (atomic_load(&q->head) & USP_RING_MASK));
+	hdr->kind = 77;
+	ssize_t r = usp_recv(sv[1], buf, sizeof(buf), 0);
+	CHECK(r < 0 && errno == EIO, "%s: recv gave %zd, want EIO", type_name(type), r);
+	if (type == SOCK_STREAM) {
+		usp_shutdown(sv[0], SHUT_WR);
+		r = usp_send(sv[0], "x", 1, MSG_NOSIGNAL);
+	} else {
+		static char big[300000];
+		r = usp_send(sv[0], big, sizeof(big), MSG_NOSIGNAL);
+	}
+	CHECK(r < 0 && errno == EIO, "%s: send after EIO gave %zd (%s), want EIO", type_name(type), r,
+	      r < 0 ? strerror(errno) : "bytes");
+	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
+}
+
 /* A child writes random bytes over the control structures and ring
  * headers while the parent sends and receives; every call must return
  * (data, EAGAIN or EIO) and nothing may crash. */
@@ -220,6 +253,7 @@ int main(void)
 		bad_sk_err(types[t], 12345);
 		if (types[t] == SOCK_DGRAM)
 			bad_sk_err(types[t], ECONNRESET);
+		eio_before_state_errors(types[t]);
 	}
 	for (int t = 0; t < 3; t++)
 		random_scribbler(types[t], 1234u + (unsigned)t);
