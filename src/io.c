@@ -518,6 +518,13 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		 * released SEQPACKET peer shut us down above; a DGRAM sender
 		 * learns it here, once, then is unconnected. */
 		if (usp__peer_gone(s)) {
+			/* SEQPACKET: the release is about to shut us down (it
+			 * marks the peer gone first, then sets our shutdown
+			 * bits); unix_dgram_sendmsg says EPIPE in that race */
+			if (s->type == SOCK_SEQPACKET) {
+				err = -EPIPE;
+				goto out;
+			}
 			if (atomic_load(&s->self->dgram_state) != USP_DGRAM_CONNECTED) {
 				err = -ENOTCONN;
 				goto out;

@@ -189,6 +189,29 @@ static void eio_before_state_errors(int type)
 	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
 }
 
+/* A SEQPACKET send that finds the peer released but itself not (yet) shut
+ * down: the moment inside usp__endpoint_released between marking the peer
+ * gone and setting our shutdown bits, or a peer that wrote its state word.
+ * Linux's unix_dgram_sendmsg says EPIPE for SEQPACKET in that race.
+ * Regression: uspair said ECONNREFUSED, then ENOTCONN (the DGRAM answers);
+ * found by fuzz/region_fuzz. */
+static void seqpacket_peer_gone_unshut(void)
+{
+	int sv[2];
+	if (usp_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv) != 0) {
+		CHECK(0, "usp_socketpair: %s", strerror(errno));
+		return;
+	}
+	struct usp_shared *shm = region_of(sv[1]);
+	atomic_store(&shm->ep[0].state, USP_EP_GONE);
+	for (int i = 0; i < 2; i++) {
+		ssize_t r = usp_send(sv[1], "x", 1, MSG_NOSIGNAL);
+		CHECK(r < 0 && errno == EPIPE, "SEQPACKET peer gone: send %d gave %zd (%s), want EPIPE",
+		      i, r, r < 0 ? strerror(errno) : "bytes");
+	}
+	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
+}
+
 /* A child writes random bytes over the control structures and ring
  * headers while the parent sends and receives; every call must return
  * (data, EAGAIN or EIO) and nothing may crash. */
@@ -255,6 +278,7 @@ int main(void)
 			bad_sk_err(types[t], ECONNRESET);
 		eio_before_state_errors(types[t]);
 	}
+	seqpacket_peer_gone_unshut();
 	for (int t = 0; t < 3; t++)
 		random_scribbler(types[t], 1234u + (unsigned)t);
 	if (failures) {
