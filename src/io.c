@@ -131,7 +131,7 @@ static int sock_error(struct usp_sock *s)
 	if (!err)
 		return 0;
 	if (!usp__sk_err_valid(s, err)) {
-		usp__pair_corrupt(s->shm);
+		usp__pair_corrupt(s->pair);
 		return -EIO;
 	}
 	return -err;
@@ -144,8 +144,7 @@ static uint32_t shutdown_bits(struct usp_endpoint *ep)
 
 static bool pair_corrupt(struct usp_sock *s)
 {
-	return atomic_load_explicit((_Atomic uint32_t *)&s->shm->corrupt,
-				    memory_order_relaxed) != 0;
+	return usp__is_corrupt(s);
 }
 
 static int sndbuf_of(struct usp_sock *s)
@@ -162,7 +161,7 @@ static uint64_t tx_wmem(struct usp_sock *s)
 {
 	if (usp__peer_gone(s))
 		return 0;
-	return usp__ring_wmem(s->shm, s->txq);
+	return usp__ring_wmem(s->pair, s->txq);
 }
 
 static bool send_ready(struct usp_sock *s)
@@ -306,8 +305,8 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		uint64_t tail;
 		unsigned char *payload;
 		int r = -EAGAIN;
-		if (usp__peer_gone(s) || usp__ring_has_room(s->shm, s->txq, (uint64_t)sndbuf))
-			r = usp__ring_reserve(s->shm, s->txq, s->txdata,
+		if (usp__peer_gone(s) || usp__ring_has_room(s->pair, s->txq, (uint64_t)sndbuf))
+			r = usp__ring_reserve(s->pair, s->txq, s->txdata,
 					      (uint32_t)chunk, (uint64_t)sndbuf,
 					      &s->peer->recv_lock,
 					      &tail, &payload);
@@ -386,7 +385,7 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		/* C1: pairs with P1; records below tail are complete. */
 		uint64_t tail = usp__ld_acq(&s->rxq->tail);
 		struct usp_rec rec;
-		int r = usp__ring_peek(s->shm, s->rxq, s->rxdata, pos, tail, &rec);
+		int r = usp__ring_peek(s->pair, s->rxq, s->rxdata, pos, tail, &rec);
 		if (r == -EIO) {
 			err = r;
 			break;
@@ -423,7 +422,7 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 			used = atomic_load_explicit(&s->rxq->head_used, memory_order_relaxed);
 		first = false;
 		if (used && used >= rec.len) {
-			usp__pair_corrupt(s->shm);
+			usp__pair_corrupt(s->pair);
 			err = -EIO;
 			break;
 		}
@@ -536,8 +535,8 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		int r = -EAGAIN;
 		uint64_t tail;
 		unsigned char *payload;
-		if (usp__ring_has_room(s->shm, s->txq, (uint64_t)sndbuf_of(s)))
-			r = usp__ring_reserve(s->shm, s->txq, s->txdata,
+		if (usp__ring_has_room(s->pair, s->txq, (uint64_t)sndbuf_of(s)))
+			r = usp__ring_reserve(s->pair, s->txq, s->txdata,
 					      (uint32_t)len, (uint64_t)sndbuf_of(s),
 					      &s->peer->recv_lock,
 					      &tail, &payload);
@@ -604,7 +603,7 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		 * messages, then starts inside the one it lands in */
 		skip = peek_skip(s, flags);
 		int r;
-		while ((r = usp__ring_peek(s->shm, s->rxq, s->rxdata, pos, tail, &rec)) == 0 &&
+		while ((r = usp__ring_peek(s->pair, s->rxq, s->rxdata, pos, tail, &rec)) == 0 &&
 		       skip && skip >= rec.len) {
 			skip -= rec.len;
 			pos = rec.next;

@@ -95,8 +95,10 @@ int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
 	return 0;
 }
 
-void usp__pair_corrupt(struct usp_shared *shm)
+void usp__pair_corrupt(struct usp_pair *pair)
 {
+	struct usp_shared *shm = pair->shm;
+	atomic_store(&pair->corrupt, 1);
 	atomic_store((_Atomic uint32_t *)&shm->corrupt, 1);
 	usp__wake_endpoint(&shm->ep[0], -1);
 	usp__wake_endpoint(&shm->ep[1], -1);

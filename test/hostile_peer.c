@@ -212,6 +212,43 @@ static void seqpacket_peer_gone_unshut(void)
 	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
 }
 
+/* The peer that broke the region clears the shared corrupt flag again.
+ * Regression: the next calls went on as if nothing had happened (the flag
+ * lived in shared memory only); found by fuzz/region_fuzz.  Now this
+ * process remembers it. */
+static void corrupt_flag_cleared(int type)
+{
+	int sv[2];
+	char buf[64];
+	if (usp_socketpair(AF_UNIX, type | SOCK_NONBLOCK, 0, sv) != 0) {
+		CHECK(0, "usp_socketpair: %s", strerror(errno));
+		return;
+	}
+	CHECK(usp_send(sv[0], "hello", 5, 0) == 5, "send");
+	struct usp_shared *shm = region_of(sv[1]);
+	struct usp_ring *q = &shm->ring[1];
+	unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET + USP_RING_BYTES;
+	struct usp_rec_hdr *hdr =
+		(struct usp_rec_hdr *)(data + (atomic_load(&q->head) & USP_RING_MASK));
+	hdr->kind = 77;
+	ssize_t r = usp_recv(sv[1], buf, sizeof(buf), 0);
+	CHECK(r < 0 && errno == EIO, "%s: recv gave %zd, want EIO", type_name(type), r);
+	hdr->kind = USP_REC_DATA;
+	shm->corrupt = 0;
+	r = usp_recv(sv[1], buf, sizeof(buf), 0);
+	CHECK(r < 0 && errno == EIO, "%s: recv after the flag was cleared gave %zd, want EIO",
+	      type_name(type), r);
+	r = usp_send(sv[0], "x", 1, MSG_NOSIGNAL);
+	CHECK(r < 0 && errno == EIO, "%s: send after the flag was cleared gave %zd, want EIO",
+	      type_name(type), r);
+	struct pollfd p = {.fd = sv[0], .events = POLLOUT};
+	r = usp_poll(&p, 1, 0);
+	CHECK(r == 1 && (p.revents & (POLLERR | POLLHUP)) == (POLLERR | POLLHUP),
+	      "%s: poll after the flag was cleared: %zd revents %#x", type_name(type), r,
+	      (unsigned)p.revents);
+	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
+}
+
 /* A child writes random bytes over the control structures and ring
  * headers while the parent sends and receives; every call must return
  * (data, EAGAIN or EIO) and nothing may crash. */
@@ -277,6 +314,7 @@ int main(void)
 		if (types[t] == SOCK_DGRAM)
 			bad_sk_err(types[t], ECONNRESET);
 		eio_before_state_errors(types[t]);
+		corrupt_flag_cleared(types[t]);
 	}
 	seqpacket_peer_gone_unshut();
 	for (int t = 0; t < 3; t++)
