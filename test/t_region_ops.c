@@ -56,6 +56,7 @@
  *     with EIO and poll on either end reports POLLERR|POLLHUP.
  *  7. No SIGPIPE (every send passes MSG_NOSIGNAL), and closing both ends
  *     succeeds.
+ *  8. Closing both ends unmaps the region (no reference is leaked).
  */
 #include "t_region_ops.h"
 
@@ -71,6 +72,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -873,6 +875,10 @@ int tro_run(const uint8_t *data, size_t size, struct tro_stats *stats)
 			violation(&st, "close of end %d: %s", e, strerror(errno));
 		st.open[e] = false;
 	}
+	/* rule 8: the last close unmaps the region (no reference leaks) */
+	unsigned char vec;
+	if (mincore(st.shm, 4096, &vec) == 0)
+		violation(&st, "the region is still mapped after both ends were closed");
 	if (atomic_load(&tro_sigpipes) != pipes_before)
 		violation(&st, "SIGPIPE raised although every send passed MSG_NOSIGNAL");
 	return st.violations;
