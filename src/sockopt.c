@@ -30,6 +30,10 @@ static int ret_errno(int r)
 
 static int64_t timeval_us(const struct timeval *tv)
 {
+	/* the kernel keeps timeouts up to MAX_SCHEDULE_TIMEOUT jiffies, far
+	 * more microseconds than an int64_t holds: saturate */
+	if (tv->tv_sec >= INT64_MAX / 1000000 - 1)
+		return INT64_MAX;
 	return (int64_t)tv->tv_sec * 1000000 + tv->tv_usec;
 }
 

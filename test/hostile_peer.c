@@ -249,6 +249,34 @@ static void corrupt_flag_cleared(int type)
 	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
 }
 
+/* Huge socket timeouts, set legitimately (the kernel accepts centuries)
+ * or written by the peer.  Regression: the deadline computation overflowed
+ * (signed overflow, UBSan) on every receive or send; found by
+ * test/region_random under UBSan. */
+static void huge_timeouts(int type)
+{
+	int sv[2];
+	char buf[64];
+	if (usp_socketpair(AF_UNIX, type, 0, sv) != 0) {
+		CHECK(0, "usp_socketpair: %s", strerror(errno));
+		return;
+	}
+	struct timeval tv = {.tv_sec = 1000000000000000L, .tv_usec = 0};
+	CHECK(usp_setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0, "SO_RCVTIMEO");
+	CHECK(usp_setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0, "SO_SNDTIMEO");
+	ssize_t r = usp_recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT);
+	CHECK(r < 0 && errno == EAGAIN, "%s: recv gave %zd", type_name(type), r);
+	CHECK(usp_send(sv[0], "x", 1, MSG_DONTWAIT) == 1, "%s: send", type_name(type));
+	struct usp_shared *shm = region_of(sv[1]);
+	atomic_store(&shm->ep[1].rcvtimeo_us, INT64_MAX);
+	atomic_store(&shm->ep[1].sndtimeo_us, INT64_MAX);
+	CHECK(usp_recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT) == 1, "%s: recv", type_name(type));
+	r = usp_recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT);
+	CHECK(r < 0 && errno == EAGAIN, "%s: recv gave %zd", type_name(type), r);
+	CHECK(usp_send(sv[1], "x", 1, MSG_DONTWAIT) == 1, "%s: send", type_name(type));
+	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
+}
+
 /* A child writes random bytes over the control structures and ring
  * headers while the parent sends and receives; every call must return
  * (data, EAGAIN or EIO) and nothing may crash. */
@@ -315,6 +343,7 @@ int main(void)
 			bad_sk_err(types[t], ECONNRESET);
 		eio_before_state_errors(types[t]);
 		corrupt_flag_cleared(types[t]);
+		huge_timeouts(types[t]);
 	}
 	seqpacket_peer_gone_unshut();
 	for (int t = 0; t < 3; t++)
