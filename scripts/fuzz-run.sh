@@ -50,7 +50,10 @@ for bin in "$@"; do
 	echo "fuzz $name: ${seconds}s, -timeout=$timeout_s, $seeds seed inputs"
 	start=$(date +%s)
 	# shellcheck disable=SC2086
-	"$bin" -max_total_time="$seconds" -timeout="$timeout_s" -print_final_stats=1 \
+	# UBSan findings abort (the recipe builds them recoverable), so that
+	# libFuzzer keeps the input
+	UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}" \
+		"$bin" -max_total_time="$seconds" -timeout="$timeout_s" -print_final_stats=1 \
 		-artifact_prefix="$build/artifacts/$name-" ${FUZZ_ARGS:-} "$corpus" >"$log" 2>&1
 	rc=$?
 	end=$(date +%s)
