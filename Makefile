@@ -40,7 +40,8 @@ TOOL_SRCS := $(wildcard tools/*.c)
 SHLIB := $(BUILD)/libuspair.so.$(VERSION)
 STLIB := $(BUILD)/libuspair.a
 
-.PHONY: all lib tests tools check runtests check-all check-install bench install uninstall clean
+.PHONY: all lib tests tools check runtests check-all check-install bench install uninstall clean \
+	fuzz fuzz-run
 all: lib tests tools
 lib: $(SHLIB) $(STLIB)
 tests: $(TEST_BINS)
@@ -75,13 +76,43 @@ check runtests: all
 		bash test/runtests.sh $(TEST_BINS)
 
 # Every test, plain, under ASan+UBSan and under TSan, then the quick
-# benchmark regression check (ratios against the kernel, generous bounds).
+# benchmark regression check (ratios against the kernel, generous bounds),
+# then every fuzzer for a short while (CHECK_FUZZ_BUDGET seconds in all,
+# split between the fuzzers, at most FUZZ_SECONDS each).
+CHECK_FUZZ_BUDGET ?= 150
 check-all:
 	$(MAKE) check
 	$(MAKE) check SAN=address,undefined
 	$(MAKE) check SAN=thread
 	scripts/check-install.sh $(BUILD)
 	$(BUILD)/uspair bench --check
+	$(MAKE) fuzz-run FUZZ_TOTAL_SECONDS=$(CHECK_FUZZ_BUDGET)
+
+# libFuzzer targets: every fuzz/NAME.c becomes build-fuzz/NAME, built with
+# clang from the library sources directly (not from $(BUILD)), together
+# with every test helper.  `make fuzz-run` runs each one for FUZZ_SECONDS
+# (FUZZ_TOTAL_SECONDS, when given, is split between them) with a
+# per-input time limit of FUZZ_TIMEOUT seconds, starting from the seeds in
+# fuzz/corpus/NAME/ (copied: a run never writes into the repository).
+FUZZ_CC ?= clang
+FUZZ_BUILD := build-fuzz
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE -pthread \
+	-Iinclude -Isrc -Itest
+FUZZ_SRCS := $(wildcard fuzz/*.c)
+FUZZ_BINS := $(patsubst fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRCS))
+FUZZ_SECONDS ?= 60
+FUZZ_TIMEOUT ?= 10
+
+fuzz: $(FUZZ_BINS)
+
+$(FUZZ_BUILD)/%: fuzz/%.c $(TEST_HELPERS) $(wildcard test/t_*.h) $(LIB_SRCS) $(wildcard src/*.h) include/uspair.h
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(TEST_HELPERS) $(LIB_SRCS) -o $@
+
+fuzz-run: fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TIMEOUT=$(FUZZ_TIMEOUT) \
+		FUZZ_TOTAL_SECONDS=$(FUZZ_TOTAL_SECONDS) FUZZ_BUILD=$(FUZZ_BUILD) \
+		bash scripts/fuzz-run.sh $(FUZZ_BINS)
 
 check-install: all
 	scripts/check-install.sh $(BUILD)

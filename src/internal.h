@@ -204,6 +204,9 @@ struct usp_pair {
 	/* inode of each side's backing socket: how a descriptor received
 	 * through SCM_RIGHTS is recognised as one of this pair's ends */
 	uint64_t ino[2];
+	/* this process has seen the region corrupt: sticky, because the
+	 * shared flag can be cleared again by the peer that broke it */
+	_Atomic uint32_t corrupt;
 };
 
 /* What a looked-up descriptor refers to; holds one ref on pair. */
@@ -236,7 +239,7 @@ USP_HIDDEN void usp__endpoint_drop_holder(struct usp_shared *shm, int side, int 
 USP_HIDDEN void usp__endpoint_released(struct usp_shared *shm, int side);
 USP_HIDDEN bool usp__peer_gone(struct usp_sock *s);
 USP_HIDDEN void usp__check_peer(struct usp_sock *s, bool force);
-USP_HIDDEN void usp__pair_corrupt(struct usp_shared *shm);
+USP_HIDDEN void usp__pair_corrupt(struct usp_pair *pair);
 USP_HIDDEN void usp__lock(pthread_mutex_t *m);
 USP_HIDDEN void usp__unlock(pthread_mutex_t *m);
 USP_HIDDEN void usp__lock_init(pthread_mutex_t *m);
@@ -257,16 +260,16 @@ struct usp_rec {
 	bool kernel;		   /* USP_REC_KERNEL */
 	struct usp_kernel_meta meta;
 };
-USP_HIDDEN int usp__ring_peek(struct usp_shared *shm, struct usp_ring *r,
+USP_HIDDEN int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 			      unsigned char *data, uint64_t pos, uint64_t tail,
 			      struct usp_rec *rec);
-USP_HIDDEN int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
+USP_HIDDEN int usp__ring_reserve(struct usp_pair *pair, struct usp_ring *r,
 				 unsigned char *data, uint32_t len, uint32_t kind,
 				 uint64_t sndbuf, pthread_mutex_t *consumer_lock,
 				 uint64_t *tail, unsigned char **payload);
-USP_HIDDEN bool usp__ring_has_room(struct usp_shared *shm, struct usp_ring *r,
+USP_HIDDEN bool usp__ring_has_room(struct usp_pair *pair, struct usp_ring *r,
 				   uint64_t sndbuf);
-USP_HIDDEN uint64_t usp__ring_wmem(struct usp_shared *shm, struct usp_ring *r);
+USP_HIDDEN uint64_t usp__ring_wmem(struct usp_pair *pair, struct usp_ring *r);
 USP_HIDDEN bool usp__ring_empty(struct usp_ring *r);
 
 /* wait.c */
@@ -347,6 +350,26 @@ USP_HIDDEN struct ucred usp__no_creds(void);
 
 /* poll.c */
 USP_HIDDEN short usp__poll_mask(struct usp_sock *s, short events);
+
+/* A pending error (usp_endpoint.sk_err) uspair can have set: ECONNRESET on
+ * STREAM and SEQPACKET only; anything else was written by a hostile peer. */
+static inline bool usp__sk_err_valid(const struct usp_sock *s, int err)
+{
+	return err == ECONNRESET && s->type != SOCK_DGRAM;
+}
+
+/* Is the pair corrupt?  Either this process saw it (sticky) or the shared
+ * flag says so, which this process then remembers. */
+static inline bool usp__is_corrupt(const struct usp_sock *s)
+{
+	if (USP_UNLIKELY(atomic_load_explicit(&s->pair->corrupt, memory_order_relaxed)))
+		return true;
+	if (USP_LIKELY(!atomic_load_explicit((_Atomic uint32_t *)&s->shm->corrupt,
+					     memory_order_relaxed)))
+		return false;
+	atomic_store_explicit(&s->pair->corrupt, 1, memory_order_relaxed);
+	return true;
+}
 
 #define USP_ACCESS_ONCE_U32(p) atomic_load_explicit((p), memory_order_relaxed)
 

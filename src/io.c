@@ -162,12 +162,22 @@ static bool sock_nonblock(struct usp_sock *s, int flags)
 	       atomic_load_explicit(&s->self->nonblock, memory_order_relaxed);
 }
 
-/* sock_error(): read and clear the pending error. */
+/* sock_error(): read and clear the pending error.  The word is in shared
+ * memory: anything but the one error uspair sets (ECONNRESET, on STREAM and
+ * SEQPACKET, see usp__endpoint_released) is corruption, and must not
+ * become a return value (a negative one would pass for a byte count). */
 static int sock_error(struct usp_sock *s)
 {
 	if (USP_LIKELY(!atomic_load_explicit(&s->self->sk_err, memory_order_relaxed)))
 		return 0;
-	return -atomic_exchange(&s->self->sk_err, 0);
+	int err = atomic_exchange(&s->self->sk_err, 0);
+	if (!err)
+		return 0;
+	if (!usp__sk_err_valid(s, err)) {
+		usp__pair_corrupt(s->pair);
+		return -EIO;
+	}
+	return -err;
 }
 
 static uint32_t shutdown_bits(struct usp_endpoint *ep)
@@ -177,8 +187,7 @@ static uint32_t shutdown_bits(struct usp_endpoint *ep)
 
 static bool pair_corrupt(struct usp_sock *s)
 {
-	return atomic_load_explicit((_Atomic uint32_t *)&s->shm->corrupt,
-				    memory_order_relaxed) != 0;
+	return usp__is_corrupt(s);
 }
 
 static int sndbuf_of(struct usp_sock *s)
@@ -195,7 +204,7 @@ static uint64_t tx_wmem(struct usp_sock *s)
 {
 	if (usp__peer_gone(s))
 		return 0;
-	return usp__ring_wmem(s->shm, s->txq);
+	return usp__ring_wmem(s->pair, s->txq);
 }
 
 static bool send_ready(struct usp_sock *s)
@@ -338,6 +347,9 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		return -EOPNOTSUPP;
 	if (msg->msg_namelen)
 		return -EISCONN;
+	/* a corrupt pair answers EIO to everything but argument errors */
+	if (pair_corrupt(s))
+		return -EIO;
 	if (shutdown_bits(s->self) & USP_SEND_SHUTDOWN)
 		return pipe_error(flags, true);
 
@@ -371,8 +383,8 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		uint64_t tail;
 		unsigned char *payload;
 		int r = -EAGAIN;
-		if (usp__peer_gone(s) || usp__ring_has_room(s->shm, s->txq, (uint64_t)sndbuf))
-			r = usp__ring_reserve(s->shm, s->txq, s->txdata, (uint32_t)chunk,
+		if (usp__peer_gone(s) || usp__ring_has_room(s->pair, s->txq, (uint64_t)sndbuf))
+			r = usp__ring_reserve(s->pair, s->txq, s->txdata, (uint32_t)chunk,
 					      via_kernel ? USP_REC_KERNEL : USP_REC_DATA,
 					      (uint64_t)sndbuf, &s->peer->recv_lock,
 					      &tail, &payload);
@@ -472,7 +484,7 @@ static ssize_t stream_read_kernel(struct usp_sock *s, struct iov_cursor *cur,
 	slice_free(&sl);
 	free(skipbuf);
 	if (n == -EAGAIN) {
-		usp__pair_corrupt(s->shm); /* published, so it was sent */
+		usp__pair_corrupt(s->pair); /* published, so it was sent */
 		return -EIO;
 	}
 	return n < 0 ? n : n - (ssize_t)skip;
@@ -526,7 +538,7 @@ again:
 		/* C1: pairs with P1; records below tail are complete. */
 		uint64_t tail = usp__ld_acq(&s->rxq->tail);
 		struct usp_rec rec;
-		int r = usp__ring_peek(s->shm, s->rxq, s->rxdata, pos, tail, &rec);
+		int r = usp__ring_peek(s->pair, s->rxq, s->rxdata, pos, tail, &rec);
 		if (r == -EIO) {
 			err = r;
 			break;
@@ -564,7 +576,7 @@ again:
 		uint32_t consumed = used;
 		first = false;
 		if (used && used >= rec.len) {
-			usp__pair_corrupt(s->shm);
+			usp__pair_corrupt(s->pair);
 			err = -EIO;
 			break;
 		}
@@ -582,7 +594,7 @@ again:
 		if (passcred) {
 			struct usp_scm_writer wr = {false, {0, 0, 0}, 0};
 			if (rec.kernel && usp__kernel_peek_writer(s, &wr) < 0) {
-				usp__pair_corrupt(s->shm);
+				usp__pair_corrupt(s->pair);
 				err = -EIO;
 				break;
 			}
@@ -670,12 +682,6 @@ static void dgram_disconnect(struct usp_sock *s)
 static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 			     size_t len, int flags, const struct usp_scm_send *scm)
 {
-	if (s->type == SOCK_SEQPACKET) {
-		/* unix_seqpacket_sendmsg(): a pending error comes first */
-		ssize_t e = sock_error(s);
-		if (e)
-			return e;
-	}
 	if (flags & MSG_OOB)
 		return -EOPNOTSUPP;
 	if (s->type == SOCK_DGRAM) {
@@ -687,6 +693,9 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		}
 		usp__check_peer(s, false);
 	}
+	/* a corrupt pair answers EIO to everything but argument errors */
+	if (pair_corrupt(s))
+		return -EIO;
 	if (len > (size_t)sndbuf_of(s) - 32)
 		return -EMSGSIZE;
 
@@ -706,6 +715,13 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		 * released SEQPACKET peer shut us down above; a DGRAM sender
 		 * learns it here, once, then is unconnected. */
 		if (usp__peer_gone(s)) {
+			/* SEQPACKET: the release is about to shut us down (it
+			 * marks the peer gone first, then sets our shutdown
+			 * bits); unix_dgram_sendmsg says EPIPE in that race */
+			if (s->type == SOCK_SEQPACKET) {
+				err = -EPIPE;
+				goto out;
+			}
 			if (atomic_load(&s->self->dgram_state) != USP_DGRAM_CONNECTED) {
 				err = -ENOTCONN;
 				goto out;
@@ -718,8 +734,8 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		uint64_t tail;
 		unsigned char *payload;
 		bool via_kernel = usp__scm_via_kernel(s, scm);
-		if (usp__ring_has_room(s->shm, s->txq, (uint64_t)sndbuf_of(s)))
-			r = usp__ring_reserve(s->shm, s->txq, s->txdata, (uint32_t)len,
+		if (usp__ring_has_room(s->pair, s->txq, (uint64_t)sndbuf_of(s)))
+			r = usp__ring_reserve(s->pair, s->txq, s->txdata, (uint32_t)len,
 					      via_kernel ? USP_REC_KERNEL : USP_REC_DATA,
 					      (uint64_t)sndbuf_of(s), &s->peer->recv_lock,
 					      &tail, &payload);
@@ -836,7 +852,7 @@ again:
 		skip = peek_skip(s, flags);
 		kernel_skipped = false;
 		int r;
-		while ((r = usp__ring_peek(s->shm, s->rxq, s->rxdata, pos, tail, &rec)) == 0 &&
+		while ((r = usp__ring_peek(s->pair, s->rxq, s->rxdata, pos, tail, &rec)) == 0 &&
 		       skip && skip >= rec.len) {
 			skip -= rec.len;
 			kernel_skipped |= rec.kernel;
@@ -899,7 +915,7 @@ again:
 		}
 		if (n < 0) {
 			if (n == -EAGAIN)
-				usp__pair_corrupt(s->shm);
+				usp__pair_corrupt(s->pair);
 			err = n == -EAGAIN ? -EIO : n;
 			goto out;
 		}
@@ -959,6 +975,16 @@ ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 		return -ENOBUFS;
 	if (msg->msg_controllen && bad_ptr(msg->msg_control))
 		return -EFAULT;
+	if (s->type == SOCK_SEQPACKET) {
+		/* unix_seqpacket_sendmsg(): a pending error comes first, even
+		 * before unix_dgram_sendmsg() looks at the control buffer (a
+		 * corrupt pair answers EIO to everything but argument errors) */
+		if (pair_corrupt(s))
+			return -EIO;
+		ssize_t e = sock_error(s);
+		if (e)
+			return e;
+	}
 	struct usp_scm_send scm;
 	int r = usp__scm_check(msg, &scm);
 	if (r < 0)

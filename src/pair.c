@@ -101,8 +101,10 @@ int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
 	return 0;
 }
 
-void usp__pair_corrupt(struct usp_shared *shm)
+void usp__pair_corrupt(struct usp_pair *pair)
 {
+	struct usp_shared *shm = pair->shm;
+	atomic_store(&pair->corrupt, 1);
 	atomic_store((_Atomic uint32_t *)&shm->corrupt, 1);
 	usp__wake_endpoint(&shm->ep[0], -1);
 	usp__wake_endpoint(&shm->ep[1], -1);
@@ -132,10 +134,13 @@ void usp__endpoint_released(struct usp_shared *shm, int side)
 		 * one lone empty record does not count as unread data. */
 		unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET +
 				      (size_t)side * USP_RING_BYTES;
-		struct usp_rec rec, next;
-		if (usp__ring_peek(shm, rx, data, head, tail, &rec) == 0 && rec.len == 0 &&
-		    usp__ring_peek(shm, rx, data, rec.next, tail, &next) == -EAGAIN)
-			unread = false;
+		/* read only: the header is copied out of its bounded slot */
+		struct usp_rec_hdr h;
+		if (tail - head == USP_REC_HDR && !(head & 7)) {
+			memcpy(&h, data + (head & USP_RING_MASK), sizeof(h));
+			if (h.kind == USP_REC_DATA && h.len == 0)
+				unread = false;
+		}
 	}
 	atomic_store(&ep->reset_on_release, unread);
 	if (shm->type != SOCK_DGRAM) {

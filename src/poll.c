@@ -24,7 +24,7 @@ static bool peer_writable(struct usp_sock *s)
 {
 	/* unix_writable(): (refcount of sk_wmem_alloc << 2) <= sndbuf, and
 	 * that refcount is the charge plus the socket's own reference */
-	uint64_t wmem = usp__peer_gone(s) ? 0 : usp__ring_wmem(s->shm, s->txq);
+	uint64_t wmem = usp__peer_gone(s) ? 0 : usp__ring_wmem(s->pair, s->txq);
 	int sndbuf = atomic_load_explicit(&s->self->sndbuf, memory_order_relaxed);
 	return ((wmem + 1) << 2) <= (uint64_t)(sndbuf < 0 ? 0 : sndbuf);
 }
@@ -45,7 +45,7 @@ short usp__poll_mask(struct usp_sock *s, short events)
 	if (peer_writable(s))
 		mask |= POLLOUT | POLLWRNORM | POLLWRBAND;
 	/* last: the checks above may have found the region corrupt */
-	if (atomic_load((_Atomic uint32_t *)&s->shm->corrupt))
+	if (usp__is_corrupt(s))
 		mask = POLLERR | POLLHUP | POLLIN | POLLOUT;
 	return (short)(mask & ((unsigned short)events | POLLERR | POLLHUP));
 }

@@ -37,7 +37,7 @@ bool usp__ring_empty(struct usp_ring *r)
 	return (int64_t)(t - h) <= 0;
 }
 
-int usp__ring_peek(struct usp_shared *shm, struct usp_ring *r,
+int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 		   unsigned char *data, uint64_t pos, uint64_t tail,
 		   struct usp_rec *rec)
 {
@@ -73,7 +73,7 @@ int usp__ring_peek(struct usp_shared *shm, struct usp_ring *r,
 		return 0;
 	}
 corrupt:
-	usp__pair_corrupt(shm);
+	usp__pair_corrupt(pair);
 	return -EIO;
 }
 
@@ -113,7 +113,7 @@ static void early_wrap(struct usp_ring *r, pthread_mutex_t *consumer_lock,
 	pthread_mutex_unlock(consumer_lock);
 }
 
-int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
+int usp__ring_reserve(struct usp_pair *pair, struct usp_ring *r,
 		      unsigned char *data, uint32_t len, uint32_t kind,
 		      uint64_t sndbuf, pthread_mutex_t *consumer_lock,
 		      uint64_t *tail, unsigned char **payload)
@@ -150,7 +150,7 @@ int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
 	}
 	for (bool fresh = false;; fresh = true) {
 		if (t - h > USP_RING_BYTES || (t & 7)) {
-			usp__pair_corrupt(shm);
+			usp__pair_corrupt(pair);
 			return -EIO;
 		}
 		uint64_t skip = off + span > USP_RING_BYTES ? USP_RING_BYTES - off : 0;
@@ -178,7 +178,7 @@ int usp__ring_reserve(struct usp_shared *shm, struct usp_ring *r,
 
 /* The sender's view of its charge, refreshed from the consumer only when
  * the cached view says the buffer is full (caller holds the send_lock). */
-bool usp__ring_has_room(struct usp_shared *shm, struct usp_ring *r,
+bool usp__ring_has_room(struct usp_pair *pair, struct usp_ring *r,
 			uint64_t sndbuf)
 {
 	uint64_t charged = atomic_load_explicit(&r->charged, memory_order_relaxed);
@@ -188,19 +188,19 @@ bool usp__ring_has_room(struct usp_shared *shm, struct usp_ring *r,
 	seen = usp__ld_acq(&r->released); /* P2 */
 	atomic_store_explicit(&r->seen_released, seen, memory_order_relaxed);
 	if (charged - seen > 4ull * USP_MAX_SNDBUF) {
-		usp__pair_corrupt(shm);
+		usp__pair_corrupt(pair);
 		return false;
 	}
 	return charged - seen < sndbuf;
 }
 
-uint64_t usp__ring_wmem(struct usp_shared *shm, struct usp_ring *r)
+uint64_t usp__ring_wmem(struct usp_pair *pair, struct usp_ring *r)
 {
 	uint64_t released = usp__ld_acq(&r->released);
 	uint64_t charged = usp__ld_acq(&r->charged);
 	uint64_t wmem = charged - released;
 	if (wmem > 4ull * USP_MAX_SNDBUF) {
-		usp__pair_corrupt(shm);
+		usp__pair_corrupt(pair);
 		return 0;
 	}
 	return wmem;

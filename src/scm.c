@@ -265,7 +265,7 @@ ssize_t usp__kernel_send(struct usp_sock *s, const struct iovec *iov,
 		return -err;
 	if ((size_t)n != total + 1) {
 		/* the kernel split or cut it: the queue no longer matches */
-		usp__pair_corrupt(s->shm);
+		usp__pair_corrupt(s->pair);
 		return -EIO;
 	}
 	return (ssize_t)total;
@@ -409,7 +409,7 @@ ssize_t usp__kernel_recv(struct usp_sock *s, const struct iovec *iov,
 		return err == EAGAIN ? -EAGAIN : -err;
 	size_t expect = want + (mark ? 1 : 0);
 	if ((size_t)n != expect || (mark && mark_byte != USP_MARK_BYTE)) {
-		usp__pair_corrupt(s->shm);
+		usp__pair_corrupt(s->pair);
 		return -EIO;
 	}
 	return (ssize_t)want;

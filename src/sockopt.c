@@ -30,6 +30,10 @@ static int ret_errno(int r)
 
 static int64_t timeval_us(const struct timeval *tv)
 {
+	/* the kernel keeps timeouts up to MAX_SCHEDULE_TIMEOUT jiffies, far
+	 * more microseconds than an int64_t holds: saturate */
+	if (tv->tv_sec >= INT64_MAX / 1000000 - 1)
+		return INT64_MAX;
 	return (int64_t)tv->tv_sec * 1000000 + tv->tv_usec;
 }
 
@@ -131,6 +135,11 @@ int usp_getsockopt(int fd, int level, int optname, void *optval,
 		/* state that moves with the data lives in shared memory */
 		int v = optname == SO_ERROR ? atomic_exchange(&s.self->sk_err, 0)
 					    : atomic_load(&s.self->peek_off);
+		if (optname == SO_ERROR && v && !usp__sk_err_valid(&s, v)) {
+			/* written by a hostile peer: not an error to hand out */
+			usp__pair_corrupt(s.pair);
+			v = EIO;
+		}
 		memcpy(optval, &v, *optlen < sizeof(v) ? *optlen : sizeof(v));
 	}
 	int saved = errno;
@@ -199,7 +208,7 @@ static int queue_len_in(struct usp_sock *s)
 		usp__lock(&s->self->recv_lock);
 		struct usp_rec rec;
 		uint64_t head = atomic_load(&q->head);
-		int r = usp__ring_peek(s->shm, q, s->rxdata, head,
+		int r = usp__ring_peek(s->pair, q, s->rxdata, head,
 				       usp__ld_acq(&q->tail), &rec);
 		usp__unlock(&s->self->recv_lock);
 		return r == 0 ? (int)rec.len : 0;
@@ -232,7 +241,7 @@ int usp_ioctl(int fd, unsigned long request, ...)
 			*(int *)arg = queue_len_in(&s);
 			break;
 		case SIOCOUTQ: {
-			uint64_t w = usp__peer_gone(&s) ? 0 : usp__ring_wmem(s.shm, s.txq);
+			uint64_t w = usp__peer_gone(&s) ? 0 : usp__ring_wmem(s.pair, s.txq);
 			*(int *)arg = (int)w;
 			break;
 		}

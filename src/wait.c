@@ -94,6 +94,11 @@ void usp__wait_init(struct usp_wait *w, int64_t timeo_us)
 {
 	w->spun = false;
 	w->moved_data = false;
+	/* SO_RCVTIMEO/SO_SNDTIMEO can be centuries (and the value comes from
+	 * shared memory): cap it at ~73 years so the deadline cannot overflow */
+	const int64_t max_us = INT64_MAX / 4000;
+	if (timeo_us > max_us)
+		timeo_us = max_us;
 	w->deadline_ns = timeo_us > 0 ? usp__now_ns() + timeo_us * 1000 : 0;
 }
 

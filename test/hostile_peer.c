@@ -131,6 +131,152 @@ static void corrupt_once(int type, enum corruption c)
 	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
 }
 
+/* The peer writes its own value into our pending error (SO_ERROR).  Only
+ * ECONNRESET on STREAM/SEQPACKET is one uspair sets; anything else must end
+ * the pair with EIO.  Regression: a negative value became the return value
+ * of recv/send (sock_error returned -sk_err), a byte count that no data
+ * backed; found by fuzz/region_fuzz. */
+static void bad_sk_err(int type, int value)
+{
+	int sv[2];
+	char buf[64];
+	if (usp_socketpair(AF_UNIX, type | SOCK_NONBLOCK, 0, sv) != 0) {
+		CHECK(0, "usp_socketpair: %s", strerror(errno));
+		return;
+	}
+	struct usp_shared *shm = region_of(sv[1]);
+	atomic_store(&shm->ep[1].sk_err, value);
+	ssize_t r = usp_recv(sv[1], buf, sizeof(buf), 0);
+	CHECK(r < 0 && errno == EIO, "%s sk_err %d: recv gave %zd (%s), want EIO", type_name(type),
+	      value, r, r < 0 ? strerror(errno) : "bytes");
+	atomic_store(&shm->ep[0].sk_err, value);
+	r = usp_send(sv[0], "x", 1, MSG_NOSIGNAL);
+	CHECK(r < 0 && errno == EIO, "%s sk_err %d: send gave %zd (%s), want EIO", type_name(type),
+	      value, r, r < 0 ? strerror(errno) : "bytes");
+	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
+}
+
+/* Once corrupt, calls answer EIO before any error that depends on the
+ * socket's state.  Regression: a STREAM send after SHUT_WR said EPIPE and a
+ * SEQPACKET/DGRAM send longer than SO_SNDBUF said EMSGSIZE on a pair that
+ * had already answered EIO; found by fuzz/region_fuzz. */
+static void eio_before_state_errors(int type)
+{
+	int sv[2];
+	char buf[64];
+	if (usp_socketpair(AF_UNIX, type | SOCK_NONBLOCK, 0, sv) != 0) {
+		CHECK(0, "usp_socketpair: %s", strerror(errno));
+		return;
+	}
+	CHECK(usp_send(sv[0], "hello", 5, 0) == 5, "send");
+	struct usp_shared *shm = region_of(sv[1]);
+	struct usp_ring *q = &shm->ring[1];
+	unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET + USP_RING_BYTES;
+	struct usp_rec_hdr *hdr =
+		(struct usp_rec_hdr *)(data + (atomic_load(&q->head) & USP_RING_MASK));
+	hdr->kind = 77;
+	ssize_t r = usp_recv(sv[1], buf, sizeof(buf), 0);
+	CHECK(r < 0 && errno == EIO, "%s: recv gave %zd, want EIO", type_name(type), r);
+	if (type == SOCK_STREAM) {
+		usp_shutdown(sv[0], SHUT_WR);
+		r = usp_send(sv[0], "x", 1, MSG_NOSIGNAL);
+	} else {
+		static char big[300000];
+		r = usp_send(sv[0], big, sizeof(big), MSG_NOSIGNAL);
+	}
+	CHECK(r < 0 && errno == EIO, "%s: send after EIO gave %zd (%s), want EIO", type_name(type), r,
+	      r < 0 ? strerror(errno) : "bytes");
+	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
+}
+
+/* A SEQPACKET send that finds the peer released but itself not (yet) shut
+ * down: the moment inside usp__endpoint_released between marking the peer
+ * gone and setting our shutdown bits, or a peer that wrote its state word.
+ * Linux's unix_dgram_sendmsg says EPIPE for SEQPACKET in that race.
+ * Regression: uspair said ECONNREFUSED, then ENOTCONN (the DGRAM answers);
+ * found by fuzz/region_fuzz. */
+static void seqpacket_peer_gone_unshut(void)
+{
+	int sv[2];
+	if (usp_socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv) != 0) {
+		CHECK(0, "usp_socketpair: %s", strerror(errno));
+		return;
+	}
+	struct usp_shared *shm = region_of(sv[1]);
+	atomic_store(&shm->ep[0].state, USP_EP_GONE);
+	for (int i = 0; i < 2; i++) {
+		ssize_t r = usp_send(sv[1], "x", 1, MSG_NOSIGNAL);
+		CHECK(r < 0 && errno == EPIPE, "SEQPACKET peer gone: send %d gave %zd (%s), want EPIPE",
+		      i, r, r < 0 ? strerror(errno) : "bytes");
+	}
+	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
+}
+
+/* The peer that broke the region clears the shared corrupt flag again.
+ * Regression: the next calls went on as if nothing had happened (the flag
+ * lived in shared memory only); found by fuzz/region_fuzz.  Now this
+ * process remembers it. */
+static void corrupt_flag_cleared(int type)
+{
+	int sv[2];
+	char buf[64];
+	if (usp_socketpair(AF_UNIX, type | SOCK_NONBLOCK, 0, sv) != 0) {
+		CHECK(0, "usp_socketpair: %s", strerror(errno));
+		return;
+	}
+	CHECK(usp_send(sv[0], "hello", 5, 0) == 5, "send");
+	struct usp_shared *shm = region_of(sv[1]);
+	struct usp_ring *q = &shm->ring[1];
+	unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET + USP_RING_BYTES;
+	struct usp_rec_hdr *hdr =
+		(struct usp_rec_hdr *)(data + (atomic_load(&q->head) & USP_RING_MASK));
+	hdr->kind = 77;
+	ssize_t r = usp_recv(sv[1], buf, sizeof(buf), 0);
+	CHECK(r < 0 && errno == EIO, "%s: recv gave %zd, want EIO", type_name(type), r);
+	hdr->kind = USP_REC_DATA;
+	shm->corrupt = 0;
+	r = usp_recv(sv[1], buf, sizeof(buf), 0);
+	CHECK(r < 0 && errno == EIO, "%s: recv after the flag was cleared gave %zd, want EIO",
+	      type_name(type), r);
+	r = usp_send(sv[0], "x", 1, MSG_NOSIGNAL);
+	CHECK(r < 0 && errno == EIO, "%s: send after the flag was cleared gave %zd, want EIO",
+	      type_name(type), r);
+	struct pollfd p = {.fd = sv[0], .events = POLLOUT};
+	r = usp_poll(&p, 1, 0);
+	CHECK(r == 1 && (p.revents & (POLLERR | POLLHUP)) == (POLLERR | POLLHUP),
+	      "%s: poll after the flag was cleared: %zd revents %#x", type_name(type), r,
+	      (unsigned)p.revents);
+	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
+}
+
+/* Huge socket timeouts, set legitimately (the kernel accepts centuries)
+ * or written by the peer.  Regression: the deadline computation overflowed
+ * (signed overflow, UBSan) on every receive or send; found by
+ * test/region_random under UBSan. */
+static void huge_timeouts(int type)
+{
+	int sv[2];
+	char buf[64];
+	if (usp_socketpair(AF_UNIX, type, 0, sv) != 0) {
+		CHECK(0, "usp_socketpair: %s", strerror(errno));
+		return;
+	}
+	struct timeval tv = {.tv_sec = 1000000000000000L, .tv_usec = 0};
+	CHECK(usp_setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0, "SO_RCVTIMEO");
+	CHECK(usp_setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == 0, "SO_SNDTIMEO");
+	ssize_t r = usp_recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT);
+	CHECK(r < 0 && errno == EAGAIN, "%s: recv gave %zd", type_name(type), r);
+	CHECK(usp_send(sv[0], "x", 1, MSG_DONTWAIT) == 1, "%s: send", type_name(type));
+	struct usp_shared *shm = region_of(sv[1]);
+	atomic_store(&shm->ep[1].rcvtimeo_us, INT64_MAX);
+	atomic_store(&shm->ep[1].sndtimeo_us, INT64_MAX);
+	CHECK(usp_recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT) == 1, "%s: recv", type_name(type));
+	r = usp_recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT);
+	CHECK(r < 0 && errno == EAGAIN, "%s: recv gave %zd", type_name(type), r);
+	CHECK(usp_send(sv[1], "x", 1, MSG_DONTWAIT) == 1, "%s: send", type_name(type));
+	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
+}
+
 /* A child writes random bytes over the control structures and ring
  * headers while the parent sends and receives; every call must return
  * (data, EAGAIN or EIO) and nothing may crash. */
@@ -190,6 +336,16 @@ int main(void)
 	for (int t = 0; t < 3; t++)
 		for (int c = 0; c < N_CORRUPTIONS; c++)
 			corrupt_once(types[t], (enum corruption)c);
+	for (int t = 0; t < 3; t++) {
+		bad_sk_err(types[t], -100);
+		bad_sk_err(types[t], 12345);
+		if (types[t] == SOCK_DGRAM)
+			bad_sk_err(types[t], ECONNRESET);
+		eio_before_state_errors(types[t]);
+		corrupt_flag_cleared(types[t]);
+		huge_timeouts(types[t]);
+	}
+	seqpacket_peer_gone_unshut();
 	for (int t = 0; t < 3; t++)
 		random_scribbler(types[t], 1234u + (unsigned)t);
 	if (failures) {
