@@ -55,8 +55,9 @@ static _Atomic uintptr_t *slot_of(int fd, bool create)
 	return c ? &c[fd & (CHUNK_SLOTS - 1)] : NULL;
 }
 
-/* Applies fn to every installed (pair, side); caller holds table_mutex. */
-static void for_each_entry(void (*fn)(struct usp_pair *, int, int))
+/* Applies fn to every installed (pair, side) until it returns true (then
+ * returns true); caller holds table_mutex. */
+static bool for_each_entry(bool (*fn)(struct usp_pair *, int, int, void *), void *arg)
 {
 	for (unsigned ci = 0; ci < MAX_CHUNKS; ci++) {
 		_Atomic uintptr_t *c = atomic_load_explicit(&chunks[ci], memory_order_relaxed);
@@ -64,22 +65,24 @@ static void for_each_entry(void (*fn)(struct usp_pair *, int, int))
 			continue;
 		for (unsigned i = 0; i < CHUNK_SLOTS; i++) {
 			uintptr_t v = atomic_load_explicit(&c[i], memory_order_relaxed);
-			if (v)
-				fn((struct usp_pair *)(v & ~(uintptr_t)1), (int)(v & 1),
-				   (int)(ci * CHUNK_SLOTS + i));
+			if (v && fn((struct usp_pair *)(v & ~(uintptr_t)1), (int)(v & 1),
+				    (int)(ci * CHUNK_SLOTS + i), arg))
+				return true;
 		}
 	}
+	return false;
 }
 
-static void count_fork_holder(struct usp_pair *pair, int side, int fd)
+static bool count_fork_holder(struct usp_pair *pair, int side, int fd, void *arg)
 {
 	atomic_fetch_add(&pair->shm->ep[side].holders, 1);
+	return false;
 }
 
 static void atfork_prepare(void)
 {
 	pthread_mutex_lock(&table_mutex);
-	for_each_entry(count_fork_holder);
+	for_each_entry(count_fork_holder, NULL);
 }
 
 static void atfork_parent(void)
@@ -93,9 +96,10 @@ static void atfork_child(void)
 	usp__watch_atfork_child();
 }
 
-static void exit_drop_holder(struct usp_pair *pair, int side, int fd)
+static bool exit_drop_holder(struct usp_pair *pair, int side, int fd, void *arg)
 {
 	usp__endpoint_drop_holder(pair->shm, side, -1);
+	return false;
 }
 
 /* At exit the kernel closes every descriptor; tell the peers now so that
@@ -104,7 +108,7 @@ __attribute__((destructor)) static void usp__at_exit(void)
 {
 	if (pthread_mutex_trylock(&table_mutex) != 0)
 		return; /* another thread is mid-change: leave it to the kernel */
-	for_each_entry(exit_drop_holder);
+	for_each_entry(exit_drop_holder, NULL);
 	/* The entries stay: other threads may still run until exit ends. */
 	pthread_mutex_unlock(&table_mutex);
 }
@@ -210,31 +214,37 @@ struct usp_pair *usp__uninstall(int fd, int *side)
 	return (struct usp_pair *)(v & ~(uintptr_t)1);
 }
 
+struct inode_query {
+	uint64_t ino;
+	struct usp_pair *pair;
+	int side;
+};
+
+static bool match_inode(struct usp_pair *pair, int side, int fd, void *arg)
+{
+	struct inode_query *q = arg;
+	/* either end: this process may hold only the other */
+	for (int sd = 0; sd < 2; sd++) {
+		if (pair->ino[sd] == q->ino) {
+			q->pair = pair;
+			q->side = sd;
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Is a socket with this inode an end of a pair mapped here?  Caller holds
  * table_mutex; on success *pair carries a new reference. */
 bool usp__find_by_inode(uint64_t ino, struct usp_pair **pair, int *side)
 {
-	for (unsigned ci = 0; ci < MAX_CHUNKS; ci++) {
-		_Atomic uintptr_t *c = atomic_load_explicit(&chunks[ci], memory_order_relaxed);
-		if (!c)
-			continue;
-		for (unsigned i = 0; i < CHUNK_SLOTS; i++) {
-			uintptr_t v = atomic_load_explicit(&c[i], memory_order_relaxed);
-			if (!v)
-				continue;
-			/* either end: this process may hold only the other */
-			struct usp_pair *p = (struct usp_pair *)(v & ~(uintptr_t)1);
-			for (int sd = 0; sd < 2; sd++) {
-				if (p->ino[sd] == ino) {
-					atomic_fetch_add(&p->refs, 1);
-					*pair = p;
-					*side = sd;
-					return true;
-				}
-			}
-		}
-	}
-	return false;
+	struct inode_query q = {ino, NULL, 0};
+	if (!for_each_entry(match_inode, &q))
+		return false;
+	atomic_fetch_add(&q.pair->refs, 1);
+	*pair = q.pair;
+	*side = q.side;
+	return true;
 }
 
 int usp_is_uspair(int fd)

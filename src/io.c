@@ -44,37 +44,40 @@ static void cursor_init(struct iov_cursor *c, const struct iovec *iov, size_t cn
 	c->off = 0;
 }
 
+/* The next piece of at most n (> 0) bytes of the cursor, advancing it;
+ * the caller has checked that the iovecs hold n more bytes. */
+static size_t cursor_next(struct iov_cursor *c, size_t n, unsigned char **piece)
+{
+	while (c->iov[c->idx].iov_len == c->off) {
+		c->idx++;
+		c->off = 0;
+	}
+	size_t avail = c->iov[c->idx].iov_len - c->off;
+	size_t k = n < avail ? n : avail;
+	*piece = (unsigned char *)c->iov[c->idx].iov_base + c->off;
+	c->off += k;
+	return k;
+}
+
 static void cursor_copy_out(struct iov_cursor *c, unsigned char *dst, size_t n)
 {
 	while (n) {
-		size_t avail = c->iov[c->idx].iov_len - c->off;
-		if (!avail) {
-			c->idx++;
-			c->off = 0;
-			continue;
-		}
-		size_t k = n < avail ? n : avail;
-		memcpy(dst, (const unsigned char *)c->iov[c->idx].iov_base + c->off, k);
+		unsigned char *p;
+		size_t k = cursor_next(c, n, &p);
+		memcpy(dst, p, k);
 		dst += k;
 		n -= k;
-		c->off += k;
 	}
 }
 
 static void cursor_copy_in(struct iov_cursor *c, const unsigned char *src, size_t n)
 {
 	while (n) {
-		size_t avail = c->iov[c->idx].iov_len - c->off;
-		if (!avail) {
-			c->idx++;
-			c->off = 0;
-			continue;
-		}
-		size_t k = n < avail ? n : avail;
-		memcpy((unsigned char *)c->iov[c->idx].iov_base + c->off, src, k);
+		unsigned char *p;
+		size_t k = cursor_next(c, n, &p);
+		memcpy(p, src, k);
 		src += k;
 		n -= k;
-		c->off += k;
 	}
 }
 
@@ -97,16 +100,9 @@ static int cursor_slice(struct iov_cursor *c, size_t n, struct iov_slice *sl,
 	if (prefix_len)
 		sl->iov[sl->cnt++] = (struct iovec){prefix, prefix_len};
 	while (n) {
-		size_t avail = c->iov[c->idx].iov_len - c->off;
-		if (!avail) {
-			c->idx++;
-			c->off = 0;
-			continue;
-		}
-		size_t k = n < avail ? n : avail;
-		sl->iov[sl->cnt++] =
-			(struct iovec){(unsigned char *)c->iov[c->idx].iov_base + c->off, k};
-		c->off += k;
+		unsigned char *p;
+		size_t k = cursor_next(c, n, &p);
+		sl->iov[sl->cnt++] = (struct iovec){p, k};
 		n -= k;
 	}
 	return 0;

@@ -370,6 +370,26 @@ static void parse_control(struct msghdr *m, struct usp_scm_recv *scm)
 	}
 }
 
+/* recvmsg on our backing socket with room for any ancillary data, which
+ * is added to scm.  Returns what recvmsg returned, or -errno. */
+static ssize_t recv_backing(struct usp_sock *s, struct iovec *iov, size_t iovcnt,
+			    int flags, struct usp_scm_recv *scm)
+{
+	union {
+		struct cmsghdr align;
+		unsigned char buf[CONTROL_BYTES];
+	} control;
+	struct msghdr msg = {.msg_iov = iov,
+			     .msg_iovlen = iovcnt,
+			     .msg_control = control.buf,
+			     .msg_controllen = sizeof(control.buf)};
+	ssize_t n = recvmsg(s->fd, &msg, MSG_DONTWAIT | flags);
+	if (n < 0)
+		return -errno;
+	parse_control(&msg, scm);
+	return n;
+}
+
 /*
  * Receive `want` payload bytes of the kernel record at the head of our
  * queue into iov (for DGRAM and SEQPACKET, the rest of a longer message
@@ -389,24 +409,12 @@ ssize_t usp__kernel_recv(struct usp_sock *s, const struct iovec *iov,
 	int r = marked_iov_init(&m, &mark_byte, mark ? 1 : 0, iov, iovcnt, want, false);
 	if (r < 0)
 		return r;
-	union {
-		struct cmsghdr align;
-		unsigned char buf[CONTROL_BYTES];
-	} control;
-	struct msghdr msg = {.msg_iov = m.iov,
-			     .msg_iovlen = m.cnt,
-			     .msg_control = control.buf,
-			     .msg_controllen = sizeof(control.buf)};
-	ssize_t n = recvmsg(s->fd, &msg,
-			    MSG_DONTWAIT | (flags & (MSG_PEEK | MSG_CMSG_CLOEXEC)));
-	int err = errno;
-	if (n >= 0)
-		parse_control(&msg, scm);
-	if (n > 0 && m.bounce)
+	ssize_t n = recv_backing(s, m.iov, m.cnt, flags & (MSG_PEEK | MSG_CMSG_CLOEXEC), scm);
+	if (n > (mark ? 1 : 0) && m.bounce)
 		marked_iov_scatter(&m, iov, iovcnt, (size_t)n - (mark ? 1 : 0));
 	marked_iov_free(&m);
 	if (n < 0)
-		return err == EAGAIN ? -EAGAIN : -err;
+		return n;
 	size_t expect = want + (mark ? 1 : 0);
 	if ((size_t)n != expect || (mark && mark_byte != USP_MARK_BYTE)) {
 		usp__pair_corrupt(s->pair);
@@ -445,18 +453,9 @@ int usp__kernel_peek_writer(struct usp_sock *s, struct usp_scm_writer *w)
 	struct iovec iov = {&byte, 1};
 	if (skip_tokens(s) == 0)
 		return -EAGAIN;
-	union {
-		struct cmsghdr align;
-		unsigned char buf[CONTROL_BYTES];
-	} control;
-	struct msghdr msg = {.msg_iov = &iov,
-			     .msg_iovlen = 1,
-			     .msg_control = control.buf,
-			     .msg_controllen = sizeof(control.buf)};
-	ssize_t n = recvmsg(s->fd, &msg, MSG_DONTWAIT | MSG_PEEK | MSG_CMSG_CLOEXEC);
+	ssize_t n = recv_backing(s, &iov, 1, MSG_PEEK | MSG_CMSG_CLOEXEC, &scm);
 	if (n < 0)
-		return -errno;
-	parse_control(&msg, &scm);
+		return (int)n;
 	usp__scm_writer(&scm, w);
 	for (int i = 0; i < scm.nfds; i++)
 		close(scm.fds[i]); /* peeked copies */
@@ -475,18 +474,9 @@ void usp__kernel_purge(struct usp_sock *s)
 		usp__scm_init(&scm);
 		unsigned char buf[256];
 		struct iovec iov = {buf, sizeof(buf)};
-		union {
-			struct cmsghdr align;
-			unsigned char buf[CONTROL_BYTES];
-		} control;
-		struct msghdr msg = {.msg_iov = &iov,
-				     .msg_iovlen = 1,
-				     .msg_control = control.buf,
-				     .msg_controllen = sizeof(control.buf)};
-		ssize_t n = recvmsg(s->fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+		ssize_t n = recv_backing(s, &iov, 1, MSG_CMSG_CLOEXEC, &scm);
 		if (n < 0 || (n == 0 && s->type != SOCK_DGRAM))
 			break;
-		parse_control(&msg, &scm);
 		usp__scm_discard(&scm);
 	}
 }
