@@ -57,6 +57,12 @@
  * receiver's backing kernel socket (scm.c); the ring holds only this
  * header and a struct usp_kernel_meta. */
 #define USP_REC_KERNEL 3u
+/* STREAM MSG_OOB: one out-of-band byte (the kernel's oob_skb); payload
+ * byte 0 is the byte, byte 1 is set by the receiver once it was read with
+ * MSG_OOB (the skb's length is then 0, but it stays queued until a normal
+ * read passes it, as in Linux) */
+#define USP_REC_OOB 4u
+#define USP_OOB_SPAN 8u
 
 struct usp_rec_hdr {
 	uint32_t len;
@@ -159,6 +165,13 @@ struct usp_endpoint {
 	_Atomic uint32_t nonblock; /* O_NONBLOCK of the open file */
 	_Atomic uint32_t pass_flags; /* USP_PASS_*: options that ask for
 				      * ancillary data on every message */
+	_Atomic uint32_t oobinline;  /* SO_OOBINLINE */
+	/* STREAM: ring position + 1 of the current out-of-band record in our
+	 * queue (the kernel's oob_skb), 0 if none.  Set by the sender that
+	 * queues it (under its send_lock), cleared by a receiver (under our
+	 * recv_lock, by CAS so that a newer one is not lost).  Untrusted:
+	 * only ever compared with positions. */
+	_Atomic uint64_t oob_pos;
 	_Atomic int32_t sndbuf;
 	_Atomic int32_t rcvbuf;
 	_Atomic int32_t rcvlowat;
@@ -258,6 +271,8 @@ struct usp_rec {
 	uint32_t len;
 	const unsigned char *data; /* NULL for a kernel record */
 	bool kernel;		   /* USP_REC_KERNEL */
+	bool oob;		   /* USP_REC_OOB */
+	bool oob_consumed;	   /* ... already read with MSG_OOB */
 	struct usp_kernel_meta meta;
 };
 USP_HIDDEN int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,

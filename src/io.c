@@ -46,7 +46,7 @@ static void cursor_init(struct iov_cursor *c, const struct iovec *iov, size_t cn
 
 /* The next piece of at most n (> 0) bytes of the cursor, advancing it;
  * the caller has checked that the iovecs hold n more bytes. */
-static size_t cursor_next(struct iov_cursor *c, size_t n, unsigned char **piece)
+static inline size_t cursor_next(struct iov_cursor *c, size_t n, unsigned char **piece)
 {
 	while (c->iov[c->idx].iov_len == c->off) {
 		c->idx++;
@@ -335,11 +335,61 @@ static ssize_t send_kernel_part(struct usp_sock *s, struct iov_cursor *cur,
 	return n;
 }
 
+/*
+ * queue_oob(): the out-of-band byte is a record of its own, and the
+ * receiver's current one (usp_endpoint.oob_pos; an older unread one stays
+ * in the queue as an ordinary byte).  Record and oob_pos are published
+ * together under the receiver's recv_lock, as the kernel does both under
+ * the queue's lock, so a reader never sees one without the other (lock
+ * order: our send_lock, then the peer's recv_lock, as early_wrap()).
+ * Caller holds our send_lock.  No SIGURG (docs/DESIGN.md).
+ */
+static ssize_t queue_oob(struct usp_sock *s, struct iov_cursor *cur, bool bad_user,
+			 bool nonblock, struct usp_wait *w)
+{
+	for (;;) {
+		ssize_t err = send_alloc_error(s);
+		if (err)
+			return err;
+		int sndbuf = sndbuf_of(s);
+		uint64_t tail;
+		unsigned char *payload;
+		int r = -EAGAIN;
+		if (usp__peer_gone(s) || usp__ring_has_room(s->pair, s->txq, (uint64_t)sndbuf))
+			r = usp__ring_reserve(s->pair, s->txq, s->txdata, 1, USP_REC_OOB,
+					      (uint64_t)sndbuf, &s->peer->recv_lock, &tail,
+					      &payload);
+		if (r == -EIO)
+			return r;
+		if (r == -EAGAIN) {
+			if (nonblock)
+				return -EAGAIN;
+			r = wait_unlocked(s, &s->self->send_lock, w, send_ready, true);
+			if (r)
+				return r;
+			continue;
+		}
+		if (bad_user)
+			return -EFAULT;
+		if (usp__peer_gone(s) || (shutdown_bits(s->peer) & USP_RCV_SHUTDOWN))
+			return -EPIPE; /* queue_oob() sends no SIGPIPE */
+		memset(payload, 0, USP_OOB_SPAN);
+		cursor_copy_out(cur, payload, 1);
+		usp__lock(&s->peer->recv_lock);
+		publish(s, tail, 1, usp__stream_truesize(1));
+		atomic_store(&s->peer->oob_pos, tail - (USP_REC_HDR + USP_OOB_SPAN) + 1);
+		usp__unlock(&s->peer->recv_lock);
+		return 0;
+	}
+}
+
 static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 			      size_t len, int flags,
 			      const struct usp_scm_send *scm)
 {
-	if (flags & MSG_OOB)
+	/* MSG_OOB: the last byte goes out of band (queue_oob()) */
+	bool oob = flags & MSG_OOB;
+	if (oob && len == 0)
 		return -EOPNOTSUPP;
 	if (msg->msg_namelen)
 		return -EISCONN;
@@ -348,6 +398,8 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		return -EIO;
 	if (shutdown_bits(s->self) & USP_SEND_SHUTDOWN)
 		return pipe_error(flags, true);
+	if (oob)
+		len--;
 
 	struct iov_cursor cur;
 	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
@@ -358,8 +410,9 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	/* explicit credentials go with every skb, descriptors with the first
 	 * (unix_scm_to_skb()) */
 	unsigned char creds_ctl[CMSG_SPACE(sizeof(struct ucred))];
-	size_t creds_len;
-	usp__scm_creds_only(scm, creds_ctl, &creds_len);
+	size_t creds_len = 0;
+	if (USP_UNLIKELY(scm->creds))
+		usp__scm_creds_only(scm, creds_ctl, &creds_len);
 	bool holding = false;
 	size_t sent = 0;
 	ssize_t err = 0;
@@ -450,6 +503,11 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		publish(s, tail, (uint32_t)chunk, usp__stream_truesize(chunk));
 		sent += chunk;
 	}
+	if (oob && !err && sent == len) {
+		err = queue_oob(s, &cur, bad_user, nonblock, &w);
+		if (!err)
+			sent++;
+	}
 	usp__unlock(&s->self->send_lock);
 	if (holding)
 		usp__scm_hold_endpoints(msg, -1);
@@ -486,11 +544,81 @@ static ssize_t stream_read_kernel(struct usp_sock *s, struct iov_cursor *cur,
 	return n < 0 ? n : n - (ssize_t)skip;
 }
 
+/* Remove the record at head without counting its bytes as read: what the
+ * kernel does with an unread out-of-band skb a normal read skips, and
+ * with one already read with MSG_OOB (FIONREAD follows the kernel's
+ * inq_len, which these do not lower).  Caller holds the recv_lock. */
+static void drop_oob(struct usp_sock *s, const struct usp_rec *rec)
+{
+	struct usp_ring *q = s->rxq;
+	atomic_store_explicit(&q->head_used, 0, memory_order_relaxed);
+	atomic_store_explicit(&q->released,
+			      atomic_load_explicit(&q->released, memory_order_relaxed) +
+				      usp__stream_truesize(1),
+			      memory_order_release);
+	atomic_store_explicit(&q->head, rec->next, memory_order_release); /* C2 */
+	usp__wake_endpoint(s->peer, s->fd);
+}
+
+/*
+ * recv(MSG_OOB) on STREAM (unix_stream_recv_urg()): the current
+ * out-of-band byte, EINVAL if there is none or SO_OOBINLINE is set.  The
+ * record stays queued with length 0 until a normal read passes it.
+ * Returns 1 even into an empty buffer, as Linux does.
+ */
+static ssize_t stream_recv_oob(struct usp_sock *s, struct msghdr *msg, size_t len,
+			       int flags)
+{
+	ssize_t err = 1;
+	usp__lock(&s->self->recv_lock);
+	uint64_t cur = atomic_load(&s->self->oob_pos);
+	if (atomic_load_explicit(&s->self->oobinline, memory_order_relaxed) || !cur) {
+		err = -EINVAL;
+		goto out;
+	}
+	uint64_t head = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
+	uint64_t tail = usp__ld_acq(&s->rxq->tail); /* C1 */
+	struct usp_rec rec;
+	if (pair_corrupt(s) || cur - 1 - head >= tail - head ||
+	    usp__ring_peek(s->pair, s->rxq, s->rxdata, cur - 1, tail, &rec) != 0 || !rec.oob) {
+		usp__pair_corrupt(s->pair);
+		err = -EIO;
+		goto out;
+	}
+	bool peek = flags & MSG_PEEK;
+	if (!peek)
+		atomic_compare_exchange_strong(&s->self->oob_pos, &cur, 0);
+	size_t chunk = len ? 1 : 0;
+	if (chunk && iov_has_bad(msg->msg_iov, msg->msg_iovlen)) {
+		err = -EFAULT;
+		chunk = 0;
+	} else if (chunk) {
+		struct iov_cursor c;
+		cursor_init(&c, msg->msg_iov, msg->msg_iovlen);
+		cursor_copy_in(&c, rec.data, 1);
+	}
+	if (!peek) {
+		/* consumed += 1 and inq_len - 1 even into an empty buffer */
+		__atomic_store_n((unsigned char *)rec.data + 1, 1, __ATOMIC_RELAXED);
+		atomic_store_explicit(&s->rxq->bytes_out,
+				      atomic_load_explicit(&s->rxq->bytes_out, memory_order_relaxed) + 1,
+				      memory_order_relaxed);
+	}
+	if (err > 0) {
+		msg->msg_namelen = 0;
+		msg->msg_controllen = 0;
+		msg->msg_flags = (flags & MSG_CMSG_CLOEXEC) | MSG_OOB;
+	}
+out:
+	usp__unlock(&s->self->recv_lock);
+	return err;
+}
+
 static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 			      size_t len, int flags)
 {
 	if (flags & MSG_OOB)
-		return -EINVAL; /* no out-of-band byte is ever queued */
+		return stream_recv_oob(s, msg, len, flags);
 
 	struct iov_cursor cur;
 	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
@@ -525,6 +653,9 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	uint64_t pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
 	bool first = true;
 	size_t skip = peek_skip(s, flags);
+	/* the record was reached by the peek offset's walk, which Linux
+	 * does after manage_oob(): no out-of-band handling there */
+	bool skipped_to = false;
 	do {
 again:
 		if (pair_corrupt(s)) {
@@ -576,13 +707,44 @@ again:
 			err = -EIO;
 			break;
 		}
-		size_t avail = rec.len - used;
+		/* manage_oob(): the out-of-band record, where a read meets it
+		 * (not while a peek offset is being skipped, as in Linux) */
+		if (USP_UNLIKELY(rec.oob) && !skip && !skipped_to) {
+			uint64_t oob_cur = atomic_load(&s->self->oob_pos);
+			bool current = oob_cur == rec.pos + 1;
+			if (rec.oob_consumed) {
+				if (copied && (!oob_cur || current))
+					break;
+				if (!peek)
+					drop_oob(s, &rec);
+				pos = rec.next;
+				first = !peek;
+				goto again;
+			}
+			if (current) {
+				if (copied)
+					break;
+				bool inline_oob = atomic_load_explicit(&s->self->oobinline,
+								       memory_order_relaxed);
+				if (!peek)
+					atomic_compare_exchange_strong(&s->self->oob_pos, &oob_cur, 0);
+				if (!inline_oob) {
+					if (!peek)
+						drop_oob(s, &rec);
+					pos = rec.next;
+					first = !peek;
+					goto again;
+				}
+			}
+		}
+		size_t avail = rec.oob_consumed ? 0 : rec.len - used;
 		if (skip >= avail) {
 			/* the peek offset is past this record; as the kernel's
 			 * skip loop, look at the next one even when len is 0 */
 			skip -= avail;
 			kernel_passed |= rec.kernel;
 			pos = rec.next;
+			skipped_to = true;
 			goto again;
 		}
 		if (rec.kernel && kernel_passed)
@@ -619,6 +781,7 @@ again:
 			cursor_copy_in(&cur, rec.data + used, chunk);
 		}
 		skip = 0;
+		skipped_to = false;
 		copied += chunk;
 		bool had_fds = scm.nfds > 0;
 		if (peek) {
@@ -981,10 +1144,12 @@ ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 		if (e)
 			return e;
 	}
-	struct usp_scm_send scm;
-	int r = usp__scm_check(msg, &scm);
-	if (r < 0)
-		return r;
+	struct usp_scm_send scm = {.nfds = 0, .creds = false};
+	if (USP_UNLIKELY(msg->msg_control && msg->msg_controllen >= sizeof(struct cmsghdr))) {
+		int r = usp__scm_check(msg, &scm);
+		if (r < 0)
+			return r;
+	}
 	if (s->type == SOCK_STREAM)
 		return stream_sendmsg(s, msg, (size_t)len, flags, &scm);
 	return dgram_sendmsg(s, msg, (size_t)len, flags, &scm);

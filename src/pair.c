@@ -127,7 +127,7 @@ void usp__endpoint_released(struct usp_shared *shm, int side)
 	struct usp_ring *rx = &shm->ring[side];
 	uint64_t head = atomic_load(&rx->head), tail = usp__ld_acq(&rx->tail);
 	bool unread = head != tail;
-	if (unread && shm->type == SOCK_SEQPACKET) {
+	if (unread && shm->type != SOCK_DGRAM) {
 		/* Linux 6.x unix_release_sock() first drops a zero-length skb
 		 * at the head of the queue (for STREAM: a consumed OOB skb),
 		 * then resets the peer only if the queue is still not empty:
@@ -139,6 +139,13 @@ void usp__endpoint_released(struct usp_shared *shm, int side)
 		if (tail - head == USP_REC_HDR && !(head & 7)) {
 			memcpy(&h, data + (head & USP_RING_MASK), sizeof(h));
 			if (h.kind == USP_REC_DATA && h.len == 0)
+				unread = false;
+		} else if (tail - head == USP_REC_HDR + USP_OOB_SPAN && !(head & 7)) {
+			/* STREAM: an out-of-band byte already read */
+			const unsigned char *p = data + (head & USP_RING_MASK);
+			memcpy(&h, p, sizeof(h));
+			if (h.kind == USP_REC_OOB && __atomic_load_n(p + USP_REC_HDR + 1,
+								     __ATOMIC_RELAXED))
 				unread = false;
 		}
 	}

@@ -42,6 +42,9 @@ short usp__poll_mask(struct usp_sock *s, short events)
 		mask |= POLLRDHUP | POLLIN | POLLRDNORM;
 	if (!usp__ring_empty(s->rxq))
 		mask |= POLLIN | POLLRDNORM;
+	/* unix_poll(): an out-of-band byte waits (STREAM only) */
+	if (s->type == SOCK_STREAM && atomic_load_explicit(&s->self->oob_pos, memory_order_relaxed))
+		mask |= POLLPRI;
 	if (peer_writable(s))
 		mask |= POLLOUT | POLLWRNORM | POLLWRBAND;
 	/* last: the checks above may have found the region corrupt */

@@ -25,6 +25,8 @@ static uint32_t rec_span(uint32_t len, uint32_t kind)
 {
 	if (kind == USP_REC_KERNEL) /* the payload is in the kernel queue */
 		return USP_REC_HDR + (uint32_t)sizeof(struct usp_kernel_meta);
+	if (kind == USP_REC_OOB)
+		return USP_REC_HDR + USP_OOB_SPAN;
 	return USP_REC_HDR + ((len + 7u) & ~7u);
 }
 
@@ -54,8 +56,9 @@ int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 			pos += USP_RING_BYTES - off;
 			continue;
 		}
-		if ((h.kind != USP_REC_DATA && h.kind != USP_REC_KERNEL) ||
-		    h.len > USP_MAX_SNDBUF)
+		if ((h.kind != USP_REC_DATA && h.kind != USP_REC_KERNEL &&
+		     h.kind != USP_REC_OOB) ||
+		    h.len > USP_MAX_SNDBUF || (h.kind == USP_REC_OOB && h.len != 1))
 			goto corrupt;
 		uint32_t span = rec_span(h.len, h.kind);
 		if (off + span > USP_RING_BYTES || span > tail - pos)
@@ -65,8 +68,9 @@ int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 		rec->len = h.len;
 		rec->data = data + off + USP_REC_HDR;
 		rec->kernel = h.kind == USP_REC_KERNEL;
-		rec->meta = (struct usp_kernel_meta){0, 0};
-		if (rec->kernel) {
+		rec->oob = h.kind == USP_REC_OOB;
+		rec->oob_consumed = rec->oob && __atomic_load_n(rec->data + 1, __ATOMIC_RELAXED);
+		if (USP_UNLIKELY(rec->kernel)) {
 			memcpy(&rec->meta, rec->data, sizeof(rec->meta));
 			rec->data = NULL;
 		}

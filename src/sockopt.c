@@ -70,6 +70,10 @@ static void mirror_option(struct usp_sock *s, int optname)
 			usp__unlock(&s->self->recv_lock);
 		}
 		break;
+	case SO_OOBINLINE:
+		if (!getsockopt(s->fd, SOL_SOCKET, SO_OOBINLINE, &v, &len))
+			atomic_store(&s->self->oobinline, v != 0);
+		break;
 	case SO_PASSCRED:
 	case SO_PASSPIDFD:
 	case SO_PASSSEC: {
@@ -222,6 +226,33 @@ static int queue_len_in(struct usp_sock *s)
 	return (int)n;
 }
 
+/*
+ * SIOCATMARK (unix_ioctl()): 1 when the next byte is the out-of-band one,
+ * or the head of the queue is an empty record (an out-of-band byte already
+ * read, or a zero-length SEQPACKET/DGRAM message) with no out-of-band byte
+ * or the out-of-band byte right after it.
+ */
+static int at_mark(struct usp_sock *s)
+{
+	usp__lock(&s->self->recv_lock);
+	int answer = 0;
+	uint64_t head = atomic_load(&s->rxq->head);
+	uint64_t tail = usp__ld_acq(&s->rxq->tail);
+	uint64_t cur = atomic_load(&s->self->oob_pos);
+	struct usp_rec rec, next;
+	if (usp__ring_peek(s->pair, s->rxq, s->rxdata, head, tail, &rec) == 0) {
+		bool empty = rec.oob ? rec.oob_consumed : rec.len == 0;
+		if (cur == rec.pos + 1)
+			answer = 1;
+		else if (empty)
+			answer = !cur || (usp__ring_peek(s->pair, s->rxq, s->rxdata, rec.next,
+							 tail, &next) == 0 &&
+					  cur == next.pos + 1);
+	}
+	usp__unlock(&s->self->recv_lock);
+	return answer;
+}
+
 int usp_ioctl(int fd, unsigned long request, ...)
 {
 	va_list ap;
@@ -247,6 +278,9 @@ int usp_ioctl(int fd, unsigned long request, ...)
 		}
 		case FIONBIO:
 			atomic_store(&s.self->nonblock, *(int *)arg != 0);
+			break;
+		case SIOCATMARK:
+			*(int *)arg = at_mark(&s);
 			break;
 		}
 	}

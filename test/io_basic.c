@@ -406,30 +406,6 @@ static void scenario_oob(struct t_ctx *c)
 	drain(c, c->b);
 }
 
-/* The deliberate difference, by hand: uspair refuses to send an
- * out-of-band byte (EOPNOTSUPP, nothing queued) and has none to receive
- * (EINVAL), where Linux 6.x queues one. */
-static void check_stream_oob_difference(void)
-{
-	int sv[2];
-	char buf[8];
-	if (usp_socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) != 0) {
-		t_fail("usp_socketpair: %s", strerror(errno));
-		return;
-	}
-	errno = 0;
-	if (usp_send(sv[0], "X", 1, MSG_OOB) != -1 || errno != EOPNOTSUPP)
-		t_fail("STREAM send(MSG_OOB): want -1 EOPNOTSUPP, got errno %d", errno);
-	errno = 0;
-	if (usp_recv(sv[1], buf, sizeof(buf), MSG_OOB) != -1 || errno != EINVAL)
-		t_fail("STREAM recv(MSG_OOB): want -1 EINVAL, got errno %d", errno);
-	errno = 0;
-	if (usp_recv(sv[1], buf, sizeof(buf), 0) != -1 || errno != EAGAIN)
-		t_fail("STREAM recv after refused MSG_OOB: want EAGAIN (nothing queued)");
-	usp_close(sv[0]);
-	usp_close(sv[1]);
-}
-
 /* Flags the kernel accepts, ignores or refuses on each socket type. */
 static void scenario_flags(struct t_ctx *c)
 {
@@ -789,10 +765,7 @@ int main(void)
 	t_compare_matrix("empty_receives", scenario_empty_receives, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("message_names", scenario_message_names, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("sendto_addresses", scenario_sendto_addresses, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
-	/* MSG_OOB on SOCK_STREAM is a known difference (docs/DESIGN.md):
-	 * uspair does not queue out-of-band bytes yet (issue 4). */
-	t_compare_matrix("oob", scenario_oob, T_SEQPACKET | T_DGRAM, T_ALL_MODES, T_ALL_DIRS, NULL);
-	check_stream_oob_difference();
+	t_compare_matrix("oob", scenario_oob, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("flags", scenario_flags, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("size_limits", scenario_size_limits, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("bad_descriptors", scenario_bad_descriptors, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
