@@ -734,6 +734,135 @@ static void scenario_unprivileged(struct t_ctx *c)
 	}
 }
 
+/* ---- several writers at once ---- */
+
+#define STRESS_WRITERS 3
+#define STRESS_MESSAGES 300
+
+struct stress_writer {
+	int fd;
+	int id;
+	int pipe_fd; /* the descriptor this writer passes */
+	int use_rights;
+};
+
+struct stress_tag {
+	int writer;
+	int seq;
+	ino_t ino;
+};
+
+static void *stress_write(void *arg)
+{
+	struct stress_writer *w = arg;
+	struct stat st;
+	fstat(w->pipe_fd, &st);
+	for (int i = 0; i < STRESS_MESSAGES; i++) {
+		struct stress_tag tag = { w->id, i, st.st_ino };
+		struct iovec iov = { &tag, sizeof(tag) };
+		struct ctl_builder b = { .len = 0 };
+		add_fds(&b, &w->pipe_fd, 1);
+		bool rights = w->use_rights && i % 2 == 0;
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+				      .msg_control = rights ? b.c.buf : NULL,
+				      .msg_controllen = rights ? b.len : 0 };
+		for (;;) {
+			ssize_t r = usp_sendmsg(w->fd, &msg, 0);
+			if (r == (ssize_t)sizeof(tag))
+				break;
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0 && errno == EAGAIN) {
+				/* non-blocking pair: wait for room */
+				struct pollfd pf = { w->fd, POLLOUT, 0 };
+				usp_poll(&pf, 1, 100);
+				continue;
+			}
+			return (void *)1;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * Writers in several threads (and a forked process) send tagged messages,
+ * every other one with its own pipe's descriptor; one reader checks that
+ * each descriptor arrives with the message it was sent with, in each
+ * writer's order.  SEQPACKET and DGRAM (a STREAM read may glue messages).
+ */
+static void scenario_stress(struct t_ctx *c)
+{
+	int pipes[STRESS_WRITERS][2];
+	struct stress_writer w[STRESS_WRITERS];
+	pthread_t th[STRESS_WRITERS];
+	for (int i = 0; i < STRESS_WRITERS; i++) {
+		make_pipe(pipes[i]);
+		w[i] = (struct stress_writer){ c->a, i, pipes[i][0], 1 };
+	}
+	bool fork_one = !t_thread_sanitizer();
+	pid_t child = -1;
+	if (fork_one) {
+		fflush(stdout);
+		child = fork();
+		if (child == 0) {
+			alarm(20);
+			_exit(stress_write(&w[0]) ? 1 : 0);
+		}
+	}
+	for (int i = fork_one ? 1 : 0; i < STRESS_WRITERS; i++)
+		t_thread_start(&th[i], stress_write, &w[i]);
+	int next[STRESS_WRITERS] = { 0 };
+	int got = 0, bad = 0, with_fd = 0, leaked = 0;
+	int before = open_fds();
+	while (got < STRESS_WRITERS * STRESS_MESSAGES) {
+		struct stress_tag tag;
+		union control ctl;
+		struct iovec iov = { &tag, sizeof(tag) };
+		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+				      .msg_control = ctl.buf, .msg_controllen = sizeof(ctl) };
+		struct pollfd pf = { c->b, POLLIN, 0 };
+		if (usp_poll(&pf, 1, 5000) != 1)
+			break;
+		ssize_t r = usp_recvmsg(c->b, &msg, MSG_DONTWAIT);
+		if (r < 0 && errno == EAGAIN)
+			continue;
+		if (r != (ssize_t)sizeof(tag) || tag.writer < 0 || tag.writer >= STRESS_WRITERS) {
+			bad++;
+			break;
+		}
+		got++;
+		if (tag.seq != next[tag.writer]++)
+			bad++;
+		struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+		bool want = tag.seq % 2 == 0;
+		if (want != (cm != NULL))
+			bad++;
+		if (cm) {
+			int fd;
+			memcpy(&fd, CMSG_DATA(cm), sizeof(fd));
+			struct stat st;
+			if (fstat(fd, &st) < 0 || st.st_ino != tag.ino)
+				bad++;
+			with_fd++;
+			close(fd);
+		}
+	}
+	for (int i = fork_one ? 1 : 0; i < STRESS_WRITERS; i++)
+		t_thread_join(th[i]);
+	int status = 0;
+	if (child > 0)
+		waitpid(child, &status, 0);
+	leaked = open_fds() - before;
+	t_log(c, "received %d of %d, %d with a descriptor, %d wrong, descriptors left %d, "
+		 "child %d",
+	      got, STRESS_WRITERS * STRESS_MESSAGES, with_fd, bad, leaked,
+	      WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+	for (int i = 0; i < STRESS_WRITERS; i++) {
+		close(pipes[i][0]);
+		close(pipes[i][1]);
+	}
+}
+
 /* ---- across processes ---- */
 
 static void scenario_fork(struct t_ctx *c)
@@ -865,5 +994,7 @@ int main(void)
 			 T_ALL_DIRS, NULL);
 	t_compare_matrix("fork", scenario_fork, T_ALL_TYPES, T_ALL_MODES, T_DIR_0_TO_1, NULL);
 	check_large_stream_difference();
+	t_compare_matrix("stress", scenario_stress, T_SEQPACKET | T_DGRAM, T_ALL_MODES, T_DIR_0_TO_1,
+			 NULL);
 	return t_finish();
 }
