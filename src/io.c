@@ -1113,6 +1113,9 @@ out:
 
 ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 {
+	/* __copy_msghdr(): a name length that is negative as an int */
+	if (msg_in->msg_name && (int)msg_in->msg_namelen < 0)
+		return -EINVAL;
 	if (msg_in->msg_iovlen > UIO_MAXIOV)
 		return -EMSGSIZE;
 	if (msg_in->msg_iovlen && bad_ptr(msg_in->msg_iov))
@@ -1204,6 +1207,9 @@ static ssize_t recvmsg_user(struct usp_sock *s, struct msghdr *msg, int flags)
 {
 	if (bad_ptr(msg))
 		return -EFAULT;
+	/* __copy_msghdr(): a name length that is negative as an int */
+	if (msg->msg_name && (int)msg->msg_namelen < 0)
+		return -EINVAL;
 	struct msghdr m = *msg;
 	m.msg_flags = flags & MSG_CMSG_CLOEXEC;
 	m.msg_namelen = 0;
@@ -1377,9 +1383,17 @@ ssize_t usp_recvfrom(int fd, void *buf, size_t len, int flags,
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t r = usp__recvmsg(&s, &msg, flags);
 	usp__put(&s);
-	/* move_addr_to_user(): an unnamed sender has a zero-length address */
-	if (r >= 0 && src_addr && addrlen)
-		*addrlen = 0;
+	/* move_addr_to_user(), after the data was taken: an unnamed sender
+	 * has a zero-length address; the length pointer must be valid and
+	 * its value not negative */
+	if (r >= 0 && src_addr) {
+		if (bad_ptr(addrlen))
+			r = -EFAULT;
+		else if ((int)*addrlen < 0)
+			r = -EINVAL;
+		else
+			*addrlen = 0;
+	}
 	return ret_errno(r);
 }
 

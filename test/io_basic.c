@@ -406,6 +406,32 @@ static void scenario_oob(struct t_ctx *c)
 	drain(c, c->b);
 }
 
+/* Address-length arguments: negative as an int, or a NULL length pointer
+ * (EFAULT after the data was taken). */
+static void scenario_name_lengths(struct t_ctx *c)
+{
+	struct sockaddr_storage ss;
+	char buf[16];
+	socklen_t len = (socklen_t)-5;
+	t_send(c, c->a, "one", 3, 0);
+	T_RECORD(c, "recvfrom(b, addr, NULL length)",
+		 usp_recvfrom(c->b, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&ss, NULL));
+	t_send(c, c->a, "two", 3, 0);
+	T_RECORD(c, "recvfrom(b, addr, length -5)",
+		 usp_recvfrom(c->b, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&ss, &len));
+	t_recv(c, c->b, 16, MSG_DONTWAIT);
+	struct iovec iov = { buf, sizeof(buf) };
+	struct msghdr m = { .msg_name = &ss, .msg_namelen = 0x80000000u, .msg_iov = &iov,
+			    .msg_iovlen = 1 };
+	t_send(c, c->a, "three", 5, 0);
+	T_RECORD(c, "recvmsg(b, namelen 2^31)", usp_recvmsg(c->b, &m, MSG_DONTWAIT));
+	m.msg_namelen = 0x80000000u;
+	T_RECORD(c, "sendmsg(a, namelen 2^31)", usp_sendmsg(c->a, &m, MSG_DONTWAIT));
+	m.msg_name = NULL;
+	T_RECORD(c, "recvmsg(b, no name, namelen 2^31)", usp_recvmsg(c->b, &m, MSG_DONTWAIT));
+	drain(c, c->b);
+}
+
 /* Flags the kernel accepts, ignores or refuses on each socket type. */
 static void scenario_flags(struct t_ctx *c)
 {
@@ -766,6 +792,8 @@ int main(void)
 	t_compare_matrix("message_names", scenario_message_names, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("sendto_addresses", scenario_sendto_addresses, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("oob", scenario_oob, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
+	t_compare_matrix("name_lengths", scenario_name_lengths, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS,
+			 NULL);
 	t_compare_matrix("flags", scenario_flags, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("size_limits", scenario_size_limits, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
 	t_compare_matrix("bad_descriptors", scenario_bad_descriptors, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
