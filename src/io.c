@@ -391,6 +391,11 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	bool oob = flags & MSG_OOB;
 	if (oob && len == 0)
 		return -EOPNOTSUPP;
+	/* Linux would attach the descriptors to the out-of-band skb itself;
+	 * uspair's out-of-band record cannot carry them: refuse, never drop
+	 * them silently (docs/DESIGN.md, known difference 3) */
+	if (oob && len == 1 && (scm->nfds || scm->creds))
+		return -EOPNOTSUPP;
 	if (msg->msg_namelen)
 		return -EISCONN;
 	/* a corrupt pair answers EIO to everything but argument errors */
