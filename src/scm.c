@@ -522,9 +522,11 @@ static void adopt_fd(int fd, bool keep, bool peeked)
 	struct stat st;
 	struct usp_pair *pair = NULL;
 	int side = 0;
-	if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode))
-		usp__table_lock(), usp__find_by_inode((uint64_t)st.st_ino, &pair, &side),
-			usp__table_unlock();
+	if (fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		usp__table_lock();
+		usp__find_by_inode((uint64_t)st.st_ino, &pair, &side);
+		usp__table_unlock();
+	}
 	if (!keep) {
 		if (pair && !peeked)
 			usp__endpoint_drop_holder(pair->shm, side, -1);
