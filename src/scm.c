@@ -53,11 +53,51 @@
 /* ---- sending ---------------------------------------------------------- */
 
 /*
+ * scm_check_creds() and the pid lookup of __scm_send() for explicit
+ * credentials: 0, or the kernel's -EINVAL, -EPERM or -ESRCH.  Our own ids
+ * always pass; anything else is put to the kernel itself through a
+ * throwaway unconnected DGRAM socket, whose unix_dgram_sendmsg() runs
+ * scm_send() before it finds that it has no peer (ENOTCONN).
+ */
+static int check_creds(const struct ucred *cr)
+{
+	uid_t ru, eu, su;
+	gid_t rg, eg, sg;
+	if (cr->pid == getpid() && getresuid(&ru, &eu, &su) == 0 &&
+	    getresgid(&rg, &eg, &sg) == 0 && (cr->uid == ru || cr->uid == eu || cr->uid == su) &&
+	    (cr->gid == rg || cr->gid == eg || cr->gid == sg))
+		return 0;
+	int saved = errno;
+	int t = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (t < 0) {
+		errno = saved;
+		return 0; /* cannot ask: the kernel send will */
+	}
+	union {
+		struct cmsghdr align;
+		unsigned char buf[CMSG_SPACE(sizeof(struct ucred))];
+	} c;
+	memset(&c, 0, sizeof(c));
+	struct cmsghdr h = {.cmsg_len = CMSG_LEN(sizeof(struct ucred)),
+			    .cmsg_level = SOL_SOCKET,
+			    .cmsg_type = SCM_CREDENTIALS};
+	memcpy(c.buf, &h, sizeof(h));
+	memcpy(c.buf + CMSG_LEN(0), cr, sizeof(*cr));
+	struct msghdr m = {.msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
+	int err = 0;
+	if (sendmsg(t, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != ENOTCONN)
+		err = -errno;
+	close(t);
+	errno = saved;
+	return err;
+}
+
+/*
  * The checks __scm_send() makes, in its order, so that a bad control
  * buffer fails before anything else as it does in the kernel: a malformed
  * header or an unknown SOL_SOCKET type is EINVAL, more than SCM_MAX_FD
- * descriptors in all is EINVAL, a descriptor that is not open is EBADF.
- * Explicit credentials are checked by the kernel when it sends them.
+ * descriptors in all is EINVAL, a descriptor that is not open is EBADF,
+ * explicit credentials the kernel does not allow are EPERM or ESRCH.
  */
 int usp__scm_check(const struct msghdr *msg, struct usp_scm_send *scm)
 {
@@ -89,13 +129,21 @@ int usp__scm_check(const struct msghdr *msg, struct usp_scm_send *scm)
 				scm->nfds += (int)n;
 				break;
 			}
-			case SCM_CREDENTIALS:
+			case SCM_CREDENTIALS: {
 				if (h.cmsg_len != CMSG_LEN(sizeof(struct ucred)))
 					return -EINVAL;
 				memcpy(&scm->ucred, base + off + CMSG_LEN(0),
 				       sizeof(scm->ucred));
 				scm->creds = true;
+				/* checked here, in the order of the control
+				 * messages, as __scm_send() does: before a bad
+				 * descriptor after it, and even when no data
+				 * is sent at all */
+				int e = check_creds(&scm->ucred);
+				if (e)
+					return e;
 				break;
+			}
 			default:
 				return -EINVAL;
 			}

@@ -136,6 +136,15 @@ static const struct regression regressions[] = {
 		{ OP_RECVMSG, 1, 0, MSG_PEEK, 0x0 },
 		{ OP_RECVFROM, 1, 1, MSG_PEEK, 0x0 },
 	}, 1 },
+	/* explicit credentials are checked where __scm_send() meets them:
+	 * a bad pid before a bad descriptor that follows it (fixed) */
+	{ "scm_creds_checked_before_bad_fd", SOCK_STREAM, 0, 1, {
+		{ OP_SENDMSG_SCM, 1, 0, 0, 0xb102 },
+	}, 0 },
+	/* ... and by a STREAM send of no data too (fixed) */
+	{ "stream_len0_explicit_creds_checked", SOCK_STREAM, 0, 1, {
+		{ OP_SENDMSG_SCM, 1, 0, 0, 0x3001 },
+	}, 0 },
 	/*
 	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs them): a kernel
 	 * record's part carries one mark byte more than the message through
