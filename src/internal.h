@@ -125,6 +125,12 @@ struct usp_ring {
 	_Atomic uint64_t released; /* total truesize released by the consumer */
 	_Atomic uint64_t bytes_out; /* total payload bytes consumed */
 	_Atomic uint32_t head_used; /* STREAM: bytes of the head record consumed */
+	/* STREAM: the head record is a kernel record read in part (perhaps
+	 * only its mark byte and ancillary data, by a read of length 0, so
+	 * that head_used is still 0): the rest of its kernel part is at the
+	 * head of the backing queue, in front of any wake token, and its
+	 * bytes must never be taken for tokens */
+	_Atomic uint32_t head_marked;
 };
 
 /*

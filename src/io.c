@@ -280,6 +280,7 @@ static void consume(struct usp_sock *s, const struct usp_rec *rec,
 {
 	struct usp_ring *q = s->rxq;
 	atomic_store_explicit(&q->head_used, 0, memory_order_relaxed);
+	atomic_store_explicit(&q->head_marked, 0, memory_order_relaxed);
 	atomic_store_explicit(&q->bytes_out,
 			      atomic_load_explicit(&q->bytes_out, memory_order_relaxed) + rec->len,
 			      memory_order_relaxed);
@@ -467,7 +468,7 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
  * already.  Caller holds the recv_lock.
  */
 static ssize_t stream_read_kernel(struct usp_sock *s, struct iov_cursor *cur,
-				  uint32_t consumed, size_t skip, size_t chunk,
+				  bool mark, size_t skip, size_t chunk,
 				  int flags, struct usp_scm_recv *scm)
 {
 	void *skipbuf = NULL;
@@ -479,8 +480,7 @@ static ssize_t stream_read_kernel(struct usp_sock *s, struct iov_cursor *cur,
 		free(skipbuf);
 		return r;
 	}
-	ssize_t n = usp__kernel_recv(s, sl.iov, sl.cnt, skip + chunk, consumed == 0,
-				     flags, scm);
+	ssize_t n = usp__kernel_recv(s, sl.iov, sl.cnt, skip + chunk, mark, flags, scm);
 	slice_free(&sl);
 	free(skipbuf);
 	if (n == -EAGAIN) {
@@ -571,8 +571,11 @@ again:
 		}
 		/* the first record may be partly consumed already */
 		uint32_t used = 0;
-		if (first)
+		bool marked = false; /* its mark byte was read already */
+		if (first) {
 			used = atomic_load_explicit(&s->rxq->head_used, memory_order_relaxed);
+			marked = atomic_load_explicit(&s->rxq->head_marked, memory_order_relaxed);
+		}
 		uint32_t consumed = used;
 		first = false;
 		if (used && used >= rec.len) {
@@ -613,8 +616,8 @@ again:
 			break;
 		}
 		if (rec.kernel) {
-			ssize_t n = stream_read_kernel(s, &cur, consumed, skip, chunk,
-						       flags, &scm);
+			ssize_t n = stream_read_kernel(s, &cur, consumed == 0 && !marked, skip,
+						       chunk, flags, &scm);
 			if (n < 0) {
 				err = n;
 				break;
@@ -637,6 +640,13 @@ again:
 		if (used + chunk < rec.len) {
 			atomic_store_explicit(&s->rxq->head_used, used + (uint32_t)chunk,
 					      memory_order_relaxed);
+			/* a read of length 0 still takes the kernel record's
+			 * ancillary data, as unix_stream_read_generic() detaches
+			 * the descriptors of an skb it copied 0 bytes from; its
+			 * mark byte is gone from the backing socket now */
+			if (rec.kernel)
+				atomic_store_explicit(&s->rxq->head_marked, 1,
+						      memory_order_relaxed);
 			break;
 		}
 		consume(s, &rec, usp__stream_truesize(rec.len));
@@ -671,6 +681,7 @@ static void dgram_disconnect(struct usp_sock *s)
 	usp__lock(&s->self->recv_lock);
 	struct usp_ring *q = s->rxq;
 	atomic_store(&q->head_used, 0);
+	atomic_store(&q->head_marked, 0);
 	atomic_store(&q->bytes_out, atomic_load(&q->bytes_in));
 	atomic_store(&q->released, atomic_load(&q->charged));
 	atomic_store_explicit(&q->head, atomic_load(&q->tail), memory_order_release);

@@ -145,6 +145,12 @@ static const struct regression regressions[] = {
 	{ "stream_len0_explicit_creds_checked", SOCK_STREAM, 0, 1, {
 		{ OP_SENDMSG_SCM, 1, 0, 0, 0x3001 },
 	}, 0 },
+	/* STREAM: a read of length 0 takes a kernel record's descriptors, and
+	 * the rest of the record stays readable (fixed: it was EIO) */
+	{ "stream_read0_takes_ancillary_data", SOCK_STREAM, 0, 2, {
+		{ OP_SENDMSG_SCM, 0, 1, 0, 0x6803 },
+		{ OP_RECVMSG_SCM, 1, 0, 0, 0x0 },
+	}, 0 },
 	/*
 	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs them): a kernel
 	 * record's part carries one mark byte more than the message through
