@@ -331,6 +331,10 @@ static int skip_tokens(struct usp_sock *s)
 	int saved = errno;
 	int result = 0;
 	if (s->type == SOCK_STREAM) {
+		/* the rest of a kernel part read in part is at the head: its
+		 * next payload byte may well look like a token */
+		if (atomic_load_explicit(&s->rxq->head_marked, memory_order_relaxed))
+			return 1;
 		for (;;) {
 			char buf[64];
 			ssize_t r = recv(s->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);

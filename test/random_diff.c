@@ -151,6 +151,13 @@ static const struct regression regressions[] = {
 		{ OP_SENDMSG_SCM, 0, 1, 0, 0x6803 },
 		{ OP_RECVMSG_SCM, 1, 0, 0, 0x0 },
 	}, 0 },
+	/* STREAM: the rest of a kernel record read in part is never taken
+	 * for wake tokens when its next byte is 'w' (fixed: it was EIO) */
+	{ "stream_partial_kernel_record_token_byte", SOCK_STREAM, 0, 3, {
+		{ OP_PASSOPT, 0, 1, 0, 0x0 },
+		{ OP_WRITE, 0, 25, 0, 0xe7a50000 },
+		{ OP_RECVMSG_SCM, 1, 24, 0, 0x0 },
+	}, 0 },
 	/*
 	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs them): a kernel
 	 * record's part carries one mark byte more than the message through
