@@ -524,6 +524,11 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	bool have_writer = false;
 	struct usp_scm_writer writer = {false, {0, 0, 0}, 0};
 	bool kernel_passed = false; /* a peek went past a kernel record */
+	/* A peek goes on past a full buffer, with chunks of 0 bytes, to the
+	 * first record with descriptors (or of another writer), as the peek
+	 * branch of unix_stream_read_generic() does: it takes those
+	 * descriptors.  `visited`: it has looked at a record. */
+	bool visited = false;
 
 	usp__lock(&s->self->recv_lock);
 	uint64_t pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
@@ -544,7 +549,7 @@ again:
 			break;
 		}
 		if (r == -EAGAIN) {
-			if (copied >= target || (peek && copied))
+			if (copied >= target || (peek && (copied || visited)))
 				break;
 			/* POSIX 1003.1g order: pending error, then EOF */
 			if ((err = sock_error(s)))
@@ -627,6 +632,7 @@ again:
 		}
 		skip = 0;
 		copied += chunk;
+		visited = true;
 		bool had_fds = scm.nfds > 0;
 		if (peek) {
 			peek_off_move(s, (int64_t)chunk);
@@ -653,12 +659,13 @@ again:
 		pos = rec.next;
 		if (had_fds)
 			break;
-	} while (copied < len);
+	} while (copied < len || peek);
 	usp__unlock(&s->self->recv_lock);
 	msg->msg_namelen = 0;
 	msg->msg_flags = flags & MSG_CMSG_CLOEXEC;
-	if (passcred && !copied && !err) {
-		/* end of file: the kernel still reports its zeroed cookie */
+	if (passcred && !visited && !err) {
+		/* end of file: the kernel still reports its zeroed cookie (a
+		 * read of length 0 that found a record reports that record's) */
 		scm.has_creds = true;
 		scm.creds = (struct ucred){0, 0, 0};
 	}

@@ -158,6 +158,19 @@ static const struct regression regressions[] = {
 		{ OP_WRITE, 0, 25, 0, 0xe7a50000 },
 		{ OP_RECVMSG_SCM, 1, 24, 0, 0x0 },
 	}, 0 },
+	/* STREAM: a peek goes on past a full buffer to the descriptors of a
+	 * later record; a read of length 0 with SO_PASSCRED reports the
+	 * record's credentials, not the end-of-file cookie (fixed) */
+	{ "stream_peek_full_buffer_takes_next_fds", SOCK_STREAM, 0, 3, {
+		{ OP_SENDMSG, 0, 1, 0, 0x0 },
+		{ OP_SENDMSG_SCM, 0, 1, 0, 0x6803 },
+		{ OP_RECVMSG_SCM, 1, 0, 0, 0x3 },
+	}, 0 },
+	{ "stream_read0_passcred_reports_record_creds", SOCK_STREAM, 0, 3, {
+		{ OP_SENDTO, 0, 1, 0, 0x0 },
+		{ OP_PASSOPT, 1, 1, 0, 0x0 },
+		{ OP_RECVMSG_SCM, 1, 0, 0, 0x4 },
+	}, 0 },
 	/*
 	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs them): a kernel
 	 * record's part carries one mark byte more than the message through
