@@ -469,8 +469,11 @@ ssize_t usp__kernel_recv(struct usp_sock *s, const struct iovec *iov,
 
 void usp__scm_writer(const struct usp_scm_recv *scm, struct usp_scm_writer *w)
 {
-	w->has_creds = scm->has_creds;
-	w->creds = scm->has_creds ? scm->creds : (struct ucred){0, 0, 0};
+	/* a message sent without credentials (no SO_PASSCRED on either end
+	 * then) comes with pid 0 and the overflow ids: the same writer as a
+	 * plain ring record, which has none (unix_skb_scm_eq()) */
+	w->has_creds = scm->has_creds && scm->creds.pid != 0;
+	w->creds = w->has_creds ? scm->creds : (struct ucred){0, 0, 0};
 	w->pid_ino = 0;
 	struct stat st;
 	if (scm->pidfd >= 0 && fstat(scm->pidfd, &st) == 0)

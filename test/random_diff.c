@@ -171,6 +171,13 @@ static const struct regression regressions[] = {
 		{ OP_PASSOPT, 1, 1, 0, 0x0 },
 		{ OP_RECVMSG_SCM, 1, 0, 0, 0x4 },
 	}, 0 },
+	/* STREAM with SO_PASSCRED set after the fact: a record sent without
+	 * credentials glues with a kernel record sent without them (fixed) */
+	{ "stream_passcred_glues_uncredited_records", SOCK_STREAM, 0, 3, {
+		{ OP_WRITEV, 0, 1, 0, 0x0 },
+		{ OP_SENDMSG_SCM, 0, 1, 0, 0x503 },
+		{ OP_PASSOPT, 1, 1, 0, 0x0 },
+	}, 0 },
 	/*
 	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs them): a kernel
 	 * record's part carries one mark byte more than the message through
