@@ -958,7 +958,8 @@ again:
 	}
 	msg->msg_namelen = 0;
 	if (rec.kernel || scm.extra_len ||
-	    (atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed) & USP_PASS_CRED))
+	    (atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed) &
+	     (USP_PASS_CRED | USP_PASS_PIDFD)))
 		usp__scm_deliver(s, msg, &scm, flags);
 	else
 		msg->msg_controllen = 0;

@@ -725,11 +725,18 @@ void usp__scm_deliver(struct usp_sock *s, struct msghdr *msg,
 			msg->msg_flags |= MSG_CTRUNC;
 		scm->nfds = 0;
 	}
-	if (scm->pidfd >= 0) {
-		/* scm_pidfd_recv(), last: a pidfd that does not fit is closed */
-		bool fits = msg->msg_controllen - used >= CMSG_LEN(sizeof(int));
-		put_cmsg(msg, &used, SOL_SOCKET, SCM_PIDFD, &scm->pidfd, sizeof(int));
-		if (!fits)
+	if ((pass & USP_PASS_PIDFD) || scm->pidfd >= 0) {
+		/* scm_pidfd_recv(), last: without room for the whole message
+		 * it sets MSG_CTRUNC and writes nothing, even for a message
+		 * that has no sender pid (then it writes nothing either) */
+		if (msg->msg_controllen - used < CMSG_LEN(sizeof(int))) {
+			if (pass & USP_PASS_PIDFD)
+				msg->msg_flags |= MSG_CTRUNC;
+		} else if (scm->pidfd >= 0) {
+			put_cmsg(msg, &used, SOL_SOCKET, SCM_PIDFD, &scm->pidfd, sizeof(int));
+			scm->pidfd = -1;
+		}
+		if (scm->pidfd >= 0)
 			close(scm->pidfd);
 		scm->pidfd = -1;
 	}

@@ -178,6 +178,24 @@ static const struct regression regressions[] = {
 		{ OP_SENDMSG_SCM, 0, 1, 0, 0x503 },
 		{ OP_PASSOPT, 1, 1, 0, 0x0 },
 	}, 0 },
+	/* SO_PASSPIDFD and a control buffer too short for SCM_PIDFD:
+	 * MSG_CTRUNC and nothing written, with or without a sender pid
+	 * (fixed) */
+	{ "passpidfd_short_control", SOCK_STREAM, 0, 3, {
+		{ OP_PASSOPT, 0, 1, 0, 0x1 },
+		{ OP_WRITEV, 1, 1, 0, 0x0 },
+		{ OP_RECVMSG, 0, 0, 0, 0x1700 },
+	}, 0 },
+	{ "passpidfd_no_pid_short_control", SOCK_STREAM, 0, 3, {
+		{ OP_SEND, 1, 1, 0, 0x0 },
+		{ OP_PASSOPT, 0, 1, 0, 0x1 },
+		{ OP_RECVMSG, 0, 0, 0, 0xe03 },
+	}, 0 },
+	{ "passpidfd_no_pid_short_control_seqpacket", SOCK_SEQPACKET, 0, 3, {
+		{ OP_SEND, 1, 1, 0, 0x0 },
+		{ OP_PASSOPT, 0, 1, 0, 0x1 },
+		{ OP_RECVMSG, 0, 0, 0, 0xe03 },
+	}, 0 },
 	/*
 	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs them): a kernel
 	 * record's part carries one mark byte more than the message through
