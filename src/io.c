@@ -672,6 +672,17 @@ again:
 	if ((copied || !err) && (passcred || scm.nfds || scm.extra_len)) {
 		usp__scm_deliver(s, msg, &scm, flags);
 	} else {
+		if (err && (pass & USP_PASS_CRED)) {
+			/* unix_stream_read_generic() gives its cookie to
+			 * scm_recv_unix() even when the read fails (EAGAIN, a
+			 * pending error, a signal): the credentials land in
+			 * the caller's control buffer, its lengths and flags
+			 * are not written back (recvmsg_user) */
+			struct ucred c = {0, 0, 0};
+			if (have_writer)
+				c = writer.has_creds ? writer.creds : usp__no_creds();
+			usp__scm_put_creds(msg, &c);
+		}
 		usp__scm_discard(&scm);
 		msg->msg_controllen = 0;
 	}

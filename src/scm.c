@@ -665,6 +665,17 @@ static void put_cmsg(struct msghdr *msg, size_t *used, int level, int type,
 	*used += step < room ? step : room;
 }
 
+/* Only the credentials message, into msg's control buffer (a failed
+ * STREAM read; see stream_recvmsg). */
+void usp__scm_put_creds(struct msghdr *msg, const struct ucred *c)
+{
+	if (!msg->msg_control)
+		return;
+	size_t used = 0;
+	struct msghdr m = *msg;
+	put_cmsg(&m, &used, SOL_SOCKET, SCM_CREDENTIALS, c, sizeof(*c));
+}
+
 /*
  * Give the caller the ancillary data of what it received, as scm_recv()
  * does: credentials first (SO_PASSCRED; a message sent without them shows

@@ -196,6 +196,12 @@ static const struct regression regressions[] = {
 		{ OP_PASSOPT, 0, 1, 0, 0x1 },
 		{ OP_RECVMSG, 0, 0, 0, 0xe03 },
 	}, 0 },
+	/* STREAM with SO_PASSCRED: a failed read (EAGAIN) still writes the
+	 * credentials into the control buffer, not its length (fixed) */
+	{ "stream_eagain_passcred_writes_creds", SOCK_STREAM, 1, 2, {
+		{ OP_PASSOPT, 0, 1, 0, 0x0 },
+		{ OP_RECVMSG, 0, 0, 0, 0x400 },
+	}, 0 },
 	/*
 	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs them): a kernel
 	 * record's part carries one mark byte more than the message through
