@@ -1105,6 +1105,11 @@ ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags)
 int usp_sendmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags)
 {
 	struct usp_sock s;
+	/* __sys_sendmmsg(forbid_cmsg_compat): before anything else */
+	if (flags & USP_MSG_CMSG_COMPAT) {
+		errno = EINVAL;
+		return -1;
+	}
 	if (!usp__lookup(fd, &s))
 		return sendmmsg(fd, msgvec, vlen, flags);
 	if (vlen > UIO_MAXIOV)
@@ -1143,6 +1148,11 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 		 struct timespec *timeout)
 {
 	struct usp_sock s;
+	/* the recvmmsg system call refuses it before the timeout's check */
+	if (flags & USP_MSG_CMSG_COMPAT) {
+		errno = EINVAL;
+		return -1;
+	}
 	if (!usp__lookup(fd, &s))
 		return recvmmsg(fd, msgvec, vlen, flags, timeout);
 	int64_t end = 0;

@@ -202,6 +202,14 @@ static const struct regression regressions[] = {
 		{ OP_PASSOPT, 0, 1, 0, 0x0 },
 		{ OP_RECVMSG, 0, 0, 0, 0x400 },
 	}, 0 },
+	/* MSG_CMSG_COMPAT from a native caller: sendmmsg/recvmmsg EINVAL
+	 * (fixed) */
+	{ "sendmmsg_cmsg_compat", SOCK_STREAM, 0, 1, {
+		{ OP_SENDMMSG, 1, 0, (int)0x80000000u, 0x0 },
+	}, 0 },
+	{ "recvmmsg_cmsg_compat", SOCK_DGRAM, 0, 1, {
+		{ OP_RECVMMSG, 1, 0, (int)0x80000000u | MSG_DONTWAIT, 0x0 },
+	}, 0 },
 	/*
 	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs them): a kernel
 	 * record's part carries one mark byte more than the message through
