@@ -131,14 +131,19 @@ void usp__endpoint_released(struct usp_shared *shm, int side)
 		/* Linux 6.x unix_release_sock() first drops a zero-length skb
 		 * at the head of the queue (for STREAM: a consumed OOB skb),
 		 * then resets the peer only if the queue is still not empty:
-		 * one lone empty record does not count as unread data. */
+		 * one lone empty record does not count as unread data, with
+		 * or without ancillary data (a kernel record: header and its
+		 * meta block). */
 		unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET +
 				      (size_t)side * USP_RING_BYTES;
 		/* read only: the header is copied out of its bounded slot */
 		struct usp_rec_hdr h;
-		if (tail - head == USP_REC_HDR && !(head & 7)) {
+		uint64_t kernel_rec = USP_REC_HDR + sizeof(struct usp_kernel_meta);
+		if ((tail - head == USP_REC_HDR || tail - head == kernel_rec) && !(head & 7)) {
 			memcpy(&h, data + (head & USP_RING_MASK), sizeof(h));
-			if (h.kind == USP_REC_DATA && h.len == 0)
+			if (h.len == 0 &&
+			    ((h.kind == USP_REC_DATA && tail - head == USP_REC_HDR) ||
+			     (h.kind == USP_REC_KERNEL && tail - head == kernel_rec)))
 				unread = false;
 		}
 	}

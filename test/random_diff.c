@@ -210,6 +210,12 @@ static const struct regression regressions[] = {
 	{ "recvmmsg_cmsg_compat", SOCK_DGRAM, 0, 1, {
 		{ OP_RECVMMSG, 1, 0, (int)0x80000000u | MSG_DONTWAIT, 0x0 },
 	}, 0 },
+	/* SEQPACKET: a lone empty message with descriptors left unread does
+	 * not reset the peer either (fixed) */
+	{ "seqpacket_close_lone_empty_kernel_record", SOCK_SEQPACKET, 0, 2, {
+		{ OP_SENDMSG_SCM, 0, 0, 0, 0x2d03 },
+		{ OP_CLOSE, 1, 0, 0, 0x0 },
+	}, 0 },
 	/*
 	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs them): a kernel
 	 * record's part carries one mark byte more than the message through
