@@ -165,6 +165,11 @@ struct usp_endpoint {
 	_Atomic uint32_t nonblock; /* O_NONBLOCK of the open file */
 	_Atomic uint32_t pass_flags; /* USP_PASS_*: options that ask for
 				      * ancillary data on every message */
+	/* DGRAM/SEQPACKET: its backing socket may have a name (the kernel
+	 * autobinds a sender with SO_PASSCRED or SO_PASSPIDFD): receivers
+	 * then ask getpeername() for the sender's name, as the kernel's
+	 * recvmsg copies the sending socket's address (unix_copy_addr) */
+	_Atomic uint32_t maybe_named;
 	_Atomic int32_t sndbuf;
 	_Atomic int32_t rcvbuf;
 	_Atomic int32_t rcvlowat;

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -708,6 +709,25 @@ static void dgram_disconnect(struct usp_sock *s)
 	usp__unlock(&s->self->recv_lock);
 }
 
+/* unix_dgram_sendmsg() autobinds a sender that asks for credentials
+ * (SO_PASSCRED, SO_PASSPIDFD) before it looks for the peer (so even when
+ * it then says ENOTCONN) or at the length: its receivers see its name from then on (unix_copy_addr), for
+ * messages already queued too.  The backing socket is bound the same way
+ * (bind with only the family autobinds), and receivers are told to ask
+ * for the name. */
+static void dgram_autobind(struct usp_sock *s)
+{
+	if (atomic_load_explicit(&s->self->maybe_named, memory_order_relaxed) ||
+	    !(atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed) &
+	      (USP_PASS_CRED | USP_PASS_PIDFD)))
+		return;
+	int saved = errno;
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	bind(s->fd, (struct sockaddr *)&a, sizeof(sa_family_t)); /* EINVAL if bound */
+	errno = saved;
+	atomic_store_explicit(&s->self->maybe_named, 1, memory_order_relaxed);
+}
+
 static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 			     size_t len, int flags, const struct usp_scm_send *scm)
 {
@@ -725,6 +745,7 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	/* a corrupt pair answers EIO to everything but argument errors */
 	if (pair_corrupt(s))
 		return -EIO;
+	dgram_autobind(s);
 	if (len > (size_t)sndbuf_of(s) - 32)
 		return -EMSGSIZE;
 
@@ -968,6 +989,14 @@ again:
 		peek_off_move(s, -(int64_t)rec.len);
 	}
 	msg->msg_namelen = 0;
+	if (msg->msg_name &&
+	    atomic_load_explicit(&s->peer->maybe_named, memory_order_relaxed)) {
+		/* unix_copy_addr(): the sender's name, if it has one */
+		socklen_t alen = sizeof(struct sockaddr_un);
+		if (getpeername(s->fd, msg->msg_name, &alen) == 0 &&
+		    alen > sizeof(sa_family_t))
+			msg->msg_namelen = alen;
+	}
 	if (rec.kernel || scm.extra_len ||
 	    (atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed) &
 	     (USP_PASS_CRED | USP_PASS_PIDFD)))
@@ -1074,12 +1103,20 @@ static ssize_t recvmsg_user(struct usp_sock *s, struct msghdr *msg, int flags)
 	if (bad_ptr(msg))
 		return -EFAULT;
 	struct msghdr m = *msg;
+	struct sockaddr_storage kaddr; /* the kernel's own copy of the name */
+	m.msg_name = msg->msg_name ? &kaddr : NULL;
 	m.msg_flags = flags & MSG_CMSG_CLOEXEC;
 	m.msg_namelen = 0;
 	ssize_t r = usp__recvmsg(s, &m, flags);
 	if (r >= 0) {
-		if (msg->msg_name)
+		if (msg->msg_name) {
+			/* move_addr_to_user(): as much as fits, the whole length */
+			socklen_t cap = msg->msg_namelen;
+			if (m.msg_namelen)
+				memcpy(msg->msg_name, &kaddr,
+				       cap < m.msg_namelen ? cap : m.msg_namelen);
 			msg->msg_namelen = m.msg_namelen;
+		}
 		msg->msg_controllen = m.msg_controllen;
 		msg->msg_flags = m.msg_flags;
 	}
@@ -1253,12 +1290,19 @@ ssize_t usp_recvfrom(int fd, void *buf, size_t len, int flags,
 	if (!usp__lookup(fd, &s))
 		return recvfrom(fd, buf, len, flags, src_addr, addrlen);
 	struct iovec iov = {buf, len};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct sockaddr_storage kaddr;
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_name = src_addr ? &kaddr : NULL};
 	ssize_t r = usp__recvmsg(&s, &msg, flags);
 	usp__put(&s);
-	/* move_addr_to_user(): an unnamed sender has a zero-length address */
-	if (r >= 0 && src_addr && addrlen)
-		*addrlen = 0;
+	/* move_addr_to_user(): as much of the sender's name as fits, its
+	 * whole length (0 for an unnamed sender) */
+	if (r >= 0 && src_addr && addrlen) {
+		if (msg.msg_namelen)
+			memcpy(src_addr, &kaddr,
+			       *addrlen < msg.msg_namelen ? *addrlen : msg.msg_namelen);
+		*addrlen = msg.msg_namelen;
+	}
 	return ret_errno(r);
 }
 

@@ -216,6 +216,44 @@ static const struct regression regressions[] = {
 		{ OP_SENDMSG_SCM, 0, 0, 0, 0x2d03 },
 		{ OP_CLOSE, 1, 0, 0, 0x0 },
 	}, 0 },
+	/* SEQPACKET/DGRAM: a sender with SO_PASSCRED is autobound (even by a
+	 * send that fails), and receivers see its name; the liveness probe's
+	 * autobind is not shown, and an unnamed peer is not our own name
+	 * (fixed) */
+	{ "seqpacket_passcred_sender_name", SOCK_SEQPACKET, 0, 3, {
+		{ OP_PASSOPT, 1, 1, 0, 0x0 },
+		{ OP_WRITE, 1, 0, 0, 0x0 },
+		{ OP_RECVMSG, 0, 0, 0, 0x701 },
+	}, 0 },
+	{ "seqpacket_passcred_recvfrom_name", SOCK_SEQPACKET, 0, 3, {
+		{ OP_PASSOPT, 0, 1, 0, 0x0 },
+		{ OP_SENDMMSG, 0, 0, 0, 0x0 },
+		{ OP_RECVFROM, 1, 0, 0, 0x100 },
+	}, 0 },
+	{ "seqpacket_autobind_before_epipe", SOCK_SEQPACKET, 0, 5, {
+		{ OP_WRITE, 0, 0, 0, 0x0 },
+		{ OP_SHUTDOWN, 1, SHUT_RD, 0, 0x0 },
+		{ OP_PASSOPT, 0, 1, 0, 0x0 },
+		{ OP_SENDTO, 0, 0, 0, 0x0 },
+		{ OP_RECVMSG, 1, 0, 0, 0x1704 },
+	}, 0 },
+	{ "dgram_probe_autobind_not_shown", SOCK_DGRAM, 0, 3, {
+		{ OP_PASSOPT, 0, 1, 0, 0x0 },
+		{ OP_READV, 0, 0, 0, 0x0 },
+		{ OP_GETPEERNAME, 0, 0, 0, 0x0 },
+	}, 0 },
+	{ "dgram_unnamed_peer_not_own_name", SOCK_DGRAM, 0, 3, {
+		{ OP_PASSOPT, 0, 1, 0, 0x0 },
+		{ OP_SEND, 0, 0, 0, 0x0 },
+		{ OP_GETPEERNAME, 0, 0, 0, 0x0 },
+	}, 0 },
+	{ "dgram_autobind_when_unconnected", SOCK_DGRAM, 0, 5, {
+		{ OP_CLOSE, 1, 0, 0, 0x0 },
+		{ OP_SEND, 0, 0, 0, 0x0 },
+		{ OP_PASSOPT, 0, 1, 0, 0x0 },
+		{ OP_SEND, 0, 0, 0, 0x0 },
+		{ OP_GETSOCKNAME, 0, 0, 0, 0x0 },
+	}, 0 },
 	/*
 	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs them): a kernel
 	 * record's part carries one mark byte more than the message through
