@@ -351,9 +351,20 @@ static int skip_tokens(struct usp_sock *s)
 			}
 		}
 	} else {
+		bool retried = false;
 		for (;;) {
 			char c;
 			ssize_t r = recv(s->fd, &c, 1, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+			if (r < 0 && errno != EAGAIN && !retried) {
+				/* the backing socket's own pending error, which
+				 * that call consumed: a SEQPACKET backing socket
+				 * is reset (ECONNRESET) when the peer's is
+				 * released with kernel parts unread, even where
+				 * the pair is not (a lone empty record); the
+				 * pair's errors live in the shared endpoint */
+				retried = true;
+				continue;
+			}
 			if (r < 0 || (r == 0 && s->type == SOCK_SEQPACKET))
 				break; /* empty, or end of file */
 			if (r != 1 || c != USP_TOKEN_BYTE) {

@@ -254,6 +254,16 @@ static const struct regression regressions[] = {
 		{ OP_SEND, 0, 0, 0, 0x0 },
 		{ OP_GETSOCKNAME, 0, 0, 0, 0x0 },
 	}, 0 },
+	/* SEQPACKET: the backing socket's ECONNRESET (the peer released with
+	 * a kernel part unread, where the pair had only a lone empty
+	 * message) is not the pair's: the queued message reads (fixed: EIO) */
+	{ "seqpacket_backing_reset_not_an_error", SOCK_SEQPACKET, 0, 5, {
+		{ OP_PASSOPT, 1, 1, 0, 0x0 },
+		{ OP_SEND, 0, 0, 0, 0x0 },
+		{ OP_WRITE, 1, 0, 0, 0x0 },
+		{ OP_CLOSE, 0, 0, 0, 0x0 },
+		{ OP_RECV, 1, 0, 0, 0x0 },
+	}, 0 },
 	/*
 	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs them): a kernel
 	 * record's part carries one mark byte more than the message through
