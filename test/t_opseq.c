@@ -813,8 +813,11 @@ static int same_file(const struct stat *a, const struct stat *b)
 
 static int fd_class(const struct run_state *st, int fd)
 {
-	if (fd == st->fd[0] || fd == st->fd[1])
-		return FDC_NOT_NEW;
+	/* a number the run still uses cannot be a new descriptor (a closed
+	 * end's number can: the kernel gives the lowest free one) */
+	for (int e = 0; e < 2; e++)
+		if (fd == st->fd[e] && !st->closed[e])
+			return FDC_NOT_NEW;
 	for (int i = 0; i < POOL_COUNT; i++)
 		if (fd == pool_fd[i])
 			return FDC_NOT_NEW;
