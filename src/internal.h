@@ -356,6 +356,8 @@ USP_HIDDEN void usp__scm_deliver(struct usp_sock *s, struct msghdr *msg,
 				 struct usp_scm_recv *scm, int flags);
 USP_HIDDEN void usp__scm_discard(struct usp_scm_recv *scm);
 USP_HIDDEN void usp__scm_put_creds(struct msghdr *msg, const struct ucred *c);
+USP_HIDDEN void usp__scm_defer_begin(void);
+USP_HIDDEN void usp__scm_defer_end(void);
 USP_HIDDEN void usp__kernel_purge(struct usp_sock *s);
 USP_HIDDEN bool usp__drain_tokens(struct usp_sock *s);
 USP_HIDDEN struct ucred usp__no_creds(void);

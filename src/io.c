@@ -1204,6 +1204,7 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 	}
 	ssize_t r = sock_error(&s);
 	unsigned int got = 0;
+	usp__scm_defer_begin();
 	while (r == 0 && got < vlen) {
 		struct mmsghdr *m = &msgvec[got];
 		if (bad_ptr(m)) {
@@ -1230,6 +1231,7 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 	}
 	if (got && r < 0 && r != -EAGAIN)
 		atomic_store(&s.self->sk_err, (int32_t)-r);
+	usp__scm_defer_end(); /* as the kernel's fput() at the return */
 	usp__put(&s);
 	if (got || r >= 0)
 		return (int)got;

@@ -593,6 +593,62 @@ struct ucred usp__no_creds(void)
  * a peeked copy, is one more holder).  keep=false: it does not fit in the
  * caller's buffer and is closed.
  */
+/*
+ * Descriptors received and not kept are released at once by a recvmsg,
+ * but within a recvmmsg the kernel releases them only when the system call
+ * returns (fput() is task work): a pair's own end that came back and is
+ * dropped does not end the pair for the later messages of the batch.
+ * usp_recvmmsg() defers the same way (usp__scm_defer_begin/end).
+ */
+struct deferred_fd {
+	int fd;
+	bool drop;
+	struct usp_pair *pair;
+	int side;
+};
+static _Thread_local struct {
+	bool active;
+	size_t n, cap;
+	struct deferred_fd *v;
+} deferred;
+
+void usp__scm_defer_begin(void)
+{
+	deferred.active = true;
+}
+
+void usp__scm_defer_end(void)
+{
+	for (size_t i = 0; i < deferred.n; i++) {
+		struct deferred_fd *d = &deferred.v[i];
+		if (d->drop)
+			usp__endpoint_drop_holder(d->pair->shm, d->side, -1);
+		if (d->pair)
+			usp__pair_unref(d->pair);
+		close(d->fd);
+	}
+	free(deferred.v);
+	deferred.v = NULL;
+	deferred.n = deferred.cap = 0;
+	deferred.active = false;
+}
+
+static bool defer_release(int fd, bool drop, struct usp_pair *pair, int side)
+{
+	if (!deferred.active)
+		return false;
+	if (deferred.n == deferred.cap) {
+		size_t cap = deferred.cap ? 2 * deferred.cap : 64;
+		struct deferred_fd *v = realloc(deferred.v, cap * sizeof(*v));
+		if (!v)
+			return false; /* release it now */
+		deferred.v = v;
+		deferred.cap = cap;
+	}
+	deferred.v[deferred.n++] = (struct deferred_fd){fd, drop, pair, side};
+	return true;
+}
+
 static void adopt_fd(int fd, bool keep, bool peeked)
 {
 	struct stat st;
@@ -602,6 +658,8 @@ static void adopt_fd(int fd, bool keep, bool peeked)
 		usp__table_lock(), usp__find_by_inode((uint64_t)st.st_ino, &pair, &side),
 			usp__table_unlock();
 	if (!keep) {
+		if (defer_release(fd, pair && !peeked, pair, side))
+			return;
 		if (pair && !peeked)
 			usp__endpoint_drop_holder(pair->shm, side, -1);
 		if (pair)

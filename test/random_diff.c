@@ -264,6 +264,19 @@ static const struct regression regressions[] = {
 		{ OP_CLOSE, 0, 0, 0, 0x0 },
 		{ OP_RECV, 1, 0, 0, 0x0 },
 	}, 0 },
+	/* recvmmsg: a pair's own end that comes back and is dropped (no
+	 * control buffer) is released when the system call returns, so the
+	 * rest of the batch sees EAGAIN, not the end of file (fixed) */
+	{ "recvmmsg_dropped_end_released_at_return", SOCK_STREAM, 0, 3, {
+		{ OP_SENDMSG_SCM, 0, 1, 0, 0x610a },
+		{ OP_CLOSE, 0, 0, 0, 0x0 },
+		{ OP_RECVMMSG, 1, 1, MSG_DONTWAIT, 0x5 },
+	}, 0 },
+	{ "recvmmsg_dropped_end_released_at_return_seqpacket", SOCK_SEQPACKET, 0, 3, {
+		{ OP_SENDMSG_SCM, 1, 0, 0, 0x5803 },
+		{ OP_CLOSE, 1, 0, 0, 0x0 },
+		{ OP_RECVMMSG, 0, 0, MSG_WAITFORONE, 0x7 },
+	}, 0 },
 	/*
 	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs them): a kernel
 	 * record's part carries one mark byte more than the message through
