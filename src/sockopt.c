@@ -155,9 +155,18 @@ int usp_getsockopt(int fd, int level, int optname, void *optval,
 static int unnamed(struct sockaddr *addr, socklen_t *addrlen)
 {
 	sa_family_t family = AF_UNIX;
-	/* the kernel's EFAULT for a pointer into the first page (DESIGN.md,
-	 * known difference 4) */
-	if ((uintptr_t)addrlen < 4096 || (*addrlen && (uintptr_t)addr < 4096)) {
+	/* move_addr_to_user()'s order: EFAULT for the length's pointer (one
+	 * into the first page: DESIGN.md, known difference 4), EINVAL for a
+	 * negative length, EFAULT for the address if anything is copied */
+	if ((uintptr_t)addrlen < 4096) {
+		errno = EFAULT;
+		return -1;
+	}
+	if ((int)*addrlen < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (*addrlen && (uintptr_t)addr < 4096) {
 		errno = EFAULT;
 		return -1;
 	}
@@ -173,8 +182,8 @@ int usp_getsockname(int fd, struct sockaddr *addr, socklen_t *addrlen)
 		return getsockname(fd, addr, addrlen);
 	bool named = s.type != SOCK_DGRAM || atomic_load(&s.self->maybe_named);
 	usp__put(&s);
-	if (named || !addr || !addrlen)
-		return getsockname(fd, addr, addrlen);
+	if (named || (uintptr_t)addr < 4096 || (uintptr_t)addrlen < 4096 || (int)*addrlen < 0)
+		return getsockname(fd, addr, addrlen); /* and the kernel's errors */
 	/* The DGRAM liveness probe (a one-byte send) autobinds a backing
 	 * socket that has SO_PASSCRED set, where the kernel's socket, which
 	 * never sent, has no name: an autobound name ("\0" and five hex
