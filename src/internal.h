@@ -131,6 +131,12 @@ struct usp_ring {
 	_Atomic uint64_t released; /* total truesize released by the consumer */
 	_Atomic uint64_t bytes_out; /* total payload bytes consumed */
 	_Atomic uint32_t head_used; /* STREAM: bytes of the head record consumed */
+	/* STREAM: the head record is a kernel record read in part (perhaps
+	 * only its mark byte and ancillary data, by a read of length 0, so
+	 * that head_used is still 0): the rest of its kernel part is at the
+	 * head of the backing queue, in front of any wake token, and its
+	 * bytes must never be taken for tokens */
+	_Atomic uint32_t head_marked;
 };
 
 /*
@@ -172,6 +178,11 @@ struct usp_endpoint {
 	 * recv_lock, by CAS so that a newer one is not lost).  Untrusted:
 	 * only ever compared with positions. */
 	_Atomic uint64_t oob_pos;
+	/* DGRAM/SEQPACKET: its backing socket may have a name (the kernel
+	 * autobinds a sender with SO_PASSCRED or SO_PASSPIDFD): receivers
+	 * then ask getpeername() for the sender's name, as the kernel's
+	 * recvmsg copies the sending socket's address (unix_copy_addr) */
+	_Atomic uint32_t maybe_named;
 	_Atomic int32_t sndbuf;
 	_Atomic int32_t rcvbuf;
 	_Atomic int32_t rcvlowat;
@@ -359,6 +370,9 @@ USP_HIDDEN void usp__scm_merge(struct usp_scm_recv *into, struct usp_scm_recv *f
 USP_HIDDEN void usp__scm_deliver(struct usp_sock *s, struct msghdr *msg,
 				 struct usp_scm_recv *scm, int flags);
 USP_HIDDEN void usp__scm_discard(struct usp_scm_recv *scm);
+USP_HIDDEN void usp__scm_put_creds(struct msghdr *msg, const struct ucred *c);
+USP_HIDDEN void usp__scm_defer_begin(void);
+USP_HIDDEN void usp__scm_defer_end(void);
 USP_HIDDEN void usp__kernel_purge(struct usp_sock *s);
 USP_HIDDEN bool usp__drain_tokens(struct usp_sock *s);
 USP_HIDDEN struct ucred usp__no_creds(void);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -276,6 +277,7 @@ static void consume(struct usp_sock *s, const struct usp_rec *rec,
 {
 	struct usp_ring *q = s->rxq;
 	atomic_store_explicit(&q->head_used, 0, memory_order_relaxed);
+	atomic_store_explicit(&q->head_marked, 0, memory_order_relaxed);
 	atomic_store_explicit(&q->bytes_out,
 			      atomic_load_explicit(&q->bytes_out, memory_order_relaxed) + rec->len,
 			      memory_order_relaxed);
@@ -526,7 +528,7 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
  * already.  Caller holds the recv_lock.
  */
 static ssize_t stream_read_kernel(struct usp_sock *s, struct iov_cursor *cur,
-				  uint32_t consumed, size_t skip, size_t chunk,
+				  bool mark, size_t skip, size_t chunk,
 				  int flags, struct usp_scm_recv *scm)
 {
 	void *skipbuf = NULL;
@@ -538,8 +540,7 @@ static ssize_t stream_read_kernel(struct usp_sock *s, struct iov_cursor *cur,
 		free(skipbuf);
 		return r;
 	}
-	ssize_t n = usp__kernel_recv(s, sl.iov, sl.cnt, skip + chunk, consumed == 0,
-				     flags, scm);
+	ssize_t n = usp__kernel_recv(s, sl.iov, sl.cnt, skip + chunk, mark, flags, scm);
 	slice_free(&sl);
 	free(skipbuf);
 	if (n == -EAGAIN) {
@@ -653,6 +654,11 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	bool have_writer = false;
 	struct usp_scm_writer writer = {false, {0, 0, 0}, 0};
 	bool kernel_passed = false; /* a peek went past a kernel record */
+	/* A peek goes on past a full buffer, with chunks of 0 bytes, to the
+	 * first record with descriptors (or of another writer), as the peek
+	 * branch of unix_stream_read_generic() does: it takes those
+	 * descriptors.  `visited`: it has looked at a record. */
+	bool visited = false;
 
 	usp__lock(&s->self->recv_lock);
 	uint64_t pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
@@ -676,7 +682,7 @@ again:
 			break;
 		}
 		if (r == -EAGAIN) {
-			if (copied >= target || (peek && copied))
+			if (copied >= target || (peek && (copied || visited)))
 				break;
 			/* POSIX 1003.1g order: pending error, then EOF */
 			if ((err = sock_error(s)))
@@ -703,8 +709,11 @@ again:
 		}
 		/* the first record may be partly consumed already */
 		uint32_t used = 0;
-		if (first)
+		bool marked = false; /* its mark byte was read already */
+		if (first) {
 			used = atomic_load_explicit(&s->rxq->head_used, memory_order_relaxed);
+			marked = atomic_load_explicit(&s->rxq->head_marked, memory_order_relaxed);
+		}
 		uint32_t consumed = used;
 		first = false;
 		if (used && used >= rec.len) {
@@ -776,8 +785,8 @@ again:
 			break;
 		}
 		if (rec.kernel) {
-			ssize_t n = stream_read_kernel(s, &cur, consumed, skip, chunk,
-						       flags, &scm);
+			ssize_t n = stream_read_kernel(s, &cur, consumed == 0 && !marked, skip,
+						       chunk, flags, &scm);
 			if (n < 0) {
 				err = n;
 				break;
@@ -788,6 +797,7 @@ again:
 		skip = 0;
 		skipped_to = false;
 		copied += chunk;
+		visited = true;
 		bool had_fds = scm.nfds > 0;
 		if (peek) {
 			peek_off_move(s, (int64_t)chunk);
@@ -801,24 +811,43 @@ again:
 		if (used + chunk < rec.len) {
 			atomic_store_explicit(&s->rxq->head_used, used + (uint32_t)chunk,
 					      memory_order_relaxed);
+			/* a read of length 0 still takes the kernel record's
+			 * ancillary data, as unix_stream_read_generic() detaches
+			 * the descriptors of an skb it copied 0 bytes from; its
+			 * mark byte is gone from the backing socket now */
+			if (rec.kernel)
+				atomic_store_explicit(&s->rxq->head_marked, 1,
+						      memory_order_relaxed);
 			break;
 		}
 		consume(s, &rec, usp__stream_truesize(rec.len));
 		pos = rec.next;
 		if (had_fds)
 			break;
-	} while (copied < len);
+	} while (copied < len || peek);
 	usp__unlock(&s->self->recv_lock);
 	msg->msg_namelen = 0;
 	msg->msg_flags = flags & MSG_CMSG_CLOEXEC;
-	if (passcred && !copied && !err) {
-		/* end of file: the kernel still reports its zeroed cookie */
+	if (passcred && !visited && !err) {
+		/* end of file: the kernel still reports its zeroed cookie (a
+		 * read of length 0 that found a record reports that record's) */
 		scm.has_creds = true;
 		scm.creds = (struct ucred){0, 0, 0};
 	}
 	if ((copied || !err) && (passcred || scm.nfds || scm.extra_len)) {
 		usp__scm_deliver(s, msg, &scm, flags);
 	} else {
+		if (err && (pass & USP_PASS_CRED)) {
+			/* unix_stream_read_generic() gives its cookie to
+			 * scm_recv_unix() even when the read fails (EAGAIN, a
+			 * pending error, a signal): the credentials land in
+			 * the caller's control buffer, its lengths and flags
+			 * are not written back (recvmsg_user) */
+			struct ucred c = {0, 0, 0};
+			if (have_writer)
+				c = writer.has_creds ? writer.creds : usp__no_creds();
+			usp__scm_put_creds(msg, &c);
+		}
 		usp__scm_discard(&scm);
 		msg->msg_controllen = 0;
 	}
@@ -835,12 +864,32 @@ static void dgram_disconnect(struct usp_sock *s)
 	usp__lock(&s->self->recv_lock);
 	struct usp_ring *q = s->rxq;
 	atomic_store(&q->head_used, 0);
+	atomic_store(&q->head_marked, 0);
 	atomic_store(&q->bytes_out, atomic_load(&q->bytes_in));
 	atomic_store(&q->released, atomic_load(&q->charged));
 	atomic_store_explicit(&q->head, atomic_load(&q->tail), memory_order_release);
 	usp__kernel_purge(s); /* and the kernel parts of kernel records */
 	atomic_store(&s->self->dgram_state, USP_DGRAM_REFUSED);
 	usp__unlock(&s->self->recv_lock);
+}
+
+/* unix_dgram_sendmsg() autobinds a sender that asks for credentials
+ * (SO_PASSCRED, SO_PASSPIDFD) before it looks for the peer (so even when
+ * it then says ENOTCONN) or at the length: its receivers see its name from then on (unix_copy_addr), for
+ * messages already queued too.  The backing socket is bound the same way
+ * (bind with only the family autobinds), and receivers are told to ask
+ * for the name. */
+static void dgram_autobind(struct usp_sock *s)
+{
+	if (atomic_load_explicit(&s->self->maybe_named, memory_order_relaxed) ||
+	    !(atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed) &
+	      (USP_PASS_CRED | USP_PASS_PIDFD)))
+		return;
+	int saved = errno;
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	bind(s->fd, (struct sockaddr *)&a, sizeof(sa_family_t)); /* EINVAL if bound */
+	errno = saved;
+	atomic_store_explicit(&s->self->maybe_named, 1, memory_order_relaxed);
 }
 
 static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
@@ -860,6 +909,7 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	/* a corrupt pair answers EIO to everything but argument errors */
 	if (pair_corrupt(s))
 		return -EIO;
+	dgram_autobind(s);
 	if (len > (size_t)sndbuf_of(s) - 32)
 		return -EMSGSIZE;
 
@@ -1103,8 +1153,17 @@ again:
 		peek_off_move(s, -(int64_t)rec.len);
 	}
 	msg->msg_namelen = 0;
+	if (msg->msg_name &&
+	    atomic_load_explicit(&s->peer->maybe_named, memory_order_relaxed)) {
+		/* unix_copy_addr(): the sender's name, if it has one */
+		socklen_t alen = sizeof(struct sockaddr_un);
+		if (getpeername(s->fd, msg->msg_name, &alen) == 0 &&
+		    alen > sizeof(sa_family_t))
+			msg->msg_namelen = alen;
+	}
 	if (rec.kernel || scm.extra_len ||
-	    (atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed) & USP_PASS_CRED))
+	    (atomic_load_explicit(&s->self->pass_flags, memory_order_relaxed) &
+	     (USP_PASS_CRED | USP_PASS_PIDFD)))
 		usp__scm_deliver(s, msg, &scm, flags);
 	else
 		msg->msg_controllen = 0;
@@ -1216,12 +1275,20 @@ static ssize_t recvmsg_user(struct usp_sock *s, struct msghdr *msg, int flags)
 	if (msg->msg_name && (int)msg->msg_namelen < 0)
 		return -EINVAL;
 	struct msghdr m = *msg;
+	struct sockaddr_storage kaddr; /* the kernel's own copy of the name */
+	m.msg_name = msg->msg_name ? &kaddr : NULL;
 	m.msg_flags = flags & MSG_CMSG_CLOEXEC;
 	m.msg_namelen = 0;
 	ssize_t r = usp__recvmsg(s, &m, flags);
 	if (r >= 0) {
-		if (msg->msg_name)
+		if (msg->msg_name) {
+			/* move_addr_to_user(): as much as fits, the whole length */
+			socklen_t cap = msg->msg_namelen;
+			if (m.msg_namelen)
+				memcpy(msg->msg_name, &kaddr,
+				       cap < m.msg_namelen ? cap : m.msg_namelen);
 			msg->msg_namelen = m.msg_namelen;
+		}
 		msg->msg_controllen = m.msg_controllen;
 		msg->msg_flags = m.msg_flags;
 	}
@@ -1247,6 +1314,11 @@ ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags)
 int usp_sendmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags)
 {
 	struct usp_sock s;
+	/* __sys_sendmmsg(forbid_cmsg_compat): before anything else */
+	if (flags & USP_MSG_CMSG_COMPAT) {
+		errno = EINVAL;
+		return -1;
+	}
 	if (!usp__lookup(fd, &s))
 		return sendmmsg(fd, msgvec, vlen, flags);
 	if (vlen > UIO_MAXIOV)
@@ -1285,6 +1357,11 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 		 struct timespec *timeout)
 {
 	struct usp_sock s;
+	/* the recvmmsg system call refuses it before the timeout's check */
+	if (flags & USP_MSG_CMSG_COMPAT) {
+		errno = EINVAL;
+		return -1;
+	}
 	if (!usp__lookup(fd, &s))
 		return recvmmsg(fd, msgvec, vlen, flags, timeout);
 	int64_t end = 0;
@@ -1299,6 +1376,7 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 	}
 	ssize_t r = sock_error(&s);
 	unsigned int got = 0;
+	usp__scm_defer_begin();
 	while (r == 0 && got < vlen) {
 		struct mmsghdr *m = &msgvec[got];
 		if (bad_ptr(m)) {
@@ -1325,6 +1403,7 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 	}
 	if (got && r < 0 && r != -EAGAIN)
 		atomic_store(&s.self->sk_err, (int32_t)-r);
+	usp__scm_defer_end(); /* as the kernel's fput() at the return */
 	usp__put(&s);
 	if (got || r >= 0)
 		return (int)got;
@@ -1385,19 +1464,26 @@ ssize_t usp_recvfrom(int fd, void *buf, size_t len, int flags,
 	if (!usp__lookup(fd, &s))
 		return recvfrom(fd, buf, len, flags, src_addr, addrlen);
 	struct iovec iov = {buf, len};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct sockaddr_storage kaddr;
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
+			     .msg_name = src_addr ? &kaddr : NULL};
 	ssize_t r = usp__recvmsg(&s, &msg, flags);
 	usp__put(&s);
-	/* move_addr_to_user(), after the data was taken: an unnamed sender
-	 * has a zero-length address; the length pointer must be valid and
-	 * its value not negative */
+	/* move_addr_to_user(), after the data was taken: the length
+	 * pointer must be valid and its value not negative; as much of the
+	 * sender's name as fits, and its whole length (0 for an unnamed
+	 * sender) */
 	if (r >= 0 && src_addr) {
-		if (bad_ptr(addrlen))
+		if (bad_ptr(addrlen)) {
 			r = -EFAULT;
-		else if ((int)*addrlen < 0)
+		} else if ((int)*addrlen < 0) {
 			r = -EINVAL;
-		else
-			*addrlen = 0;
+		} else {
+			if (msg.msg_namelen)
+				memcpy(src_addr, &kaddr,
+				       *addrlen < msg.msg_namelen ? *addrlen : msg.msg_namelen);
+			*addrlen = msg.msg_namelen;
+		}
 	}
 	return ret_errno(r);
 }

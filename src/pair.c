@@ -131,21 +131,26 @@ void usp__endpoint_released(struct usp_shared *shm, int side)
 		/* Linux 6.x unix_release_sock() first drops a zero-length skb
 		 * at the head of the queue (for STREAM: a consumed OOB skb),
 		 * then resets the peer only if the queue is still not empty:
-		 * one lone empty record does not count as unread data. */
+		 * one lone empty record does not count as unread data, with
+		 * or without ancillary data (a kernel record: header and its
+		 * meta block). */
 		unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET +
 				      (size_t)side * USP_RING_BYTES;
 		/* read only: the header is copied out of its bounded slot */
-		struct usp_rec_hdr h;
-		if (tail - head == USP_REC_HDR && !(head & 7)) {
-			memcpy(&h, data + (head & USP_RING_MASK), sizeof(h));
-			if (h.kind == USP_REC_DATA && h.len == 0)
-				unread = false;
-		} else if (tail - head == USP_REC_HDR + USP_OOB_SPAN && !(head & 7)) {
-			/* STREAM: an out-of-band byte already read */
+		uint64_t span = tail - head;
+		if ((span == USP_REC_HDR || span == USP_REC_HDR + 8) && !(head & 7)) {
 			const unsigned char *p = data + (head & USP_RING_MASK);
+			struct usp_rec_hdr h;
 			memcpy(&h, p, sizeof(h));
-			if (h.kind == USP_REC_OOB && __atomic_load_n(p + USP_REC_HDR + 1,
-								     __ATOMIC_RELAXED))
+			if (h.kind == USP_REC_DATA && h.len == 0 && span == USP_REC_HDR)
+				unread = false;
+			/* a kernel record: header and its meta block */
+			if (h.kind == USP_REC_KERNEL && h.len == 0 &&
+			    span == USP_REC_HDR + sizeof(struct usp_kernel_meta))
+				unread = false;
+			/* STREAM: an out-of-band byte already read */
+			if (h.kind == USP_REC_OOB && span == USP_REC_HDR + USP_OOB_SPAN &&
+			    __atomic_load_n(p + USP_REC_HDR + 1, __ATOMIC_RELAXED))
 				unread = false;
 		}
 	}

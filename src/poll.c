@@ -109,7 +109,11 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 	int64_t deadline = timeout > 0 ? usp__now_ns() + (int64_t)timeout * 1000000 : 0;
 	int result;
 	for (;;) {
-		int ready = scan_uspair(fds, nfds, is_usp, true);
+		/* a poll that will not sleep (timeout 0) asks for no wake
+		 * token: an armed endpoint that nobody polls any more gets one
+		 * from the next waker, which then sits in the backing queue
+		 * and takes room from the peer's kernel records (SO_SNDBUF) */
+		int ready = scan_uspair(fds, nfds, is_usp, timeout != 0);
 		bool only_uspair_ready = n_usp == nfds && ready;
 		int slice = 0;
 		if (!ready) {

@@ -53,11 +53,51 @@
 /* ---- sending ---------------------------------------------------------- */
 
 /*
+ * scm_check_creds() and the pid lookup of __scm_send() for explicit
+ * credentials: 0, or the kernel's -EINVAL, -EPERM or -ESRCH.  Our own ids
+ * always pass; anything else is put to the kernel itself through a
+ * throwaway unconnected DGRAM socket, whose unix_dgram_sendmsg() runs
+ * scm_send() before it finds that it has no peer (ENOTCONN).
+ */
+static int check_creds(const struct ucred *cr)
+{
+	uid_t ru, eu, su;
+	gid_t rg, eg, sg;
+	if (cr->pid == getpid() && getresuid(&ru, &eu, &su) == 0 &&
+	    getresgid(&rg, &eg, &sg) == 0 && (cr->uid == ru || cr->uid == eu || cr->uid == su) &&
+	    (cr->gid == rg || cr->gid == eg || cr->gid == sg))
+		return 0;
+	int saved = errno;
+	int t = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (t < 0) {
+		errno = saved;
+		return 0; /* cannot ask: the kernel send will */
+	}
+	union {
+		struct cmsghdr align;
+		unsigned char buf[CMSG_SPACE(sizeof(struct ucred))];
+	} c;
+	memset(&c, 0, sizeof(c));
+	struct cmsghdr h = {.cmsg_len = CMSG_LEN(sizeof(struct ucred)),
+			    .cmsg_level = SOL_SOCKET,
+			    .cmsg_type = SCM_CREDENTIALS};
+	memcpy(c.buf, &h, sizeof(h));
+	memcpy(c.buf + CMSG_LEN(0), cr, sizeof(*cr));
+	struct msghdr m = {.msg_control = c.buf, .msg_controllen = sizeof(c.buf)};
+	int err = 0;
+	if (sendmsg(t, &m, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && errno != ENOTCONN)
+		err = -errno;
+	close(t);
+	errno = saved;
+	return err;
+}
+
+/*
  * The checks __scm_send() makes, in its order, so that a bad control
  * buffer fails before anything else as it does in the kernel: a malformed
  * header or an unknown SOL_SOCKET type is EINVAL, more than SCM_MAX_FD
- * descriptors in all is EINVAL, a descriptor that is not open is EBADF.
- * Explicit credentials are checked by the kernel when it sends them.
+ * descriptors in all is EINVAL, a descriptor that is not open is EBADF,
+ * explicit credentials the kernel does not allow are EPERM or ESRCH.
  */
 int usp__scm_check(const struct msghdr *msg, struct usp_scm_send *scm)
 {
@@ -89,13 +129,21 @@ int usp__scm_check(const struct msghdr *msg, struct usp_scm_send *scm)
 				scm->nfds += (int)n;
 				break;
 			}
-			case SCM_CREDENTIALS:
+			case SCM_CREDENTIALS: {
 				if (h.cmsg_len != CMSG_LEN(sizeof(struct ucred)))
 					return -EINVAL;
 				memcpy(&scm->ucred, base + off + CMSG_LEN(0),
 				       sizeof(scm->ucred));
 				scm->creds = true;
+				/* checked here, in the order of the control
+				 * messages, as __scm_send() does: before a bad
+				 * descriptor after it, and even when no data
+				 * is sent at all */
+				int e = check_creds(&scm->ucred);
+				if (e)
+					return e;
 				break;
+			}
 			default:
 				return -EINVAL;
 			}
@@ -283,6 +331,10 @@ static int skip_tokens(struct usp_sock *s)
 	int saved = errno;
 	int result = 0;
 	if (s->type == SOCK_STREAM) {
+		/* the rest of a kernel part read in part is at the head: its
+		 * next payload byte may well look like a token */
+		if (atomic_load_explicit(&s->rxq->head_marked, memory_order_relaxed))
+			return 1;
 		for (;;) {
 			char buf[64];
 			ssize_t r = recv(s->fd, buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
@@ -299,9 +351,20 @@ static int skip_tokens(struct usp_sock *s)
 			}
 		}
 	} else {
+		bool retried = false;
 		for (;;) {
 			char c;
 			ssize_t r = recv(s->fd, &c, 1, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+			if (r < 0 && errno != EAGAIN && !retried) {
+				/* the backing socket's own pending error, which
+				 * that call consumed: a SEQPACKET backing socket
+				 * is reset (ECONNRESET) when the peer's is
+				 * released with kernel parts unread, even where
+				 * the pair is not (a lone empty record); the
+				 * pair's errors live in the shared endpoint */
+				retried = true;
+				continue;
+			}
 			if (r < 0 || (r == 0 && s->type == SOCK_SEQPACKET))
 				break; /* empty, or end of file */
 			if (r != 1 || c != USP_TOKEN_BYTE) {
@@ -425,8 +488,11 @@ ssize_t usp__kernel_recv(struct usp_sock *s, const struct iovec *iov,
 
 void usp__scm_writer(const struct usp_scm_recv *scm, struct usp_scm_writer *w)
 {
-	w->has_creds = scm->has_creds;
-	w->creds = scm->has_creds ? scm->creds : (struct ucred){0, 0, 0};
+	/* a message sent without credentials (no SO_PASSCRED on either end
+	 * then) comes with pid 0 and the overflow ids: the same writer as a
+	 * plain ring record, which has none (unix_skb_scm_eq()) */
+	w->has_creds = scm->has_creds && scm->creds.pid != 0;
+	w->creds = w->has_creds ? scm->creds : (struct ucred){0, 0, 0};
 	w->pid_ino = 0;
 	struct stat st;
 	if (scm->pidfd >= 0 && fstat(scm->pidfd, &st) == 0)
@@ -517,6 +583,62 @@ struct ucred usp__no_creds(void)
  * a peeked copy, is one more holder).  keep=false: it does not fit in the
  * caller's buffer and is closed.
  */
+/*
+ * Descriptors received and not kept are released at once by a recvmsg,
+ * but within a recvmmsg the kernel releases them only when the system call
+ * returns (fput() is task work): a pair's own end that came back and is
+ * dropped does not end the pair for the later messages of the batch.
+ * usp_recvmmsg() defers the same way (usp__scm_defer_begin/end).
+ */
+struct deferred_fd {
+	int fd;
+	bool drop;
+	struct usp_pair *pair;
+	int side;
+};
+static _Thread_local struct {
+	bool active;
+	size_t n, cap;
+	struct deferred_fd *v;
+} deferred;
+
+void usp__scm_defer_begin(void)
+{
+	deferred.active = true;
+}
+
+void usp__scm_defer_end(void)
+{
+	for (size_t i = 0; i < deferred.n; i++) {
+		struct deferred_fd *d = &deferred.v[i];
+		if (d->drop)
+			usp__endpoint_drop_holder(d->pair->shm, d->side, -1);
+		if (d->pair)
+			usp__pair_unref(d->pair);
+		close(d->fd);
+	}
+	free(deferred.v);
+	deferred.v = NULL;
+	deferred.n = deferred.cap = 0;
+	deferred.active = false;
+}
+
+static bool defer_release(int fd, bool drop, struct usp_pair *pair, int side)
+{
+	if (!deferred.active)
+		return false;
+	if (deferred.n == deferred.cap) {
+		size_t cap = deferred.cap ? 2 * deferred.cap : 64;
+		struct deferred_fd *v = realloc(deferred.v, cap * sizeof(*v));
+		if (!v)
+			return false; /* release it now */
+		deferred.v = v;
+		deferred.cap = cap;
+	}
+	deferred.v[deferred.n++] = (struct deferred_fd){fd, drop, pair, side};
+	return true;
+}
+
 static void adopt_fd(int fd, bool keep, bool peeked)
 {
 	struct stat st;
@@ -528,6 +650,8 @@ static void adopt_fd(int fd, bool keep, bool peeked)
 		usp__table_unlock();
 	}
 	if (!keep) {
+		if (defer_release(fd, pair && !peeked, pair, side))
+			return;
 		if (pair && !peeked)
 			usp__endpoint_drop_holder(pair->shm, side, -1);
 		if (pair)
@@ -602,6 +726,17 @@ static void put_cmsg(struct msghdr *msg, size_t *used, int level, int type,
 	*used += step < room ? step : room;
 }
 
+/* Only the credentials message, into msg's control buffer (a failed
+ * STREAM read; see stream_recvmsg). */
+void usp__scm_put_creds(struct msghdr *msg, const struct ucred *c)
+{
+	if (!msg->msg_control)
+		return;
+	size_t used = 0;
+	struct msghdr m = *msg;
+	put_cmsg(&m, &used, SOL_SOCKET, SCM_CREDENTIALS, c, sizeof(*c));
+}
+
 /*
  * Give the caller the ancillary data of what it received, as scm_recv()
  * does: credentials first (SO_PASSCRED; a message sent without them shows
@@ -662,11 +797,18 @@ void usp__scm_deliver(struct usp_sock *s, struct msghdr *msg,
 			msg->msg_flags |= MSG_CTRUNC;
 		scm->nfds = 0;
 	}
-	if (scm->pidfd >= 0) {
-		/* scm_pidfd_recv(), last: a pidfd that does not fit is closed */
-		bool fits = msg->msg_controllen - used >= CMSG_LEN(sizeof(int));
-		put_cmsg(msg, &used, SOL_SOCKET, SCM_PIDFD, &scm->pidfd, sizeof(int));
-		if (!fits)
+	if ((pass & USP_PASS_PIDFD) || scm->pidfd >= 0) {
+		/* scm_pidfd_recv(), last: without room for the whole message
+		 * it sets MSG_CTRUNC and writes nothing, even for a message
+		 * that has no sender pid (then it writes nothing either) */
+		if (msg->msg_controllen - used < CMSG_LEN(sizeof(int))) {
+			if (pass & USP_PASS_PIDFD)
+				msg->msg_flags |= MSG_CTRUNC;
+		} else if (scm->pidfd >= 0) {
+			put_cmsg(msg, &used, SOL_SOCKET, SCM_PIDFD, &scm->pidfd, sizeof(int));
+			scm->pidfd = -1;
+		}
+		if (scm->pidfd >= 0)
 			close(scm->pidfd);
 		scm->pidfd = -1;
 	}

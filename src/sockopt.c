@@ -12,9 +12,12 @@
 #include <fcntl.h>
 #include <linux/sockios.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -152,9 +155,52 @@ int usp_getsockopt(int fd, int level, int optname, void *optval,
 	return r;
 }
 
+/* unix_getname() of a socket without a name: the family alone. */
+static int unnamed(struct sockaddr *addr, socklen_t *addrlen)
+{
+	sa_family_t family = AF_UNIX;
+	/* move_addr_to_user()'s order: EFAULT for the length's pointer (one
+	 * into the first page: DESIGN.md, known difference 4), EINVAL for a
+	 * negative length, EFAULT for the address if anything is copied */
+	if ((uintptr_t)addrlen < 4096) {
+		errno = EFAULT;
+		return -1;
+	}
+	if ((int)*addrlen < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (*addrlen && (uintptr_t)addr < 4096) {
+		errno = EFAULT;
+		return -1;
+	}
+	memcpy(addr, &family, *addrlen < sizeof(family) ? *addrlen : sizeof(family));
+	*addrlen = sizeof(family);
+	return 0;
+}
+
 int usp_getsockname(int fd, struct sockaddr *addr, socklen_t *addrlen)
 {
-	return getsockname(fd, addr, addrlen);
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return getsockname(fd, addr, addrlen);
+	bool named = s.type != SOCK_DGRAM || atomic_load(&s.self->maybe_named);
+	usp__put(&s);
+	if (named || (uintptr_t)addr < 4096 || (uintptr_t)addrlen < 4096 || (int)*addrlen < 0)
+		return getsockname(fd, addr, addrlen); /* and the kernel's errors */
+	/* The DGRAM liveness probe (a one-byte send) autobinds a backing
+	 * socket that has SO_PASSCRED set, where the kernel's socket, which
+	 * never sent, has no name: an autobound name ("\0" and five hex
+	 * digits) that no send of the user's gave is not shown. */
+	struct sockaddr_un a;
+	socklen_t len = sizeof(a);
+	if (getsockname(fd, (struct sockaddr *)&a, &len) < 0)
+		return getsockname(fd, addr, addrlen);
+	if (len == offsetof(struct sockaddr_un, sun_path) + 6 && a.sun_path[0] == 0)
+		return unnamed(addr, addrlen);
+	memcpy(addr, &a, *addrlen < len ? *addrlen : len);
+	*addrlen = len;
+	return 0;
 }
 
 int usp_getpeername(int fd, struct sockaddr *addr, socklen_t *addrlen)
@@ -167,13 +213,25 @@ int usp_getpeername(int fd, struct sockaddr *addr, socklen_t *addrlen)
 	 * unnamed peer's name is the same as an unnamed socket's own. */
 	bool refused = s.type == SOCK_DGRAM &&
 		       atomic_load(&s.self->dgram_state) != USP_DGRAM_CONNECTED;
+	bool named = atomic_load(&s.peer->maybe_named);
 	usp__put(&s);
 	if (refused) {
 		errno = ENOTCONN;
 		return -1;
 	}
-	return s.type == SOCK_DGRAM ? getsockname(fd, addr, addrlen)
-				    : getpeername(fd, addr, addrlen);
+	if (s.type == SOCK_DGRAM && named) {
+		/* a peer autobound by a send with SO_PASSCRED has a name */
+		socklen_t len = addrlen ? *addrlen : 0;
+		int saved = errno;
+		if (getpeername(fd, addr, addrlen) == 0)
+			return 0;
+		errno = saved;
+		if (addrlen)
+			*addrlen = len;
+	}
+	/* the peer has no name: the family alone (not our own name, which
+	 * a send with SO_PASSCRED or the liveness probe may have given) */
+	return s.type == SOCK_DGRAM ? unnamed(addr, addrlen) : getpeername(fd, addr, addrlen);
 }
 
 /* unix_shutdown() */

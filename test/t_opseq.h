@@ -52,6 +52,32 @@ enum opseq_kind {
 	OP_SO_ERROR,	/* getsockopt(side, SO_ERROR) */
 	OP_GETPEERNAME,	/* getpeername(side, buffer length chosen by aux % 4) */
 	OP_GETSOCKNAME,	/* getsockname(side, buffer length chosen by aux % 4) */
+	/*
+	 * Ancillary data and batches (see t_opseq.c for the exact encoding):
+	 * OP_SENDMSG_SCM: sendmsg(side, size bytes, flags) with a control
+	 *   buffer: aux bits 0-7 descriptors (0..254), 8-10 layout (one or
+	 *   two SCM_RIGHTS, malformed headers, unknown type, other level,
+	 *   short buffer, rounded-down cmsg_len), 11-12 explicit credentials
+	 *   (none, ours, no such pid, pid 1), 13 credentials first, 14-15 the
+	 *   descriptor pool (files; + the pair's ends; + bad numbers; all),
+	 *   16-31 seed of the descriptor choice and payload.
+	 * OP_RECVMSG_SCM: recvmsg(side, capacity size, flags); aux bits 0-2
+	 *   control buffer (NULL, 0, tiny, exactly fitting, one short, large,
+	 *   CMSG_SPACE(k fds), credentials only), 3-7 its parameter.
+	 * OP_PASSOPT: setsockopt(side, aux & 1 ? SO_PASSPIDFD : SO_PASSCRED,
+	 *   size), then getsockopt of it.
+	 * OP_SENDMMSG: sendmmsg(side, (aux & 7) + 1 entries, flags); entry
+	 *   sizes from size and aux bits 3-5 and 16-31; bit 6: odd entries
+	 *   carry a descriptor; bit 7: entry 0 carries a bad one.
+	 * OP_RECVMMSG: recvmmsg(side, (aux & 7) + 1 entries of capacity size,
+	 *   flags, timeout chosen by aux bits 3-5); bits 6-7: control buffers.
+	 */
+	OP_SENDMSG_SCM,
+	OP_RECVMSG_SCM,
+	OP_PASSOPT,
+	OP_SENDMMSG,
+	OP_RECVMMSG,
+	OP_FDCOUNT,	/* final step only: close both ends, count open descriptors */
 	OP__COUNT
 };
 
@@ -102,6 +128,11 @@ unsigned opseq_shrink(struct opseq *s);
 /* Prints s as C initialisers and both traces (kernel and uspair) up to a
  * few steps past the first divergence. */
 void opseq_print_repro(FILE *f, const struct opseq *s, const char *title);
+
+/* Per operation kind: executed, skipped (would block, known difference)
+ * in the kernel runs of opseq_compare(), and how many received
+ * descriptors or control messages; printed by opseq_print_stats(). */
+void opseq_print_stats(FILE *f);
 
 const char *opseq_op_name(int op);
 const char *opseq_type_name(int type);
