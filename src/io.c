@@ -722,8 +722,9 @@ again:
 			break;
 		}
 		/* manage_oob(): the out-of-band record, where a read meets it
-		 * (not while a peek offset is being skipped, as in Linux) */
-		if (USP_UNLIKELY(rec.oob) && !skip && !skipped_to) {
+		 * first (not on the peek offset's walk, which Linux does after
+		 * manage_oob(), so a skipped byte is not counted in the offset) */
+		if (USP_UNLIKELY(rec.oob) && !skipped_to) {
 			uint64_t oob_cur = atomic_load(&s->self->oob_pos);
 			bool current = oob_cur == rec.pos + 1;
 			if (rec.oob_consumed) {

@@ -324,6 +324,21 @@ static const struct regression regressions[] = {
 		{ OP_PASSOPT, 1, 1, 0, 0x0 },
 		{ OP_SEND, 1, 212960, 0, 0x0 },
 	}, 1 },
+	/* SEQPACKET end of file: no control data (found after the
+	 * ancillary-data merge; fixed) */
+	{ "seqpacket_eof_controllen", SOCK_SEQPACKET, 0, 2, {
+		{ OP_CLOSE, 1, 0, 0, 0x0 },
+		{ OP_RECVMSG, 0, 0, 0, 0x402 },
+	}, 0 },
+	/* STREAM MSG_OOB: the skipped out-of-band byte is not counted in the
+	 * peek offset (manage_oob() runs before the offset's walk; fixed) */
+	{ "stream_oob_peek_offset", SOCK_STREAM, 1, 5, {
+		{ OP_SENDMSG_SCM, 1, 2, MSG_OOB, 0x0 },
+		{ OP_WRITE, 1, 1, 0, 0x0 },
+		{ OP_RECVMSG_SCM, 0, 1, 0, 0x0 },
+		{ OP_PEEK_OFF, 0, 1, 0, 0x0 },
+		{ OP_RECVMSG_SCM, 0, 1, MSG_PEEK, 0x0 },
+	}, 0 },
 	/* a smoke sequence: both directions, a peek, a shutdown */
 	{ "smoke", SOCK_STREAM, 0, 6, {
 		{ OP_SEND, 0, 100, MSG_DONTWAIT, 0x0 },
