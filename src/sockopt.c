@@ -174,7 +174,8 @@ static int unnamed(struct sockaddr *addr, socklen_t *addrlen)
 		errno = EFAULT;
 		return -1;
 	}
-	memcpy(addr, &family, *addrlen < sizeof(family) ? *addrlen : sizeof(family));
+	if (*addrlen)
+		memcpy(addr, &family, *addrlen < sizeof(family) ? *addrlen : sizeof(family));
 	*addrlen = sizeof(family);
 	return 0;
 }
