@@ -522,32 +522,43 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 }
 
 /*
- * Read up to `chunk` bytes of the kernel record rec (STREAM), `used` bytes
- * into it, into the cursor; ancillary data goes to scm.  `skip` of the
- * used bytes are only peeked past (SO_PEEK_OFF), the rest are consumed
- * already.  Caller holds the recv_lock.
+ * Receive `size` payload bytes of the kernel record at the head of our
+ * backing queue into the cursor, after `skip` bytes only peeked past
+ * (SO_PEEK_OFF), preceded by its mark byte when `mark` (the record's first
+ * read); ancillary data goes to scm (scm.c).  For DGRAM and SEQPACKET the
+ * rest of the message is dropped.  Returns the payload bytes received past
+ * skip, or -errno (-EAGAIN: the queue is empty).  Caller holds recv_lock.
  */
-static ssize_t stream_read_kernel(struct usp_sock *s, struct iov_cursor *cur,
-				  bool mark, size_t skip, size_t chunk,
-				  int flags, struct usp_scm_recv *scm)
+static ssize_t read_kernel_part(struct usp_sock *s, struct iov_cursor *cur, bool mark,
+				size_t skip, size_t size, int flags,
+				struct usp_scm_recv *scm)
 {
 	void *skipbuf = NULL;
 	if (skip && !(skipbuf = malloc(skip)))
 		return -ENOMEM;
 	struct iov_slice sl;
-	int r = cursor_slice(cur, chunk, &sl, skipbuf, skip);
+	int r = cursor_slice(cur, size, &sl, skipbuf, skip);
 	if (r < 0) {
 		free(skipbuf);
 		return r;
 	}
-	ssize_t n = usp__kernel_recv(s, sl.iov, sl.cnt, skip + chunk, mark, flags, scm);
+	ssize_t n = usp__kernel_recv(s, sl.iov, sl.cnt, skip + size, mark, flags, scm);
 	slice_free(&sl);
 	free(skipbuf);
+	return n < 0 ? n : n - (ssize_t)skip;
+}
+
+/* STREAM: a published kernel record's part must be there. */
+static ssize_t stream_read_kernel(struct usp_sock *s, struct iov_cursor *cur,
+				  bool mark, size_t skip, size_t chunk,
+				  int flags, struct usp_scm_recv *scm)
+{
+	ssize_t n = read_kernel_part(s, cur, mark, skip, chunk, flags, scm);
 	if (n == -EAGAIN) {
 		usp__pair_corrupt(s->pair); /* published, so it was sent */
 		return -EIO;
 	}
-	return n < 0 ? n : n - (ssize_t)skip;
+	return n;
 }
 
 /* Remove the record at head without counting its bytes as read: what the
@@ -1014,26 +1025,6 @@ out:
 	return err;
 }
 
-/* The kernel part of a DGRAM or SEQPACKET kernel record: `size` bytes
- * after `skip` (SO_PEEK_OFF), the rest of the message dropped. */
-static ssize_t dgram_read_kernel(struct usp_sock *s, struct iov_cursor *cur,
-				 size_t skip, size_t size, int flags,
-				 struct usp_scm_recv *scm)
-{
-	void *skipbuf = NULL;
-	if (skip && !(skipbuf = malloc(skip)))
-		return -ENOMEM;
-	struct iov_slice sl;
-	int r = cursor_slice(cur, size, &sl, skipbuf, skip);
-	if (r < 0) {
-		free(skipbuf);
-		return r;
-	}
-	ssize_t n = usp__kernel_recv(s, sl.iov, sl.cnt, skip + size, true, flags, scm);
-	slice_free(&sl);
-	free(skipbuf);
-	return n;
-}
 
 static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 			     size_t len, int flags)
@@ -1120,7 +1111,7 @@ again:
 	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
 	bool bad_user = size && iov_has_bad(msg->msg_iov, msg->msg_iovlen);
 	if (rec.kernel) {
-		ssize_t n = dgram_read_kernel(s, &cur, skip, bad_user ? 0 : size, flags, &scm);
+		ssize_t n = read_kernel_part(s, &cur, true, skip, bad_user ? 0 : size, flags, &scm);
 		if (n == -EAGAIN && usp__peer_gone(s) && s->type == SOCK_DGRAM) {
 			/* A probe of the dead peer (usp__check_peer) made the
 			 * kernel purge our backing queue: the message is lost
