@@ -183,7 +183,10 @@ struct usp_endpoint {
 	 * then ask getpeername() for the sender's name, as the kernel's
 	 * recvmsg copies the sending socket's address (unix_copy_addr) */
 	_Atomic uint32_t maybe_named;
-	_Atomic int32_t sndbuf;
+	_Atomic int32_t sndbuf;	/* what the ring admits (capped) */
+	/* SO_SNDBUF as the kernel set it for the user; the backing socket's
+	 * own is twice that, room for kernel records' mark bytes (scm.c) */
+	_Atomic int32_t sndbuf_shown;
 	_Atomic int32_t rcvbuf;
 	_Atomic int32_t rcvlowat;
 	_Atomic int32_t peek_off; /* SO_PEEK_OFF; -1 = off; under recv_lock */
@@ -259,6 +262,7 @@ USP_HIDDEN bool usp__find_by_inode(uint64_t ino, struct usp_pair **pair, int *si
 
 /* pair.c */
 USP_HIDDEN int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out);
+USP_HIDDEN void usp__backing_sndbuf(int kfd, struct usp_endpoint *ep, bool force);
 USP_HIDDEN void usp__endpoint_drop_holder(struct usp_shared *shm, int side, int kfd);
 USP_HIDDEN void usp__endpoint_released(struct usp_shared *shm, int side);
 USP_HIDDEN bool usp__peer_gone(struct usp_sock *s);

@@ -96,9 +96,33 @@ int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
 	for (int i = 0; i < 2; i++) {
 		struct stat st;
 		pair->ino[i] = fstat(kernel_sv[i], &st) == 0 ? (uint64_t)st.st_ino : 0;
+		usp__backing_sndbuf(kernel_sv[i], &shm->ep[i], false);
 	}
 	*out = pair;
 	return 0;
+}
+
+/*
+ * The kernel has just set kfd's SO_SNDBUF for the user: remember that
+ * value (getsockopt answers it, the ring admits up to it), then give the
+ * backing socket twice the room, because a kernel record's part (scm.c)
+ * costs the backing socket a mark byte more than the ring charges, which
+ * can be a whole slab step or page of truesize.  Where the kernel's clamp
+ * (net.core.wmem_max) leaves no room, the backing socket keeps what it has.
+ */
+void usp__backing_sndbuf(int kfd, struct usp_endpoint *ep, bool force)
+{
+	int v;
+	socklen_t len = sizeof(v);
+	if (getsockopt(kfd, SOL_SOCKET, SO_SNDBUF, &v, &len) < 0)
+		return;
+	atomic_store(&ep->sndbuf_shown, v);
+	atomic_store(&ep->sndbuf, v > (int)USP_MAX_SNDBUF ? (int)USP_MAX_SNDBUF : v);
+	int saved = errno;
+	/* the kernel doubles what it is given */
+	if (!force || setsockopt(kfd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)) < 0)
+		setsockopt(kfd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+	errno = saved;
 }
 
 void usp__pair_corrupt(struct usp_pair *pair)

@@ -50,8 +50,7 @@ static void mirror_option(struct usp_sock *s, int optname)
 	switch (optname) {
 	case SO_SNDBUF:
 	case SO_SNDBUFFORCE:
-		if (!getsockopt(s->fd, SOL_SOCKET, SO_SNDBUF, &v, &len))
-			atomic_store(&s->self->sndbuf, v > (int)USP_MAX_SNDBUF ? (int)USP_MAX_SNDBUF : v);
+		usp__backing_sndbuf(s->fd, s->self, optname == SO_SNDBUFFORCE);
 		break;
 	case SO_RCVBUF:
 	case SO_RCVBUFFORCE:
@@ -137,6 +136,11 @@ int usp_getsockopt(int fd, int level, int optname, void *optval,
 		return getsockopt(fd, level, optname, optval, optlen);
 	/* The kernel checks optlen and the buffers and writes its value. */
 	int r = getsockopt(fd, level, optname, optval, optlen);
+	if (r == 0 && level == SOL_SOCKET && optname == SO_SNDBUF) {
+		/* the backing socket has twice the room (usp__backing_sndbuf) */
+		int v = atomic_load(&s.self->sndbuf_shown);
+		memcpy(optval, &v, *optlen < sizeof(v) ? *optlen : sizeof(v));
+	}
 	if (r == 0 && level == SOL_SOCKET &&
 	    (optname == SO_ERROR || optname == SO_PEEK_OFF)) {
 		/* state that moves with the data lives in shared memory */

@@ -278,17 +278,14 @@ static const struct regression regressions[] = {
 		{ OP_RECVMMSG, 0, 0, MSG_WAITFORONE, 0x7 },
 	}, 0 },
 	/*
-	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs them): a kernel
-	 * record's part carries one mark byte more than the message through
-	 * the backing socket, whose SO_SNDBUF is the user's.  (1) The
-	 * backing socket's sk_wmem_alloc outgrows the ring's accounting (the
-	 * byte can cost a slab step or a page of truesize: 3776 bytes is
-	 * SKB_MAX_HEAD(0)), so kernel-path sends say EAGAIN early (26
-	 * messages instead of 49 here), and a blocking one polls forever,
-	 * deaf to signals; (2) a SEQPACKET/DGRAM message of exactly
-	 * SO_SNDBUF - 32 bytes is EMSGSIZE.  A fix changes how kernel parts
-	 * are accounted or marked (design).  t_opseq.c avoids both by a rule
-	 * (unfixed_mark_room).
+	 * A kernel record's part carries one mark byte more than the message
+	 * through the backing socket: (1) its sk_wmem_alloc outgrew the
+	 * ring's accounting (the byte can cost a slab step or a page of
+	 * truesize: 3776 bytes is SKB_MAX_HEAD(0)), so kernel-path sends said
+	 * EAGAIN early (26 messages instead of 49 here); (2) a SEQPACKET/DGRAM
+	 * message of exactly SO_SNDBUF - 32 bytes was EMSGSIZE.  Fixed: the
+	 * backing socket gets twice the user's SO_SNDBUF
+	 * (usp__backing_sndbuf), and getsockopt answers the user's.
 	 */
 	{ "kernel_part_mark_fills_backing", SOCK_SEQPACKET, 1, 28, {
 		{ OP_PASSOPT, 0, 1, 0, 0x0 },
@@ -319,11 +316,11 @@ static const struct regression regressions[] = {
 		{ OP_SEND, 0, 3776, 0, 0x0 },
 		{ OP_SEND, 0, 3776, 0, 0x0 },
 		{ OP_SEND, 0, 3776, 0, 0x0 },
-	}, 1 },
+	}, 0 },
 	{ "kernel_part_mark_msgsize", SOCK_SEQPACKET, 0, 2, {
 		{ OP_PASSOPT, 1, 1, 0, 0x0 },
 		{ OP_SEND, 1, 212960, 0, 0x0 },
-	}, 1 },
+	}, 0 },
 	/* SEQPACKET end of file: no control data (found after the
 	 * ancillary-data merge; fixed) */
 	{ "seqpacket_eof_controllen", SOCK_SEQPACKET, 0, 2, {
