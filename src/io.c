@@ -436,6 +436,10 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 		/* a kernel part is one skb: mark byte plus payload (scm.c) */
 		size_t chunk = via_kernel ? usp__stream_chunk(len - sent + 1, sndbuf) - 1
 					  : usp__stream_chunk(len - sent, sndbuf);
+		/* SO_SNDBUF comes from shared memory: a peer that wrote a tiny
+		 * one must not make a chunk empty (or, less the mark, huge) */
+		if (chunk == 0 || chunk > len - sent)
+			chunk = 1;
 		uint64_t tail;
 		unsigned char *payload;
 		int r = -EAGAIN;
@@ -1392,6 +1396,9 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 			if (left == 0)
 				break;
 		}
+		/* out-of-band data: return right away */
+		if (m->msg_hdr.msg_flags & MSG_OOB)
+			break;
 	}
 	if (got && r < 0 && r != -EAGAIN)
 		atomic_store(&s.self->sk_err, (int32_t)-r);

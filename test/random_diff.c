@@ -336,6 +336,13 @@ static const struct regression regressions[] = {
 		{ OP_PEEK_OFF, 0, 1, 0, 0x0 },
 		{ OP_RECVMSG_SCM, 0, 1, MSG_PEEK, 0x0 },
 	}, 0 },
+	/* recvmmsg returns right after an out-of-band entry (found by
+	 * diff_fuzz; fixed) */
+	{ "recvmmsg_oob_returns", SOCK_STREAM, 1, 3, {
+		{ OP_SENDMMSG, 0, 0, MSG_OOB, 0x0 },
+		{ OP_RECVMMSG, 1, 0, MSG_OOB, 0x7 },
+		{ OP_POLL, 1, 0, POLLIN | POLLPRI | POLLOUT, 0x0 },
+	}, 0 },
 	/* a smoke sequence: both directions, a peek, a shutdown */
 	{ "smoke", SOCK_STREAM, 0, 6, {
 		{ OP_SEND, 0, 100, MSG_DONTWAIT, 0x0 },
