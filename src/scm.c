@@ -99,6 +99,31 @@ static int check_creds(const struct ucred *cr)
  * descriptors in all is EINVAL, a descriptor that is not open is EBADF,
  * explicit credentials the kernel does not allow are EPERM or ESRCH.
  */
+/* The next control message at *off (for_each_cmsghdr() with CMSG_OK()):
+ * 1 with its header in *h and *off moved past it, 0 at the end, -EINVAL
+ * for a header whose length does not fit. */
+static int next_cmsg(const struct msghdr *msg, size_t *off, struct cmsghdr *h)
+{
+	const unsigned char *base = msg->msg_control;
+	size_t size = msg->msg_controllen;
+	if (!base || *off + sizeof(struct cmsghdr) > size)
+		return 0;
+	memcpy(h, base + *off, sizeof(*h));
+	if (h->cmsg_len < sizeof(struct cmsghdr) || h->cmsg_len > size - *off)
+		return -EINVAL;
+	*off += CMSG_ALIGN(h->cmsg_len);
+	return 1;
+}
+
+/* Descriptor i of the SCM_RIGHTS message whose header starts at `at`. */
+static int rights_fd(const struct msghdr *msg, size_t at, size_t i)
+{
+	int fd;
+	memcpy(&fd, (const unsigned char *)msg->msg_control + at + CMSG_LEN(0) +
+			    i * sizeof(int), sizeof(fd));
+	return fd;
+}
+
 int usp__scm_check(const struct msghdr *msg, struct usp_scm_send *scm)
 {
 	memset(scm, 0, sizeof(*scm));
@@ -106,13 +131,11 @@ int usp__scm_check(const struct msghdr *msg, struct usp_scm_send *scm)
 		return 0;
 	if (msg->msg_controllen > INT_MAX)
 		return -ENOBUFS;
-	const unsigned char *base = msg->msg_control;
-	size_t size = msg->msg_controllen;
-	for (size_t off = 0; off + sizeof(struct cmsghdr) <= size;) {
-		struct cmsghdr h;
-		memcpy(&h, base + off, sizeof(h));
-		if (h.cmsg_len < sizeof(struct cmsghdr) || h.cmsg_len > size - off)
-			return -EINVAL;
+	struct cmsghdr h;
+	int more;
+	for (size_t off = 0, at = 0; (more = next_cmsg(msg, &off, &h)) != 0; at = off) {
+		if (more < 0)
+			return more;
 		if (h.cmsg_level == SOL_SOCKET) {
 			switch (h.cmsg_type) {
 			case SCM_RIGHTS: {
@@ -120,9 +143,7 @@ int usp__scm_check(const struct msghdr *msg, struct usp_scm_send *scm)
 				if (n > USP_SCM_MAX_FD || scm->nfds + n > USP_SCM_MAX_FD)
 					return -EINVAL;
 				for (size_t i = 0; i < n; i++) {
-					int fd;
-					memcpy(&fd, base + off + CMSG_LEN(0) + i * sizeof(int),
-					       sizeof(fd));
+					int fd = rights_fd(msg, at, i);
 					if (fd < 0 || fcntl(fd, F_GETFD) < 0)
 						return -EBADF;
 				}
@@ -132,7 +153,8 @@ int usp__scm_check(const struct msghdr *msg, struct usp_scm_send *scm)
 			case SCM_CREDENTIALS: {
 				if (h.cmsg_len != CMSG_LEN(sizeof(struct ucred)))
 					return -EINVAL;
-				memcpy(&scm->ucred, base + off + CMSG_LEN(0),
+				memcpy(&scm->ucred,
+				       (const unsigned char *)msg->msg_control + at + CMSG_LEN(0),
 				       sizeof(scm->ucred));
 				scm->creds = true;
 				/* checked here, in the order of the control
@@ -148,7 +170,6 @@ int usp__scm_check(const struct msghdr *msg, struct usp_scm_send *scm)
 				return -EINVAL;
 			}
 		}
-		off += CMSG_ALIGN(h.cmsg_len);
 	}
 	return 0;
 }
@@ -187,32 +208,21 @@ void usp__scm_creds_only(const struct usp_scm_send *scm, unsigned char *buf,
  */
 void usp__scm_hold_endpoints(const struct msghdr *msg, int delta)
 {
-	if (!msg->msg_control || msg->msg_controllen < sizeof(struct cmsghdr))
-		return;
-	const unsigned char *base = msg->msg_control;
-	size_t size = msg->msg_controllen;
-	for (size_t off = 0; off + sizeof(struct cmsghdr) <= size;) {
-		struct cmsghdr h;
-		memcpy(&h, base + off, sizeof(h));
-		if (h.cmsg_len < sizeof(struct cmsghdr) || h.cmsg_len > size - off)
-			return;
-		if (h.cmsg_level == SOL_SOCKET && h.cmsg_type == SCM_RIGHTS) {
-			size_t n = (h.cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			for (size_t i = 0; i < n; i++) {
-				int fd;
-				memcpy(&fd, base + off + CMSG_LEN(0) + i * sizeof(int),
-				       sizeof(fd));
-				struct usp_sock e;
-				if (!usp__lookup(fd, &e))
-					continue;
-				if (delta > 0)
-					atomic_fetch_add(&e.self->holders, 1);
-				else
-					usp__endpoint_drop_holder(e.shm, e.side, -1);
-				usp__put(&e);
-			}
+	struct cmsghdr h;
+	for (size_t off = 0, at = 0; next_cmsg(msg, &off, &h) > 0; at = off) {
+		if (h.cmsg_level != SOL_SOCKET || h.cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (h.cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			struct usp_sock e;
+			if (!usp__lookup(rights_fd(msg, at, i), &e))
+				continue;
+			if (delta > 0)
+				atomic_fetch_add(&e.self->holders, 1);
+			else
+				usp__endpoint_drop_holder(e.shm, e.side, -1);
+			usp__put(&e);
 		}
-		off += CMSG_ALIGN(h.cmsg_len);
 	}
 }
 
