@@ -79,11 +79,8 @@ check runtests: all
 # benchmark regression check (ratios against the kernel, generous bounds),
 # then the fuzzers in CHECK_FUZZERS for a short while (CHECK_FUZZ_BUDGET
 # seconds in all, split between them, at most FUZZ_SECONDS each).
-# diff_fuzz is left out until the divergence it found on the kernel-record
-# send path is fixed (fuzz/known-divergences/, issue 4); `make fuzz-run`
-# runs every fuzzer.
-CHECK_FUZZ_BUDGET ?= 120
-CHECK_FUZZERS ?= $(FUZZ_BUILD)/region_fuzz
+CHECK_FUZZ_BUDGET ?= 160
+CHECK_FUZZERS ?= $(FUZZ_BUILD)/diff_fuzz $(FUZZ_BUILD)/region_fuzz
 check-all:
 	$(MAKE) check
 	$(MAKE) check SAN=address,undefined

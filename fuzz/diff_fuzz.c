@@ -9,6 +9,7 @@
  * Build it as the project's fuzz target does (the command is in the line
  * comments below this block: it holds glob patterns), then run
  *   build-fuzz/diff_fuzz -max_total_time=60 fuzz/corpus/diff_fuzz
+ * DIFF_FUZZ_NO_SHRINK=1 prints a divergence without shrinking it first.
  */
 // clang -g -O1 -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE
 //   -pthread -Iinclude -Isrc -Itest fuzz/diff_fuzz.c test/t_*.c src/*.c
@@ -16,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "t_opseq.h"
 
@@ -41,9 +43,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (!opseq_compare(&s, &where, NULL))
 		return 0;
-	fprintf(stderr, "diff_fuzz: divergence at step %d of %d; shrinking\n", where + 1,
-		s.nops);
-	opseq_shrink(&s);
+	fprintf(stderr, "diff_fuzz: divergence at step %d of %d%s\n", where + 1, s.nops,
+		getenv("DIFF_FUZZ_NO_SHRINK") ? "" : "; shrinking");
+	/* DIFF_FUZZ_NO_SHRINK=1 prints the sequence as decoded: for inputs
+	 * whose shrinking itself hangs or takes long */
+	if (!getenv("DIFF_FUZZ_NO_SHRINK"))
+		opseq_shrink(&s);
 	opseq_print_repro(stderr, &s, "diff_fuzz");
 	fflush(stderr);
 	__builtin_trap();

@@ -262,7 +262,7 @@ USP_HIDDEN bool usp__find_by_inode(uint64_t ino, struct usp_pair **pair, int *si
 
 /* pair.c */
 USP_HIDDEN int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out);
-USP_HIDDEN void usp__backing_sndbuf(int kfd, struct usp_endpoint *ep, bool force);
+USP_HIDDEN void usp__backing_sndbuf(int kfd, struct usp_endpoint *ep);
 USP_HIDDEN void usp__endpoint_drop_holder(struct usp_shared *shm, int side, int kfd);
 USP_HIDDEN void usp__endpoint_released(struct usp_shared *shm, int side);
 USP_HIDDEN bool usp__peer_gone(struct usp_sock *s);

@@ -15,6 +15,7 @@
  *     every USP_LIVENESS_NS on the fast path.
  * Either source calls usp__endpoint_released(), which acts once.
  */
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,7 +97,7 @@ int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
 	for (int i = 0; i < 2; i++) {
 		struct stat st;
 		pair->ino[i] = fstat(kernel_sv[i], &st) == 0 ? (uint64_t)st.st_ino : 0;
-		usp__backing_sndbuf(kernel_sv[i], &shm->ep[i], false);
+		usp__backing_sndbuf(kernel_sv[i], &shm->ep[i]);
 	}
 	*out = pair;
 	return 0;
@@ -104,13 +105,22 @@ int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
 
 /*
  * The kernel has just set kfd's SO_SNDBUF for the user: remember that
- * value (getsockopt answers it, the ring admits up to it), then give the
- * backing socket twice the room, because a kernel record's part (scm.c)
- * costs the backing socket a mark byte more than the ring charges, which
- * can be a whole slab step or page of truesize.  Where the kernel's clamp
- * (net.core.wmem_max) leaves no room, the backing socket keeps what it has.
+ * value S (getsockopt answers it, the ring admits up to it), then give the
+ * backing socket room for 2*S + USP_BACKING_SLACK.  Why: the ring charges
+ * a kernel record what the kernel pair would (truesize of len bytes), but
+ * its part (scm.c) costs the backing socket a mark byte more, which can
+ * be a whole slab step or page of truesize, nearly doubling it; and the
+ * backing socket also pays for the wake tokens and the DGRAM liveness
+ * probe that sit unread in the peer's queue (at most a few, wait.c).  The
+ * kernel admits a send while the charge is below the buffer, so the
+ * backing socket never refuses what the ring admitted as long as it has
+ * that much.  SO_SNDBUFFORCE gets it where the caller is privileged;
+ * otherwise net.core.wmem_max clamps it (docs/DESIGN.md, known
+ * differences).  The kernel doubles what it is given.
  */
-void usp__backing_sndbuf(int kfd, struct usp_endpoint *ep, bool force)
+#define USP_BACKING_SLACK 8192
+
+void usp__backing_sndbuf(int kfd, struct usp_endpoint *ep)
 {
 	int v;
 	socklen_t len = sizeof(v);
@@ -119,9 +129,16 @@ void usp__backing_sndbuf(int kfd, struct usp_endpoint *ep, bool force)
 	atomic_store(&ep->sndbuf_shown, v);
 	atomic_store(&ep->sndbuf, v > (int)USP_MAX_SNDBUF ? (int)USP_MAX_SNDBUF : v);
 	int saved = errno;
-	/* the kernel doubles what it is given */
-	if (!force || setsockopt(kfd, SOL_SOCKET, SO_SNDBUFFORCE, &v, sizeof(v)) < 0)
-		setsockopt(kfd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+	int want = v > INT_MAX / 2 - USP_BACKING_SLACK ? INT_MAX / 2
+						       : v + USP_BACKING_SLACK / 2;
+	/* one refused SO_SNDBUFFORCE (EPERM) says it for the process */
+	static _Atomic bool force_refused;
+	if (atomic_load_explicit(&force_refused, memory_order_relaxed) ||
+	    setsockopt(kfd, SOL_SOCKET, SO_SNDBUFFORCE, &want, sizeof(want)) < 0) {
+		if (errno == EPERM)
+			atomic_store_explicit(&force_refused, true, memory_order_relaxed);
+		setsockopt(kfd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want));
+	}
 	errno = saved;
 }
 

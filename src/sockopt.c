@@ -50,7 +50,7 @@ static void mirror_option(struct usp_sock *s, int optname)
 	switch (optname) {
 	case SO_SNDBUF:
 	case SO_SNDBUFFORCE:
-		usp__backing_sndbuf(s->fd, s->self, optname == SO_SNDBUFFORCE);
+		usp__backing_sndbuf(s->fd, s->self);
 		break;
 	case SO_RCVBUF:
 	case SO_RCVBUFFORCE:
@@ -137,7 +137,7 @@ int usp_getsockopt(int fd, int level, int optname, void *optval,
 	/* The kernel checks optlen and the buffers and writes its value. */
 	int r = getsockopt(fd, level, optname, optval, optlen);
 	if (r == 0 && level == SOL_SOCKET && optname == SO_SNDBUF) {
-		/* the backing socket has twice the room (usp__backing_sndbuf) */
+		/* the backing socket has more room (usp__backing_sndbuf) */
 		int v = atomic_load(&s.self->sndbuf_shown);
 		memcpy(optval, &v, *optlen < sizeof(v) ? *optlen : sizeof(v));
 	}
