@@ -153,15 +153,18 @@ struct usp_ring {
  *    issues a seq_cst fence (W1) and reads `sleepers`; the sleeper's
  *    increment is seq_cst (S1).  W1/S1 form a Dekker pair: either the waker
  *    sees the sleeper, or the sleeper's re-check sees the change.
- *  - A poller (usp_poll) sets poll_armed before sleeping in the kernel's
- *    poll() on the backing socket; a waker that clears poll_armed sends one
- *    token byte through the kernel pair so that poll() returns.
+ *  - A poller (usp_poll) counts itself in `pollers` (seq_cst, like S1)
+ *    before sleeping in the kernel's poll() on the backing socket; a waker
+ *    that sees pollers and sets token_sent (0 -> 1) sends one token byte
+ *    through the kernel pair so that poll() returns; whoever consumes the
+ *    tokens clears token_sent (scm.c skip_tokens).
  */
 struct usp_endpoint {
 	/* wake state: written only by sleepers and pollers */
 	_Alignas(USP_CACHELINE) _Atomic uint32_t event_seq; /* futex word */
 	_Atomic uint32_t sleepers;
-	_Atomic uint32_t poll_armed;
+	_Atomic uint32_t pollers;    /* usp_poll calls that may sleep */
+	_Atomic uint32_t token_sent; /* a wake token is on its way */
 	/* socket state: written rarely, read on every call */
 	_Alignas(USP_CACHELINE) _Atomic uint32_t state; /* USP_EP_OPEN/GONE */
 	_Atomic uint32_t shutdown; /* USP_*_SHUTDOWN bits of this socket */

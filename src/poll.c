@@ -2,13 +2,18 @@
  * usp_poll(): readiness of uspair endpoints computed from shared memory,
  * merged with the kernel's answer for every other descriptor.
  *
- * To sleep, a poller arms each uspair endpoint (poll_armed), re-computes
- * the masks, and sleeps in the kernel's poll() with each endpoint's backing
- * socket asked for POLLIN.  A waker that finds poll_armed set sends one
- * token byte through the kernel pair (see wait.c), which makes that
- * backing socket readable; the poller drains tokens when it wakes.  A peer
- * that is released shows up as the backing socket's POLLHUP, which the
- * kernel reports at once, whatever the reason of the release.
+ * To sleep, a poller counts itself in each uspair endpoint's `pollers`
+ * (seq_cst, pairs with W1 in usp__wake_endpoint), re-computes the masks,
+ * and sleeps in the kernel's poll() with each endpoint's backing socket
+ * asked for POLLIN.  A waker that sees pollers and wins `token_sent` sends
+ * one token byte through the kernel pair (wait.c), which makes that
+ * backing socket readable; whoever consumes tokens clears token_sent
+ * (scm.c skip_tokens), so at most one token is on its way per endpoint and
+ * tokens never pile up in a queue nobody drains.  The poller holds a
+ * reference on each pair it counted itself in, and leaves every count
+ * before it returns, ready or not.  A peer that is released shows up as
+ * the backing socket's POLLHUP, which the kernel reports at once, whatever
+ * the reason of the release.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -54,8 +59,7 @@ short usp__poll_mask(struct usp_sock *s, short events)
 }
 
 /* Fill revents of every uspair entry; returns how many are ready. */
-static int scan_uspair(struct pollfd *fds, nfds_t nfds, const unsigned char *is_usp,
-		       bool arm)
+static int scan_uspair(struct pollfd *fds, nfds_t nfds, const unsigned char *is_usp)
 {
 	int ready = 0;
 	for (nfds_t i = 0; i < nfds; i++) {
@@ -67,8 +71,6 @@ static int scan_uspair(struct pollfd *fds, nfds_t nfds, const unsigned char *is_
 			ready++;
 			continue;
 		}
-		if (arm) /* S1-like: pairs with W1 in usp__wake_endpoint */
-			atomic_store(&s.self->poll_armed, 1);
 		usp__check_peer(&s, false);
 		fds[i].revents = usp__poll_mask(&s, fds[i].events);
 		if (fds[i].revents)
@@ -78,12 +80,41 @@ static int scan_uspair(struct pollfd *fds, nfds_t nfds, const unsigned char *is_
 	return ready;
 }
 
+/* Count this poller in every uspair endpoint of the set (S1-like: pairs
+ * with W1 in usp__wake_endpoint), keeping a reference on its pair in
+ * armed[i] so that disarm() can leave the count even if the descriptor is
+ * closed meanwhile.  An entry listed twice is counted twice. */
+static void arm(const struct pollfd *fds, nfds_t nfds, const unsigned char *is_usp,
+		struct usp_sock *armed)
+{
+	for (nfds_t i = 0; i < nfds; i++) {
+		armed[i].pair = NULL;
+		if (!is_usp[i] || !usp__lookup(fds[i].fd, &armed[i]))
+			continue;
+		atomic_fetch_add(&armed[i].self->pollers, 1);
+	}
+}
+
+static void disarm(nfds_t nfds, struct usp_sock *armed)
+{
+	for (nfds_t i = 0; i < nfds; i++) {
+		if (!armed[i].pair)
+			continue;
+		/* the count is in shared memory a hostile peer can write:
+		 * never take it below zero */
+		uint32_t n = atomic_load_explicit(&armed[i].self->pollers, memory_order_relaxed);
+		while (n && !atomic_compare_exchange_weak(&armed[i].self->pollers, &n, n - 1))
+			;
+		usp__put(&armed[i]);
+	}
+}
+
 int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
 	if (!fds)
 		return poll(fds, nfds, timeout); /* the kernel's EFAULT/EINVAL */
-	unsigned char small[64];
-	unsigned char *is_usp = nfds <= 64 ? small : calloc(nfds, 1);
+	unsigned char is_usp_small[64];
+	unsigned char *is_usp = nfds <= 64 ? is_usp_small : calloc(nfds, 1);
 	if (!is_usp) {
 		errno = ENOMEM;
 		return -1;
@@ -94,27 +125,47 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 		n_usp += is_usp[i];
 	}
 	if (n_usp == 0) {
-		if (is_usp != small)
+		if (is_usp != is_usp_small)
 			free(is_usp);
 		return poll(fds, nfds, timeout);
 	}
-	struct pollfd kfds_small[64];
-	struct pollfd *kfds = nfds <= 64 ? kfds_small : calloc(nfds, sizeof(*kfds));
-	if (!kfds) {
-		if (is_usp != small)
+	/* a poll that will not sleep (timeout 0) does not arm: no wake token
+	 * is wanted for it */
+	int result = scan_uspair(fds, nfds, is_usp);
+	if (result && n_usp == nfds) {
+		if (is_usp != is_usp_small)
+			free(is_usp);
+		return result;
+	}
+	struct pollfd kfds_small[16];
+	struct usp_sock armed_small[16];
+	struct pollfd *kfds = nfds <= 16 ? kfds_small : calloc(nfds, sizeof(*kfds));
+	struct usp_sock *armed = nfds <= 16 ? armed_small : calloc(nfds, sizeof(*armed));
+	if (!kfds || !armed) {
+		if (kfds != kfds_small)
+			free(kfds);
+		if (armed != armed_small)
+			free(armed);
+		if (is_usp != is_usp_small)
 			free(is_usp);
 		errno = ENOMEM;
 		return -1;
 	}
+	bool armed_any = false;
 	int64_t deadline = timeout > 0 ? usp__now_ns() + (int64_t)timeout * 1000000 : 0;
-	int result;
+	int ready = result;
 	for (;;) {
-		/* a poll that will not sleep (timeout 0) asks for no wake
-		 * token: an armed endpoint that nobody polls any more gets one
-		 * from the next waker, which then sits in the backing queue
-		 * and takes room from the peer's kernel records (SO_SNDBUF) */
-		int ready = scan_uspair(fds, nfds, is_usp, timeout != 0);
-		bool only_uspair_ready = n_usp == nfds && ready;
+		if (!ready && timeout != 0 && !armed_any) {
+			/* about to sleep: arm, then look again (the Dekker
+			 * pairing with the wakers' W1) */
+			arm(fds, nfds, is_usp, armed);
+			armed_any = true;
+			ready = scan_uspair(fds, nfds, is_usp);
+		}
+		if (ready && n_usp == nfds) {
+			result = ready;
+			break;
+		}
 		int slice = 0;
 		if (!ready) {
 			if (timeout < 0)
@@ -125,10 +176,6 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 				if (slice > POLL_SLICE_MS)
 					slice = POLL_SLICE_MS;
 			}
-		}
-		if (only_uspair_ready) {
-			result = ready;
-			break;
 		}
 		for (nfds_t i = 0; i < nfds; i++) {
 			kfds[i].fd = fds[i].fd;
@@ -161,7 +208,7 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 				usp__check_peer(&s, true);
 			usp__put(&s);
 		}
-		ready = scan_uspair(fds, nfds, is_usp, false);
+		ready = scan_uspair(fds, nfds, is_usp);
 		for (nfds_t i = 0; i < nfds; i++)
 			if (!is_usp[i] && fds[i].revents)
 				ready++;
@@ -171,9 +218,13 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 			break;
 		}
 	}
+	if (armed_any)
+		disarm(nfds, armed);
 	if (kfds != kfds_small)
 		free(kfds);
-	if (is_usp != small)
+	if (armed != armed_small)
+		free(armed);
+	if (is_usp != is_usp_small)
 		free(is_usp);
 	return result;
 }

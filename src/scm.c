@@ -340,6 +340,7 @@ static int skip_tokens(struct usp_sock *s)
 {
 	int saved = errno;
 	int result = 0;
+	bool consumed = false;
 	if (s->type == SOCK_STREAM) {
 		/* the rest of a kernel part read in part is at the head: its
 		 * next payload byte may well look like a token */
@@ -355,6 +356,7 @@ static int skip_tokens(struct usp_sock *s)
 				n++;
 			if (n && recv(s->fd, buf, n, MSG_DONTWAIT) != (ssize_t)n)
 				break;
+			consumed |= n > 0;
 			if (n < (size_t)r) {
 				result = 1;
 				break;
@@ -383,8 +385,15 @@ static int skip_tokens(struct usp_sock *s)
 			}
 			if (recv(s->fd, &c, 1, MSG_DONTWAIT) != 1)
 				break;
+			consumed = true;
 		}
 	}
+	/* after consuming: a waker that saw the flag still set meanwhile
+	 * relied on a token we ate, and the poller it meant to wake sleeps
+	 * until its 40 ms slice ends (poll.c; before would let a token sent
+	 * in between be eaten with the flag left set, which no one clears) */
+	if (consumed)
+		atomic_store(&s->self->token_sent, 0);
 	errno = saved;
 	return result;
 }

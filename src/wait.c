@@ -15,10 +15,13 @@
  * sleeper's re-check sees the change; a bump between the sleeper's read of
  * event_seq and its futex_wait makes the wait return at once.
  *
- * Pollers (poll.c) use poll_armed the same way, but sleep in the kernel's
- * poll() on the backing socket; the waker that clears poll_armed sends one
+ * Pollers (poll.c) count themselves in `pollers` the same way (seq_cst,
+ * pairs with W1), but sleep in the kernel's poll() on the backing socket.
+ * A waker that sees pollers and turns token_sent from 0 to 1 sends one
  * token byte through the kernel pair (token_fd is the descriptor whose
- * kernel peer is the endpoint to wake).
+ * kernel peer is the endpoint to wake); whoever consumes tokens clears
+ * token_sent afterwards (scm.c skip_tokens), so one token at most is on
+ * its way and wakers do not pay a send each while it is.
  *
  * A peer that died without releasing its endpoint cannot wake a sleeper;
  * the watchdog thread (watchdog.c) asks the kernel about it every 40 ms,
@@ -84,10 +87,10 @@ void usp__wake_endpoint(struct usp_endpoint *ep, int token_fd)
 		atomic_fetch_add(&ep->event_seq, 1);
 		futex_wake_all(&ep->event_seq);
 	}
-	if (token_fd >= 0 &&
-	    atomic_load_explicit(&ep->poll_armed, memory_order_relaxed) &&
-	    atomic_exchange(&ep->poll_armed, 0))
-		usp__send_token(token_fd, 0);
+	if (token_fd >= 0 && atomic_load_explicit(&ep->pollers, memory_order_relaxed) &&
+	    !atomic_load_explicit(&ep->token_sent, memory_order_relaxed) &&
+	    !atomic_exchange(&ep->token_sent, 1) && usp__send_token(token_fd, 0) < 0)
+		atomic_store(&ep->token_sent, 0); /* none is on its way */
 }
 
 void usp__wait_init(struct usp_wait *w, int64_t timeo_us)

@@ -6,6 +6,12 @@
  * another thread by a send, a drain, a shutdown and a close; and usp_poll
  * on a mixed array of uspair descriptors, kernel descriptors (a pipe),
  * negative and closed descriptors.  Compared between kernel and uspair.
+ *
+ * uspair only (the kernel pair has no wake tokens): an event loop whose
+ * polls find data ready, or sleep and are woken, leaves at most one wake
+ * token in the backing queue, however long it runs (a poller that stays
+ * counted after it returned made every later send pay a token that nobody
+ * drained, until the backing send buffer filled).
  */
 #include "t_helpers.h"
 
@@ -14,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
+
+#include <linux/sockios.h>
 
 #define ALL_EVENTS (POLLIN | POLLOUT | POLLRDHUP | POLLPRI)
 #define NORMAL_EVENTS (POLLRDNORM | POLLRDBAND | POLLWRNORM | POLLWRBAND)
@@ -340,6 +349,80 @@ static void scenario_duplicates(struct t_ctx *c)
 	t_poll1(c, d, ALL_EVENTS);
 }
 
+/* ---- uspair only: wake tokens stay bounded ---- */
+
+/* What the backing socket of `fd` has sent and the peer not yet read
+ * (the kernel's SIOCOUTQ, asked directly: usp_ioctl would answer for the
+ * ring); only wake tokens travel there in these loops. */
+static int backing_outq(int fd)
+{
+	int v = -1;
+	if (ioctl(fd, SIOCOUTQ, &v) < 0)
+		t_fail("SIOCOUTQ: %s", strerror(errno));
+	return v;
+}
+
+struct loop_sender {
+	int fd, rounds;
+};
+
+static void *send_rounds(void *arg)
+{
+	struct loop_sender *ls = arg;
+	for (int i = 0; i < ls->rounds; i++) {
+		t_sleep_ms(1);
+		if (usp_send(ls->fd, "x", 1, MSG_NOSIGNAL) != 1)
+			t_fail("tokens: send: %s", strerror(errno));
+	}
+	return NULL;
+}
+
+static void check_tokens(int type)
+{
+	int sv[2];
+	char c;
+	if (t_make_pair(T_USPAIR, type, sv) < 0) {
+		t_fail("tokens: socketpair: %s", strerror(errno));
+		return;
+	}
+	/* one truesize of a one-byte skb is under 1 KiB; two tokens may be
+	 * on their way in a race, the DGRAM liveness probe is one more */
+	const int limit = 3 * 1024;
+	struct pollfd p = { .fd = sv[1], .events = POLLIN };
+	for (int i = 0; i < 300; i++) {
+		if (usp_send(sv[0], "x", 1, 0) != 1 || usp_poll(&p, 1, -1) != 1 ||
+		    usp_recv(sv[1], &c, 1, 0) != 1) {
+			t_fail("tokens (%s, ready loop) round %d: %s", t_type_name(type), i,
+			       strerror(errno));
+			break;
+		}
+	}
+	int q = backing_outq(sv[0]);
+	if (q > limit)
+		t_fail("tokens (%s): %d bytes of wake tokens queued after 300 polls that "
+		       "found data ready", t_type_name(type), q);
+	pthread_t th;
+	struct loop_sender ls = { sv[0], 50 };
+	t_thread_start(&th, send_rounds, &ls);
+	for (int i = 0; i < ls.rounds; i++) {
+		if (usp_poll(&p, 1, 5000) != 1 || usp_recv(sv[1], &c, 1, 0) != 1) {
+			t_fail("tokens (%s, sleeping loop) round %d: %s", t_type_name(type), i,
+			       strerror(errno));
+			break;
+		}
+	}
+	t_thread_join(th);
+	for (int i = 0; i < 300; i++)
+		if (usp_send(sv[0], "x", 1, 0) != 1 || usp_recv(sv[1], &c, 1, 0) != 1)
+			t_fail("tokens: unpolled round %d: %s", i, strerror(errno));
+	q = backing_outq(sv[0]);
+	if (q > limit)
+		t_fail("tokens (%s): %d bytes of wake tokens queued after a poller slept "
+		       "and 300 sends nobody polled for", t_type_name(type), q);
+	usp_close(sv[0]);
+	usp_close(sv[1]);
+}
+
 int main(void)
 {
 	static const int no = 0, yes = 1;
@@ -353,5 +436,8 @@ int main(void)
 	t_compare_matrix("wakeups", scenario_wakeups, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("mixed_array", scenario_mixed_array, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("duplicates", scenario_duplicates, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS, NULL);
+	check_tokens(SOCK_STREAM);
+	check_tokens(SOCK_SEQPACKET);
+	check_tokens(SOCK_DGRAM);
 	return t_finish();
 }
