@@ -190,6 +190,7 @@ struct usp_endpoint {
 	/* SO_SNDBUF as the kernel set it for the user; the backing socket's
 	 * own is twice that, room for kernel records' mark bytes (scm.c) */
 	_Atomic int32_t sndbuf_shown;
+	_Atomic uint32_t backing_sized; /* usp__backing_ready() has run */
 	_Atomic int32_t rcvbuf;
 	_Atomic int32_t rcvlowat;
 	_Atomic int32_t peek_off; /* SO_PEEK_OFF; -1 = off; under recv_lock */
@@ -205,9 +206,6 @@ struct usp_shared {
 	uint64_t magic;
 	uint32_t type; /* SOCK_STREAM, SOCK_SEQPACKET or SOCK_DGRAM */
 	uint32_t corrupt;
-	pid_t creator_pid;
-	uid_t creator_uid;
-	gid_t creator_gid;
 	struct usp_endpoint ep[2];
 	struct usp_ring ring[2];
 };
@@ -232,11 +230,15 @@ struct usp_pair {
 	 * it with usp__lookup) */
 	_Atomic int fd_hint[2];
 	/* inode of each side's backing socket: how a descriptor received
-	 * through SCM_RIGHTS is recognised as one of this pair's ends */
-	uint64_t ino[2];
+	 * through SCM_RIGHTS is recognised as one of this pair's ends; 0
+	 * until usp__note_inode() looks it up */
+	_Atomic uint64_t ino[2];
 	/* this process has seen the region corrupt: sticky, because the
 	 * shared flag can be cleared again by the peer that broke it */
 	_Atomic uint32_t corrupt;
+	/* usp__fork_gen when the region was mapped: no fork since means no
+	 * other process can see it, so it may be cached (pair.c) */
+	uint64_t fork_gen;
 };
 
 /* What a looked-up descriptor refers to; holds one ref on pair. */
@@ -254,6 +256,7 @@ struct usp_sock {
 
 /* fdtable.c */
 USP_HIDDEN bool usp__lookup(int fd, struct usp_sock *s);
+USP_HIDDEN void usp__note_inode(struct usp_pair *pair, int side, int fd);
 USP_HIDDEN void usp__put(struct usp_sock *s);
 USP_HIDDEN int usp__install(int fd, struct usp_pair *pair, int side);
 USP_HIDDEN int usp__install_dup(struct usp_sock *s, int newfd);
@@ -265,7 +268,13 @@ USP_HIDDEN bool usp__find_by_inode(uint64_t ino, struct usp_pair **pair, int *si
 
 /* pair.c */
 USP_HIDDEN int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out);
+USP_HIDDEN void usp__region_release(struct usp_pair *pair);
+USP_HIDDEN void usp__region_cache_atfork_child(void);
+USP_HIDDEN bool usp__region_cached(const void *mem);
+USP_HIDDEN int usp__region_cache_count(void);
+USP_HIDDEN extern _Atomic uint64_t usp__fork_gen; /* forks seen, parent or child */
 USP_HIDDEN void usp__backing_sndbuf(int kfd, struct usp_endpoint *ep);
+USP_HIDDEN void usp__backing_ready(struct usp_sock *s);
 USP_HIDDEN void usp__endpoint_drop_holder(struct usp_shared *shm, int side, int kfd);
 USP_HIDDEN void usp__endpoint_released(struct usp_shared *shm, int side);
 USP_HIDDEN bool usp__peer_gone(struct usp_sock *s);
@@ -280,6 +289,7 @@ USP_HIDDEN uint32_t usp__dgram_truesize(size_t len);
 USP_HIDDEN size_t usp__stream_chunk(size_t remaining, int sndbuf);
 USP_HIDDEN uint32_t usp__stream_truesize(size_t chunk);
 USP_HIDDEN int usp__default_sndbuf(void);
+USP_HIDDEN int usp__default_sndbuf_shown(void);
 USP_HIDDEN int usp__default_rcvbuf(void);
 
 /* ring.c */

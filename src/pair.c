@@ -58,6 +58,7 @@ static void endpoint_init(struct usp_endpoint *ep)
 {
 	atomic_init(&ep->holders, 1);
 	atomic_init(&ep->sndbuf, usp__default_sndbuf());
+	atomic_init(&ep->sndbuf_shown, usp__default_sndbuf_shown());
 	atomic_init(&ep->rcvbuf, usp__default_rcvbuf());
 	atomic_init(&ep->rcvlowat, 1);
 	atomic_init(&ep->peek_off, -1);
@@ -65,28 +66,130 @@ static void endpoint_init(struct usp_endpoint *ep)
 	usp__lock_init(&ep->recv_lock);
 }
 
-int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
+/*
+ * The region cache.  Mapping a fresh 64 MiB shared region and unmapping it
+ * costs far more than the kernel's whole socketpair()+close() on these
+ * machines (page-table and shmem teardown), so a region whose pair is gone
+ * is kept for the next usp_socketpair() of the process.  Only a region no
+ * other process can see may be kept: one created by this process with no
+ * fork since (usp__fork_gen, bumped in both parent and child).  Regions
+ * already in the cache at a fork stay usable by the parent; the child must
+ * not use them (the parent will), so the child's copy of the cache is
+ * stale (cache_epoch, bumped in the child only) and unmapped lazily.
+ * Protected by cache_lock; never touched by a signal handler.
+ */
+#define USP_REGION_CACHE 16
+_Atomic uint64_t usp__fork_gen;
+static uint64_t cache_epoch;
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+	void *mem;
+	uint64_t epoch;
+} region_cache[USP_REGION_CACHE];
+static int region_cache_n;
+
+void usp__region_cache_atfork_child(void)
 {
-	struct usp_pair *pair = calloc(1, sizeof(*pair));
-	if (!pair)
-		return -ENOMEM;
+	pthread_mutex_init(&cache_lock, NULL);
+	cache_epoch++;
+}
+
+static void *region_take(void)
+{
+	void *stale[USP_REGION_CACHE];
+	int n_stale = 0;
+	void *mem = NULL;
+	pthread_mutex_lock(&cache_lock);
+	while (region_cache_n > 0 && !mem) {
+		region_cache_n--;
+		if (region_cache[region_cache_n].epoch == cache_epoch)
+			mem = region_cache[region_cache_n].mem;
+		else
+			stale[n_stale++] = region_cache[region_cache_n].mem;
+	}
+	pthread_mutex_unlock(&cache_lock);
+	for (int i = 0; i < n_stale; i++)
+		munmap(stale[i], USP_REGION_BYTES);
+	if (mem) {
+		/* the socket state starts from zero as in a fresh mapping; ring
+		 * bytes are always written before they are read */
+		memset(mem, 0, sizeof(struct usp_shared));
+		return mem;
+	}
 	/* MAP_SHARED|MAP_ANONYMOUS: shared with every child forked later,
 	 * needs no descriptor (so RLIMIT_NOFILE counts exactly what the
 	 * kernel's socketpair would), leaves no file behind, and is freed by
 	 * the kernel when the last process unmaps it or exits.  Pages are
 	 * allocated only when touched. */
-	void *mem = mmap(NULL, USP_REGION_BYTES, PROT_READ | PROT_WRITE,
-			 MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (mem == MAP_FAILED) {
+	mem = mmap(NULL, USP_REGION_BYTES, PROT_READ | PROT_WRITE,
+		   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return mem == MAP_FAILED ? NULL : mem;
+}
+
+/* For the tests' leak checks: is this region idle in the cache, and how
+ * many are? */
+bool usp__region_cached(const void *mem)
+{
+	bool found = false;
+	pthread_mutex_lock(&cache_lock);
+	for (int i = 0; i < region_cache_n; i++)
+		found |= region_cache[i].mem == mem;
+	pthread_mutex_unlock(&cache_lock);
+	return found;
+}
+
+int usp__region_cache_count(void)
+{
+	pthread_mutex_lock(&cache_lock);
+	int n = region_cache_n;
+	pthread_mutex_unlock(&cache_lock);
+	return n;
+}
+
+/* The last reference of this process to pair is gone. */
+void usp__region_release(struct usp_pair *pair)
+{
+	struct usp_shared *shm = pair->shm;
+	bool keep = pair->fork_gen == atomic_load(&usp__fork_gen);
+	if (keep) {
+		/* give back the pages of a ring that grew past its hot part
+		 * (bulk transfers); a small pair keeps a few pages resident */
+		for (int i = 0; i < 2; i++)
+			if (atomic_load_explicit(&shm->ring[i].tail, memory_order_relaxed) >
+			    USP_RING_HOT_BYTES)
+				madvise((unsigned char *)shm + USP_DATA_OFFSET +
+						(size_t)i * USP_RING_BYTES + USP_RING_HOT_BYTES,
+					USP_RING_BYTES - USP_RING_HOT_BYTES, MADV_REMOVE);
+		pthread_mutex_lock(&cache_lock);
+		keep = region_cache_n < USP_REGION_CACHE;
+		if (keep) {
+			region_cache[region_cache_n].mem = shm;
+			region_cache[region_cache_n].epoch = cache_epoch;
+			region_cache_n++;
+		}
+		pthread_mutex_unlock(&cache_lock);
+	}
+	if (!keep)
+		munmap(shm, USP_REGION_BYTES);
+	free(pair);
+}
+
+int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
+{
+	struct usp_pair *pair = calloc(1, sizeof(*pair));
+	if (!pair)
+		return -ENOMEM;
+	/* read before the region exists: a fork from here on makes it
+	 * visible to the child, so it must not be cached */
+	pair->fork_gen = atomic_load(&usp__fork_gen);
+	void *mem = region_take();
+	if (!mem) {
 		free(pair);
 		return -ENOMEM;
 	}
 	struct usp_shared *shm = mem;
 	shm->magic = USP_MAGIC;
 	shm->type = (uint32_t)type;
-	shm->creator_pid = getpid();
-	shm->creator_uid = geteuid();
-	shm->creator_gid = getegid();
 	endpoint_init(&shm->ep[0]);
 	endpoint_init(&shm->ep[1]);
 	pair->shm = shm;
@@ -94,43 +197,43 @@ int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
 	atomic_init(&pair->refs, 2); /* one per table entry */
 	for (int i = 0; i < 2; i++)
 		atomic_init(&pair->spin_ns[i], 20000);
-	for (int i = 0; i < 2; i++) {
-		struct stat st;
-		pair->ino[i] = fstat(kernel_sv[i], &st) == 0 ? (uint64_t)st.st_ino : 0;
-		usp__backing_sndbuf(kernel_sv[i], &shm->ep[i]);
-	}
+	/* nothing more to ask the kernel: the backing sockets get their room
+	 * at the first kernel record (usp__backing_ready), and their inodes
+	 * are looked up when an end may be received (usp__pair_inodes) */
+	(void)kernel_sv;
 	*out = pair;
 	return 0;
 }
 
 /*
- * The kernel has just set kfd's SO_SNDBUF for the user: remember that
- * value S (getsockopt answers it, the ring admits up to it), then give the
- * backing socket room for 2*S + USP_BACKING_SLACK.  Why: the ring charges
- * a kernel record what the kernel pair would (truesize of len bytes), but
- * its part (scm.c) costs the backing socket a mark byte more, which can
- * be a whole slab step or page of truesize, nearly doubling it; and the
- * backing socket also pays for the wake tokens and the DGRAM liveness
- * probe that sit unread in the peer's queue (at most a few, wait.c).  The
- * kernel admits a send while the charge is below the buffer, so the
- * backing socket never refuses what the ring admitted as long as it has
- * that much.  SO_SNDBUFFORCE gets it where the caller is privileged;
- * otherwise net.core.wmem_max clamps it (docs/DESIGN.md, known
+ * Room in the backing socket for kernel records.  The user's SO_SNDBUF S
+ * (what getsockopt answers and the ring admits up to) is kept in shared
+ * memory; the backing socket gets 2*S + USP_BACKING_SLACK.  Why: the ring
+ * charges a kernel record what the kernel pair would (truesize of len
+ * bytes), but its part (scm.c) costs the backing socket a mark byte more,
+ * which can be a whole slab step or page of truesize, nearly doubling it;
+ * and the backing socket also pays for the wake tokens and the DGRAM
+ * liveness probe that sit unread in the peer's queue (at most a few,
+ * wait.c).  The kernel admits a send while the charge is below the buffer,
+ * so the backing socket never refuses what the ring admitted as long as
+ * it has that much.  SO_SNDBUFFORCE gets it where the caller is
+ * privileged; otherwise net.core.wmem_max clamps it (docs/DESIGN.md, known
  * differences).  The kernel doubles what it is given.
+ *
+ * Sized lazily, at the first kernel record an endpoint sends, because most
+ * pairs never send one and socketpair() should cost what the kernel's
+ * does; and again after every SO_SNDBUF.  Both run under the endpoint's
+ * send_lock, so a resize never overtakes the user's newer SO_SNDBUF.
  */
 #define USP_BACKING_SLACK 8192
 
-void usp__backing_sndbuf(int kfd, struct usp_endpoint *ep)
+static void size_backing(int kfd, int shown)
 {
-	int v;
-	socklen_t len = sizeof(v);
-	if (getsockopt(kfd, SOL_SOCKET, SO_SNDBUF, &v, &len) < 0)
-		return;
-	atomic_store(&ep->sndbuf_shown, v);
-	atomic_store(&ep->sndbuf, v > (int)USP_MAX_SNDBUF ? (int)USP_MAX_SNDBUF : v);
+	if (shown < 0)
+		shown = 0; /* the value lives where the peer can write it */
+	int want = shown > INT_MAX / 2 - USP_BACKING_SLACK ? INT_MAX / 2
+							   : shown + USP_BACKING_SLACK / 2;
 	int saved = errno;
-	int want = v > INT_MAX / 2 - USP_BACKING_SLACK ? INT_MAX / 2
-						       : v + USP_BACKING_SLACK / 2;
 	/* one refused SO_SNDBUFFORCE (EPERM) says it for the process */
 	static _Atomic bool force_refused;
 	if (atomic_load_explicit(&force_refused, memory_order_relaxed) ||
@@ -140,6 +243,29 @@ void usp__backing_sndbuf(int kfd, struct usp_endpoint *ep)
 		setsockopt(kfd, SOL_SOCKET, SO_SNDBUF, &want, sizeof(want));
 	}
 	errno = saved;
+}
+
+/* The kernel has just set kfd's SO_SNDBUF for the user.  Caller holds
+ * ep's send_lock. */
+void usp__backing_sndbuf(int kfd, struct usp_endpoint *ep)
+{
+	int v;
+	socklen_t len = sizeof(v);
+	if (getsockopt(kfd, SOL_SOCKET, SO_SNDBUF, &v, &len) < 0)
+		return;
+	atomic_store(&ep->sndbuf_shown, v);
+	atomic_store(&ep->sndbuf, v > (int)USP_MAX_SNDBUF ? (int)USP_MAX_SNDBUF : v);
+	size_backing(kfd, v);
+	atomic_store(&ep->backing_sized, 1);
+}
+
+/* Before a kernel record's part is sent.  Caller holds s's send_lock. */
+void usp__backing_ready(struct usp_sock *s)
+{
+	if (USP_LIKELY(atomic_load_explicit(&s->self->backing_sized, memory_order_relaxed)))
+		return;
+	size_backing(s->fd, atomic_load(&s->self->sndbuf_shown));
+	atomic_store(&s->self->backing_sized, 1);
 }
 
 void usp__pair_corrupt(struct usp_pair *pair)

@@ -215,10 +215,13 @@ void usp__scm_hold_endpoints(const struct msghdr *msg, int delta)
 		size_t n = (h.cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (size_t i = 0; i < n; i++) {
 			struct usp_sock e;
-			if (!usp__lookup(rights_fd(msg, at, i), &e))
+			int fd = rights_fd(msg, at, i);
+			if (!usp__lookup(fd, &e))
 				continue;
-			if (delta > 0)
+			if (delta > 0) {
+				usp__note_inode(e.pair, e.side, fd); /* adopt_fd finds it */
 				atomic_fetch_add(&e.self->holders, 1);
+			}
 			else
 				usp__endpoint_drop_holder(e.shm, e.side, -1);
 			usp__put(&e);
@@ -308,6 +311,7 @@ ssize_t usp__kernel_send(struct usp_sock *s, const struct iovec *iov,
 		total += iov[i].iov_len;
 	unsigned char mark = USP_MARK_BYTE;
 	struct marked_iov m;
+	usp__backing_ready(s);
 	int r = marked_iov_init(&m, &mark, 1, iov, iovcnt, total, true);
 	if (r < 0)
 		return r;

@@ -65,10 +65,17 @@ int usp_socketpair(int domain, int type, int protocol, int sv[2])
 		sv[1] = k[1];
 		return 0;
 	}
-	int real_type;
-	socklen_t len = sizeof(real_type);
-	if (getsockopt(k[0], SOL_SOCKET, SO_TYPE, &real_type, &len) < 0)
-		real_type = type & 0xf;
+	/* the kernel accepted the type: unix_create() keeps STREAM,
+	 * SEQPACKET and DGRAM and makes SOCK_RAW a DGRAM socket; ask it
+	 * about anything else */
+	int real_type = type & 0xf;
+	if (real_type == SOCK_RAW)
+		real_type = SOCK_DGRAM;
+	if (real_type != SOCK_STREAM && real_type != SOCK_SEQPACKET && real_type != SOCK_DGRAM) {
+		socklen_t len = sizeof(real_type);
+		if (getsockopt(k[0], SOL_SOCKET, SO_TYPE, &real_type, &len) < 0)
+			real_type = type & 0xf;
+	}
 	struct usp_pair *pair;
 	int r = usp__pair_create(real_type, k, &pair);
 	if (r < 0)

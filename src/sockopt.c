@@ -116,9 +116,20 @@ int usp_setsockopt(int fd, int level, int optname, const void *optval,
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return setsockopt(fd, level, optname, optval, optlen);
+	/* the backing socket's room is resized under the send_lock (pair.c
+	 * usp__backing_ready), after the user's value is set */
+	bool sndbuf = level == SOL_SOCKET && (optname == SO_SNDBUF || optname == SO_SNDBUFFORCE);
+	if (sndbuf)
+		usp__lock(&s.self->send_lock);
 	int r = setsockopt(fd, level, optname, optval, optlen);
-	if (r == 0 && level == SOL_SOCKET) {
+	if (r == 0 && level == SOL_SOCKET)
 		mirror_option(&s, optname);
+	if (sndbuf) {
+		int saved = errno;
+		usp__unlock(&s.self->send_lock);
+		errno = saved;
+	}
+	if (r == 0 && level == SOL_SOCKET) {
 		/* a larger buffer may unblock a sender */
 		usp__wake_endpoint(s.self, -1);
 	}

@@ -116,6 +116,14 @@ int usp__default_sndbuf(void)
 	return v > USP_MAX_SNDBUF ? (int)USP_MAX_SNDBUF : (int)v;
 }
 
+/* The SO_SNDBUF a new socket answers (sock_init_data()). */
+int usp__default_sndbuf_shown(void)
+{
+	long v = cached_sysctl(&wmem_default_cache,
+			       "/proc/sys/net/core/wmem_default", 212992);
+	return v > INT32_MAX ? INT32_MAX : (int)v;
+}
+
 int usp__default_rcvbuf(void)
 {
 	long v = cached_sysctl(&rmem_default_cache,

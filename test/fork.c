@@ -15,6 +15,11 @@
  *   does not end the parent's.
  * - exec: with SOCK_CLOEXEC the exec closes the endpoint and the peer sees
  *   the end; without it, the endpoint stays alive until the process ends.
+ * - uspair only, the region cache (src/pair.c): a pair's region that a
+ *   forked child can still see is never reused by the parent, and a region
+ *   idle in the parent's cache at fork is reused by the parent only, never
+ *   by the child; both sides check every byte of their own traffic while
+ *   the other runs.
  */
 #include "t_helpers.h"
 
@@ -475,6 +480,76 @@ static void scenario_exec(struct t_ctx *c)
 	t_send(c, c->b, "z", 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+/* ---- uspair only: the region cache across fork ---- */
+
+int usp__region_cache_count(void); /* internal (src/pair.c), for this check */
+
+/* n messages from sv[0] to sv[1] and back, every byte checked; 0 if all
+ * arrived intact. */
+static int self_traffic(int sv[2], int n, unsigned seed)
+{
+	char out[200], in[256];
+	for (int i = 0; i < n; i++) {
+		size_t len = 1 + (seed + (unsigned)i * 7919u) % sizeof(out);
+		for (size_t k = 0; k < len; k++)
+			out[k] = (char)(seed + (unsigned)i + k);
+		if (usp_send(sv[0], out, len, 0) != (ssize_t)len ||
+		    usp_recv(sv[1], in, sizeof(in), 0) != (ssize_t)len || memcmp(in, out, len) ||
+		    usp_send(sv[1], out, len, 0) != (ssize_t)len ||
+		    usp_recv(sv[0], in, sizeof(in), 0) != (ssize_t)len || memcmp(in, out, len))
+			return -1;
+	}
+	return 0;
+}
+
+static void check_region_cache(int type)
+{
+	const char *tn = t_type_name(type);
+	int p[2], q[2];
+	/* 1. a region the child still uses is not cached by the parent */
+	if (usp_socketpair(AF_UNIX, type, 0, p) < 0) {
+		t_fail("region cache %s: socketpair: %s", tn, strerror(errno));
+		return;
+	}
+	pid_t child = fork();
+	if (child == 0) {
+		alarm(20);
+		t_sleep_ms(20); /* the parent closes its copies and makes q */
+		_exit(self_traffic(p, 3000, 11) == 0 ? 0 : 1);
+	}
+	int cached = usp__region_cache_count();
+	usp_close(p[0]);
+	usp_close(p[1]);
+	if (usp__region_cache_count() != cached)
+		t_fail("region cache %s: the parent cached a region its child still uses", tn);
+	if (usp_socketpair(AF_UNIX, type, 0, q) < 0 || self_traffic(q, 3000, 29) != 0)
+		t_fail("region cache %s: the parent's new pair lost or garbled data", tn);
+	int status;
+	if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status))
+		t_fail("region cache %s: the child's pair lost or garbled data", tn);
+	usp_close(q[0]);
+	usp_close(q[1]);
+
+	/* 2. a region idle in the cache at fork is the parent's alone */
+	if (usp__region_cache_count() == 0)
+		t_fail("region cache %s: a closed pair's region was not cached", tn);
+	child = fork();
+	if (child == 0) {
+		alarm(20);
+		int c[2];
+		int bad = usp_socketpair(AF_UNIX, type, 0, c) < 0 || self_traffic(c, 3000, 47) != 0;
+		/* the stale entries inherited from the parent are gone */
+		bad |= usp__region_cache_count() != 0;
+		_exit(bad);
+	}
+	if (usp_socketpair(AF_UNIX, type, 0, q) < 0 || self_traffic(q, 3000, 53) != 0)
+		t_fail("region cache %s: the parent's pair from the cache lost or garbled data", tn);
+	if (waitpid(child, &status, 0) != child || !WIFEXITED(status) || WEXITSTATUS(status))
+		t_fail("region cache %s: the child reused a cached region or lost data", tn);
+	usp_close(q[0]);
+	usp_close(q[1]);
+}
+
 int main(void)
 {
 	static const int no = 0, yes = 1;
@@ -516,5 +591,8 @@ int main(void)
 	} else {
 		t_note("%s not found: exec scenarios not run", sleep_program);
 	}
+	check_region_cache(SOCK_STREAM);
+	check_region_cache(SOCK_SEQPACKET);
+	check_region_cache(SOCK_DGRAM);
 	return t_finish();
 }
