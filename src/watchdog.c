@@ -50,16 +50,38 @@ static void check_slot(struct watch_slot *w)
 	usp__put(&s);
 }
 
+/*
+ * The thread ticks every USP_WATCH_NS while anyone sleeps and for
+ * USP_WATCH_IDLE_TICKS more after the last sleeper left, then parks on
+ * watch_cond.  A new sleeper signals it only when it is parked: a process
+ * whose threads go to sleep and wake thousands of times a second (a
+ * sleeping reader) would otherwise pay a thread wake-up, a context switch
+ * on a small machine, for every sleep.  A sleeper registered while the
+ * thread ticks is checked at the next tick, within USP_WATCH_NS.
+ */
+#define USP_WATCH_IDLE_TICKS 25
+static bool watchdog_parked;
+
 static void *watchdog_main(void *arg)
 {
 	(void)arg;
+	unsigned idle = 0;
 	pthread_mutex_lock(&watch_lock);
 	for (;;) {
-		while (n_active == 0)
-			pthread_cond_wait(&watch_cond, &watch_lock);
-		for (size_t i = 0; i < n_slots; i++)
-			if (slots[i].pair)
-				check_slot(&slots[i]);
+		if (n_active == 0 && idle >= USP_WATCH_IDLE_TICKS) {
+			watchdog_parked = true;
+			while (n_active == 0)
+				pthread_cond_wait(&watch_cond, &watch_lock);
+			watchdog_parked = false;
+		}
+		if (n_active) {
+			idle = 0;
+			for (size_t i = 0; i < n_slots; i++)
+				if (slots[i].pair)
+					check_slot(&slots[i]);
+		} else {
+			idle++;
+		}
 		pthread_mutex_unlock(&watch_lock);
 		struct timespec tick = {0, USP_WATCH_NS};
 		nanosleep(&tick, NULL);
@@ -119,7 +141,7 @@ bool usp__watch_begin(struct usp_sock *s)
 	if (ok && free_slot) {
 		atomic_fetch_add(&s->pair->refs, 1);
 		*free_slot = (struct watch_slot){s->pair, s->side, s->fd, 1};
-		if (n_active++ == 0)
+		if (n_active++ == 0 && watchdog_parked)
 			pthread_cond_signal(&watch_cond);
 	}
 	pthread_mutex_unlock(&watch_lock);
@@ -159,4 +181,5 @@ void usp__watch_atfork_child(void)
 	}
 	n_active = 0;
 	watchdog_running = false;
+	watchdog_parked = false;
 }
