@@ -225,6 +225,8 @@ struct usp_pair {
 	_Atomic int refs;	/* table entries + calls in progress */
 	/* per side: adaptive spin budget and last kernel liveness check */
 	_Atomic int64_t spin_ns[2];
+	/* this side's last publish woke a sleeping peer (wait.c) */
+	_Atomic bool woke_peer[2];
 	_Atomic int64_t last_check_ns[2];
 	/* a descriptor of each side in this process, if any (a hint: check
 	 * it with usp__lookup) */
@@ -317,7 +319,8 @@ USP_HIDDEN bool usp__ring_empty(struct usp_ring *r);
 
 /* wait.c */
 USP_HIDDEN int64_t usp__now_ns(void);
-USP_HIDDEN void usp__wake_endpoint(struct usp_endpoint *ep, int token_fd);
+/* true when it woke a futex sleeper */
+USP_HIDDEN bool usp__wake_endpoint(struct usp_endpoint *ep, int token_fd);
 struct usp_wait {
 	int64_t deadline_ns; /* 0: none */
 	bool spun;

@@ -268,7 +268,9 @@ static void publish(struct usp_sock *s, uint64_t tail, uint32_t len,
 			      atomic_load_explicit(&q->bytes_in, memory_order_relaxed) + len,
 			      memory_order_relaxed);
 	atomic_store_explicit(&q->tail, tail, memory_order_release); /* P1 */
-	usp__wake_endpoint(s->peer, s->fd);
+	bool woke = usp__wake_endpoint(s->peer, s->fd);
+	if (woke != atomic_load_explicit(&s->pair->woke_peer[s->side], memory_order_relaxed))
+		atomic_store_explicit(&s->pair->woke_peer[s->side], woke, memory_order_relaxed);
 }
 
 /* Consume the record at head (C2: pairs with P2 in the sender). */
