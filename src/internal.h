@@ -256,6 +256,16 @@ struct usp_sock {
 	int type;
 };
 
+/* Public calls return -1 and errno; internals return -errno. */
+static inline ssize_t usp__ret_errno(ssize_t r)
+{
+	if (r < 0) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
 /* fdtable.c */
 USP_HIDDEN bool usp__lookup(int fd, struct usp_sock *s);
 USP_HIDDEN void usp__note_inode(struct usp_pair *pair, int side, int fd);

@@ -1236,15 +1236,6 @@ ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg, int flags)
 
 /* ---- public calls ---------------------------------------------------- */
 
-static ssize_t ret_errno(ssize_t r)
-{
-	if (r < 0) {
-		errno = (int)-r;
-		return -1;
-	}
-	return r;
-}
-
 /* MSG_CMSG_COMPAT (bit 31) is the kernel's own; __sys_sendmsg() and
  * __sys_recvmsg() refuse it from a native caller before anything else. */
 #define USP_MSG_CMSG_COMPAT ((int)0x80000000u)
@@ -1260,7 +1251,7 @@ ssize_t usp_sendmsg(int fd, const struct msghdr *msg, int flags)
 		return sendmsg(fd, msg, flags);
 	ssize_t r = bad_ptr(msg) ? -EFAULT : usp__sendmsg(&s, msg, flags);
 	usp__put(&s);
-	return ret_errno(r);
+	return usp__ret_errno(r);
 }
 
 /* ____sys_recvmsg(): the caller's msghdr is written only on success, and
@@ -1304,7 +1295,7 @@ ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags)
 		return recvmsg(fd, msg, flags);
 	ssize_t r = recvmsg_user(&s, msg, flags);
 	usp__put(&s);
-	return ret_errno(r);
+	return usp__ret_errno(r);
 }
 
 /* __sys_sendmmsg(): one sendmsg per entry until one fails or sends only
@@ -1421,7 +1412,7 @@ ssize_t usp_send(int fd, const void *buf, size_t len, int flags)
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t r = usp__sendmsg(&s, &msg, flags);
 	usp__put(&s);
-	return ret_errno(r);
+	return usp__ret_errno(r);
 }
 
 ssize_t usp_recv(int fd, void *buf, size_t len, int flags)
@@ -1433,7 +1424,7 @@ ssize_t usp_recv(int fd, void *buf, size_t len, int flags)
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t r = usp__recvmsg(&s, &msg, flags);
 	usp__put(&s);
-	return ret_errno(r);
+	return usp__ret_errno(r);
 }
 
 ssize_t usp_sendto(int fd, const void *buf, size_t len, int flags,
@@ -1455,7 +1446,7 @@ ssize_t usp_sendto(int fd, const void *buf, size_t len, int flags,
 			     .msg_namelen = dest_addr ? addrlen : 0};
 	ssize_t r = usp__sendmsg(&s, &msg, flags);
 	usp__put(&s);
-	return ret_errno(r);
+	return usp__ret_errno(r);
 }
 
 ssize_t usp_recvfrom(int fd, void *buf, size_t len, int flags,
@@ -1486,7 +1477,7 @@ ssize_t usp_recvfrom(int fd, void *buf, size_t len, int flags,
 			*addrlen = msg.msg_namelen;
 		}
 	}
-	return ret_errno(r);
+	return usp__ret_errno(r);
 }
 
 ssize_t usp_write(int fd, const void *buf, size_t count)
@@ -1498,7 +1489,7 @@ ssize_t usp_write(int fd, const void *buf, size_t count)
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t r = usp__sendmsg(&s, &msg, 0);
 	usp__put(&s);
-	return ret_errno(r);
+	return usp__ret_errno(r);
 }
 
 ssize_t usp_read(int fd, void *buf, size_t count)
@@ -1514,7 +1505,7 @@ ssize_t usp_read(int fd, void *buf, size_t count)
 		r = usp__recvmsg(&s, &msg, 0);
 	}
 	usp__put(&s);
-	return ret_errno(r);
+	return usp__ret_errno(r);
 }
 
 /* readv/writev: the checks of do_readv/do_writev, then a recvmsg or
@@ -1542,7 +1533,7 @@ ssize_t usp_writev(int fd, const struct iovec *iov, int iovcnt)
 		return writev(fd, iov, iovcnt);
 	ssize_t r = vectored_io(&s, iov, iovcnt, true);
 	usp__put(&s);
-	return ret_errno(r);
+	return usp__ret_errno(r);
 }
 
 ssize_t usp_readv(int fd, const struct iovec *iov, int iovcnt)
@@ -1552,5 +1543,5 @@ ssize_t usp_readv(int fd, const struct iovec *iov, int iovcnt)
 		return readv(fd, iov, iovcnt);
 	ssize_t r = vectored_io(&s, iov, iovcnt, false);
 	usp__put(&s);
-	return ret_errno(r);
+	return usp__ret_errno(r);
 }

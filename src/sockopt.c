@@ -22,15 +22,6 @@
 
 #include "internal.h"
 
-static int ret_errno(int r)
-{
-	if (r < 0) {
-		errno = -r;
-		return -1;
-	}
-	return r;
-}
-
 static int64_t timeval_us(const struct timeval *tv)
 {
 	/* the kernel keeps timeouts up to MAX_SCHEDULE_TIMEOUT jiffies, far
@@ -275,7 +266,7 @@ int usp_shutdown(int fd, int how)
 	usp__wake_endpoint(s.peer, s.fd);
 out:
 	usp__put(&s);
-	return ret_errno(r);
+	return usp__ret_errno(r);
 }
 
 static int queue_len_in(struct usp_sock *s)
