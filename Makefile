@@ -55,7 +55,7 @@ SHLIB := $(BUILD)/libuspair.so.$(VERSION)
 STLIB := $(BUILD)/libuspair.a
 
 .PHONY: all lib tests tools check runtests check-all check-install bench install uninstall clean \
-	fuzz fuzz-run
+	fuzz fuzz-run hotpath
 all: lib tests tools
 lib: $(SHLIB) $(STLIB)
 tests: $(TEST_BINS)
@@ -103,6 +103,11 @@ check-all:
 	$(BUILD)/uspair bench --check
 	$(MAKE) fuzz-run FUZZ_TOTAL_SECONDS=$(CHECK_FUZZ_BUDGET) FUZZ_RUN="$(CHECK_FUZZERS)" \
 		FUZZ_SECONDS=$(CHECK_FUZZ_BUDGET)
+
+# Instructions per one-byte send+recv round (callgrind): the repeatable
+# measure for hot-path work.
+hotpath: lib
+	BUILD=$(BUILD) CC=$(CC) bash scripts/hotpath.sh
 
 # libFuzzer targets: every fuzz/NAME.c becomes build-fuzz/NAME, built with
 # clang from the library sources directly (not from $(BUILD)), together

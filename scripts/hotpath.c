@@ -1,0 +1,38 @@
+/*
+ * hotpath: N one-byte send+recv rounds on one uspair pair in one thread,
+ * for counting instructions with callgrind (`make hotpath`), which is
+ * repeatable where timings on a shared machine are not.
+ *   hotpath [ROUNDS [stream|seqpacket|dgram]]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <uspair.h>
+
+int main(int argc, char **argv)
+{
+	long rounds = argc > 1 ? atol(argv[1]) : 400000;
+	int type = SOCK_STREAM;
+	if (argc > 2 && strcmp(argv[2], "seqpacket") == 0)
+		type = SOCK_SEQPACKET;
+	else if (argc > 2 && strcmp(argv[2], "dgram") == 0)
+		type = SOCK_DGRAM;
+	int sv[2];
+	if (usp_socketpair(AF_UNIX, type, 0, sv) < 0) {
+		perror("usp_socketpair");
+		return 1;
+	}
+	char out = 'x', in;
+	for (long i = 0; i < rounds; i++) {
+		if (usp_send(sv[0], &out, 1, 0) != 1 || usp_recv(sv[1], &in, 1, 0) != 1 ||
+		    in != out) {
+			perror("round");
+			return 1;
+		}
+	}
+	usp_close(sv[0]);
+	usp_close(sv[1]);
+	return 0;
+}
