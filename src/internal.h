@@ -62,6 +62,10 @@
  * MSG_OOB (the skb's length is then 0, but it stays queued until a normal
  * read passes it, as in Linux) */
 #define USP_REC_OOB 4u
+/* Or'ed into the kind by the receiver (under its recv_lock) when a
+ * MSG_PEEK returns an empty SEQPACKET/DGRAM record: the kernel's
+ * skb->peeked, which makes a later peek at a peek offset skip it. */
+#define USP_REC_PEEKED 0x100u
 #define USP_OOB_SPAN 8u
 
 struct usp_rec_hdr {
@@ -313,8 +317,10 @@ struct usp_rec {
 	bool kernel;		   /* USP_REC_KERNEL */
 	bool oob;		   /* USP_REC_OOB */
 	bool oob_consumed;	   /* ... already read with MSG_OOB */
+	bool peeked;		   /* USP_REC_PEEKED */
 	struct usp_kernel_meta meta;
 };
+USP_HIDDEN void usp__ring_mark_peeked(unsigned char *data, const struct usp_rec *rec);
 USP_HIDDEN int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 			      unsigned char *data, uint64_t pos, uint64_t tail,
 			      struct usp_rec *rec);

@@ -1062,10 +1062,14 @@ again:
 		/* __skb_try_recv_from_queue(): a peek offset skips whole
 		 * messages, then starts inside the one it lands in */
 		skip = peek_skip(s, flags);
+		/* a peek at an offset (SO_PEEK_OFF set, even to 0) also skips
+		 * an empty message an earlier peek returned (skb->peeked) */
+		bool peek_at_off = (flags & MSG_PEEK) &&
+				   atomic_load_explicit(&s->self->peek_off, memory_order_relaxed) >= 0;
 		kernel_skipped = false;
 		int r;
 		while ((r = usp__ring_peek(s->pair, s->rxq, s->rxdata, pos, tail, &rec)) == 0 &&
-		       skip && skip >= rec.len) {
+		       peek_at_off && skip >= rec.len && (skip || rec.peeked)) {
 			skip -= rec.len;
 			kernel_skipped |= rec.kernel;
 			pos = rec.next;
@@ -1107,6 +1111,8 @@ again:
 			goto out;
 		}
 	}
+	if ((flags & MSG_PEEK) && rec.len == 0 && !rec.peeked)
+		usp__ring_mark_peeked(s->rxdata, &rec);
 	size_t size = rec.len - skip;
 	msg->msg_flags = flags & MSG_CMSG_CLOEXEC;
 	if (size > len) {

@@ -309,6 +309,7 @@ void usp__endpoint_released(struct usp_shared *shm, int side)
 			const unsigned char *p = data + (head & USP_RING_MASK);
 			struct usp_rec_hdr h;
 			memcpy(&h, p, sizeof(h));
+			h.kind &= ~USP_REC_PEEKED;
 			if (h.kind == USP_REC_DATA && h.len == 0 && span == USP_REC_HDR)
 				unread = false;
 			/* a kernel record: header and its meta block */

@@ -17,6 +17,7 @@
  * poll and FIONREAD, without it, reading only); usp__ring_reserve runs
  * under the producer's send_lock.  See struct usp_ring for the ordering.
  */
+#include <stddef.h>
 #include <string.h>
 
 #include "internal.h"
@@ -39,6 +40,15 @@ bool usp__ring_empty(struct usp_ring *r)
 	return (int64_t)(t - h) <= 0;
 }
 
+/* Mark a record peeked (USP_REC_PEEKED).  Caller holds the consumer's
+ * recv_lock; rec came from usp__ring_peek, so its header is in bounds. */
+void usp__ring_mark_peeked(unsigned char *data, const struct usp_rec *rec)
+{
+	uint32_t *kind = (uint32_t *)(data + (rec->pos & USP_RING_MASK) +
+				      offsetof(struct usp_rec_hdr, kind));
+	__atomic_fetch_or(kind, USP_REC_PEEKED, __ATOMIC_RELAXED);
+}
+
 int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 		   unsigned char *data, uint64_t pos, uint64_t tail,
 		   struct usp_rec *rec)
@@ -52,6 +62,8 @@ int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 			goto corrupt;
 		struct usp_rec_hdr h;
 		memcpy(&h, data + off, sizeof(h));
+		bool peeked = h.kind & USP_REC_PEEKED;
+		h.kind &= ~USP_REC_PEEKED;
 		if (h.kind == USP_REC_WRAP) {
 			pos += USP_RING_BYTES - off;
 			continue;
@@ -70,6 +82,7 @@ int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 		rec->kernel = h.kind == USP_REC_KERNEL;
 		rec->oob = h.kind == USP_REC_OOB;
 		rec->oob_consumed = rec->oob && __atomic_load_n(rec->data + 1, __ATOMIC_RELAXED);
+		rec->peeked = peeked;
 		if (USP_UNLIKELY(rec->kernel)) {
 			memcpy(&rec->meta, rec->data, sizeof(rec->meta));
 			rec->data = NULL;

@@ -122,20 +122,16 @@ static const struct regression regressions[] = {
 		{ OP_SETSOCKOPT, 0, 0, 0, 0x0 },
 		{ OP_SENDMSG, 0, 6153, 0, 0x0 },
 	}, 0 },
-	/*
-	 * NOT FIXED (disabled; RANDOM_DIFF_UNFIXED=1 runs it): with SO_PEEK_OFF
-	 * enabled, Linux skips a zero-length SEQPACKET/DGRAM message that an
-	 * earlier MSG_PEEK returned (skb->peeked in __skb_try_recv_from_queue);
-	 * uspair returns it again.  A fix needs a per-record "peeked" mark in
-	 * the shared ring, a format change.  t_opseq.c avoids it by a rule.
-	 */
+	/* with SO_PEEK_OFF enabled, Linux skips a zero-length SEQPACKET/DGRAM
+	 * message that an earlier MSG_PEEK returned (skb->peeked in
+	 * __skb_try_recv_from_queue); fixed with a per-record peeked mark */
 	{ "peeked_empty_record", SOCK_SEQPACKET, 0, 5, {
 		{ OP_PEEK_OFF, 1, 0, 0, 0x0 },
 		{ OP_SEND, 0, 0, 0, 0x0 },
 		{ OP_WRITEV, 0, 1, 0, 0x0 },
 		{ OP_RECVMSG, 1, 0, MSG_PEEK, 0x0 },
 		{ OP_RECVFROM, 1, 1, MSG_PEEK, 0x0 },
-	}, 1 },
+	}, 0 },
 	/* explicit credentials are checked where __scm_send() meets them:
 	 * a bad pid before a bad descriptor that follows it (fixed) */
 	{ "scm_creds_checked_before_bad_fd", SOCK_STREAM, 0, 1, {
@@ -371,7 +367,6 @@ static int run_regressions(int unfixed)
 		const struct regression *g = &regressions[i];
 		if (g->disabled != unfixed)
 			continue;
-		opseq_avoid_unfixed = !unfixed;
 		struct opseq s;
 		memset(&s, 0, sizeof(s));
 		s.type = g->type;
@@ -388,7 +383,6 @@ static int run_regressions(int unfixed)
 			opseq_print_repro(stdout, &s, g->name);
 		}
 	}
-	opseq_avoid_unfixed = 1;
 	return bad;
 }
 

@@ -540,7 +540,6 @@ struct run_state {
 	int closed[2];
 	int nb[2];	  /* O_NONBLOCK as set by this sequence (results compared) */
 	int peek_set[2];  /* SO_PEEK_OFF was set successfully once */
-	int empty_sent_to[2]; /* a send to this side returned 0 (an empty record) */
 	/* ancillary data (all from compared results, so the same in both runs) */
 	int pass[2];	  /* bit 0 SO_PASSCRED, bit 1 SO_PASSPIDFD set on this end */
 	int krec_to[2];	  /* kernel records (ancillary data) that may be queued at this end */
@@ -548,24 +547,6 @@ struct run_state {
 	struct stat end_st[2]; /* what the two ends are (dev, ino) */
 	int fd_base;	  /* open descriptors before the pair was made */
 };
-
-/*
- * Unfixed uspair bug, avoided here by an explicit rule (see the disabled
- * "peeked_empty_record" entry in test/random_diff.c): with SO_PEEK_OFF
- * enabled, Linux's __skb_try_recv_from_queue() skips a zero-length
- * SEQPACKET/DGRAM skb that an earlier MSG_PEEK already returned
- * (skb->peeked); uspair has no per-record peeked mark and returns it again.
- * While opseq_avoid_unfixed is set, a MSG_PEEK receive on a side that has
- * SO_PEEK_OFF set and was sent an empty record is skipped as a known
- * difference.
- */
-int opseq_avoid_unfixed = 1;
-
-static int unfixed_peeked_empty(const struct run_state *st, int side, int flags)
-{
-	return opseq_avoid_unfixed && st->type != SOCK_STREAM && (flags & MSG_PEEK) &&
-	       st->peek_set[side] && st->empty_sent_to[side];
-}
 
 static int query_int_ioctl(int fd, unsigned long req)
 {
@@ -740,20 +721,6 @@ static int kd_stream_big(const struct run_state *st, int side, int has_scm,
 	if (sndbuf <= 0)
 		return 1;
 	return max >= (size_t)stream_skb_cap(sndbuf);
-}
-
-/*
- * Formerly an unfixed uspair bug avoided here: a kernel record's mark byte
- * made the backing socket's buffer fill before the ring's accounting did
- * (EAGAIN early, EMSGSIZE at SO_SNDBUF - 32).  Fixed by giving the backing
- * socket twice the room (usp__backing_sndbuf); the regression entries
- * kernel_part_mark_* in test/random_diff.c keep it fixed.
- */
-static int unfixed_mark_room(const struct run_state *st, int side, int has_scm,
-			     const size_t *lens, int n, struct opseq_res *r)
-{
-	(void)st, (void)side, (void)has_scm, (void)lens, (void)n, (void)r;
-	return 0;
 }
 
 static int kd_stream_peek(const struct run_state *st, int side, int flags)
@@ -1141,8 +1108,7 @@ static void exec_op(struct run_state *st, const struct opseq_op *o,
 	case OP_SEND:
 	case OP_WRITE: {
 		const void *buf = usize == 0 && (aux & 1) ? NULL : payload_of(aux);
-		if (kd_stream_big(st, side, 0, &usize, 1, r) ||
-		    unfixed_mark_room(st, side, 0, &usize, 1, r)) {
+		if (kd_stream_big(st, side, 0, &usize, 1, r)) {
 			r->skipped = SKIP_KNOWN_DIFFERENCE;
 			return;
 		}
@@ -1197,8 +1163,7 @@ static void exec_op(struct run_state *st, const struct opseq_op *o,
 			r->skipped = SKIP_KNOWN_DIFFERENCE;
 			return;
 		}
-		if (kd_stream_big(st, side, 0, &usize, 1, r) ||
-		    unfixed_mark_room(st, side, 0, &usize, 1, r)) {
+		if (kd_stream_big(st, side, 0, &usize, 1, r)) {
 			r->skipped = SKIP_KNOWN_DIFFERENCE;
 			return;
 		}
@@ -1215,8 +1180,7 @@ static void exec_op(struct run_state *st, const struct opseq_op *o,
 	case OP_WRITEV: {
 		size_t total;
 		int n = send_iov(size, aux, iov, &total);
-		if (kd_stream_big(st, side, 0, &total, 1, r) ||
-		    unfixed_mark_room(st, side, 0, &total, 1, r)) {
+		if (kd_stream_big(st, side, 0, &total, 1, r)) {
 			r->skipped = SKIP_KNOWN_DIFFERENCE;
 			return;
 		}
@@ -1249,7 +1213,7 @@ static void exec_op(struct run_state *st, const struct opseq_op *o,
 	case OP_READ:
 	case OP_RECVFROM: {
 		int fl = o->op == OP_READ ? 0 : flags;
-		if (unfixed_peeked_empty(st, side, fl) || kd_stream_peek(st, side, fl)) {
+		if (kd_stream_peek(st, side, fl)) {
 			r->skipped = SKIP_KNOWN_DIFFERENCE;
 			return;
 		}
@@ -1294,7 +1258,7 @@ static void exec_op(struct run_state *st, const struct opseq_op *o,
 		size_t total, span;
 		int n = recv_iov(size, aux, iov, &total, &span);
 		int fl = o->op == OP_READV ? 0 : flags;
-		if (unfixed_peeked_empty(st, side, fl) || kd_stream_peek(st, side, fl)) {
+		if (kd_stream_peek(st, side, fl)) {
 			r->skipped = SKIP_KNOWN_DIFFERENCE;
 			return;
 		}
@@ -1437,8 +1401,7 @@ static void exec_op(struct run_state *st, const struct opseq_op *o,
 		int has_scm, ends[2];
 		memset(&ctl, 0, sizeof(ctl));
 		size_t clen = build_scm(st, aux, ctl.buf, &has_scm, ends);
-		if (kd_stream_big(st, side, has_scm, &usize, 1, r) ||
-		    unfixed_mark_room(st, side, has_scm, &usize, 1, r)) {
+		if (kd_stream_big(st, side, has_scm, &usize, 1, r)) {
 			r->skipped = SKIP_KNOWN_DIFFERENCE;
 			return;
 		}
@@ -1456,8 +1419,6 @@ static void exec_op(struct run_state *st, const struct opseq_op *o,
 		ret = usp_sendmsg(fd, &msg, flags);
 		err = errno;
 		if (ret >= 0) {
-			if (ret == 0)
-				st->empty_sent_to[side ^ 1] = 1;
 			note_sent(st, side, has_scm, 1);
 			/* an end sent on the other side lands in its own queue */
 			if (ends[side ^ 1])
@@ -1467,7 +1428,7 @@ static void exec_op(struct run_state *st, const struct opseq_op *o,
 	}
 	case OP_RECVMSG_SCM: {
 		static union control_buf ctl;
-		if (unfixed_peeked_empty(st, side, flags) || kd_stream_peek(st, side, flags)) {
+		if (kd_stream_peek(st, side, flags)) {
 			r->skipped = SKIP_KNOWN_DIFFERENCE;
 			return;
 		}
@@ -1607,8 +1568,7 @@ static void exec_op(struct run_state *st, const struct opseq_op *o,
 			}
 			sum += lens[i];
 		}
-		if (kd_stream_big(st, side, has_scm, lens, (int)vlen, r) ||
-		    unfixed_mark_room(st, side, has_scm, lens, (int)vlen, r)) {
+		if (kd_stream_big(st, side, has_scm, lens, (int)vlen, r)) {
 			r->skipped = SKIP_KNOWN_DIFFERENCE;
 			return;
 		}
@@ -1624,9 +1584,6 @@ static void exec_op(struct run_state *st, const struct opseq_op *o,
 		for (unsigned i = 0; i < vlen; i++)
 			r->mm_len[i] = m[i].msg_len;
 		if (ret > 0) {
-			for (long i = 0; i < ret; i++)
-				if (lens[i] == 0)
-					st->empty_sent_to[side ^ 1] = 1;
 			note_sent(st, side, has_scm, (int)ret);
 		}
 		break;
@@ -1638,7 +1595,7 @@ static void exec_op(struct run_state *st, const struct opseq_op *o,
 		unsigned vlen = (aux & 7) + 1, tk = (aux >> 3) & 7, ck = (aux >> 6) & 3;
 		const size_t slot = RBUF_BYTES / MMSG_MAX;
 		size_t cap = usize < slot - TAIL_GUARD - 1 ? usize : slot - TAIL_GUARD - 1;
-		if (unfixed_peeked_empty(st, side, flags) || kd_stream_peek(st, side, flags)) {
+		if (kd_stream_peek(st, side, flags)) {
 			r->skipped = SKIP_KNOWN_DIFFERENCE;
 			return;
 		}
@@ -1713,8 +1670,6 @@ static void exec_op(struct run_state *st, const struct opseq_op *o,
 		ret = 0;
 		break;
 	}
-	if (o->op >= OP_SEND && o->op <= OP_WRITEV && ret == 0)
-		st->empty_sent_to[side ^ 1] = 1;
 	if (o->op >= OP_SEND && o->op <= OP_WRITEV && ret >= 0)
 		note_sent(st, side, 0, 1);
 	r->ret = ret;

@@ -101,10 +101,6 @@ struct opseq {
 /* Largest size the generator uses (bytes). */
 #define OPSEQ_MAX_SIZE (400 * 1024)
 
-/* Non-zero (default): the executor avoids the unfixed uspair bugs named
- * in t_opseq.c, each by an explicit rule; 0 lets them show. */
-extern int opseq_avoid_unfixed;
-
 /* Call once before anything else: SIGPIPE counter, per-run timer, data. */
 void opseq_init(void);
 
