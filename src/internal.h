@@ -231,6 +231,9 @@ struct usp_pair {
 	_Atomic int64_t spin_ns[2];
 	/* this side's last publish woke a sleeping peer (wait.c) */
 	_Atomic bool woke_peer[2];
+	/* the tail of each side's receive ring as this process's readers
+	 * last read it (io.c rx_tail); written under that side's recv_lock */
+	_Atomic uint64_t seen_tail[2];
 	_Atomic int64_t last_check_ns[2];
 	/* a descriptor of each side in this process, if any (a hint: check
 	 * it with usp__lookup) */

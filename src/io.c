@@ -273,6 +273,28 @@ static void publish(struct usp_sock *s, uint64_t tail, uint32_t len,
 		atomic_store_explicit(&s->pair->woke_peer[s->side], woke, memory_order_relaxed);
 }
 
+/*
+ * The producer's tail for a reader at pos, caller holding our recv_lock.
+ * The tail is re-read (C1, acquire: pairs with P1) only once the readers
+ * of this process have caught up with the value they last read; until
+ * then the records below it are known complete (the acquire that read it
+ * and the recv_lock order them before us), and a reader that is behind
+ * does not pull the producer's cache line, which the producer writes on
+ * every send, on every call.  A reader that reaches the cached value reads
+ * the tail again, so no call returns less than one that read it would.
+ * Another process's readers may have moved head past our value: re-read.
+ */
+static uint64_t rx_tail(struct usp_sock *s, uint64_t pos)
+{
+	_Atomic uint64_t *seen = &s->pair->seen_tail[s->side];
+	uint64_t t = atomic_load_explicit(seen, memory_order_relaxed);
+	if ((int64_t)(t - pos) <= 0) {
+		t = usp__ld_acq(&s->rxq->tail); /* C1 */
+		atomic_store_explicit(seen, t, memory_order_relaxed);
+	}
+	return t;
+}
+
 /* Consume the record at head (C2: pairs with P2 in the sender). */
 static void consume(struct usp_sock *s, const struct usp_rec *rec,
 		    uint32_t truesize)
@@ -690,8 +712,8 @@ again:
 			err = -EIO;
 			break;
 		}
-		/* C1: pairs with P1; records below tail are complete. */
-		uint64_t tail = usp__ld_acq(&s->rxq->tail);
+		/* records below tail are complete (rx_tail: C1) */
+		uint64_t tail = rx_tail(s, pos);
 		struct usp_rec rec;
 		int r = usp__ring_peek(s->pair, s->rxq, s->rxdata, pos, tail, &rec);
 		if (r == -EIO) {
@@ -1058,7 +1080,9 @@ again:
 		if ((err = sock_error(s)))
 			goto out;
 		uint64_t pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
-		uint64_t tail = usp__ld_acq(&s->rxq->tail); /* C1 */
+		/* a walk to a peek offset needs the whole queue */
+		uint64_t tail = (flags & MSG_PEEK) ? usp__ld_acq(&s->rxq->tail) /* C1 */
+						   : rx_tail(s, pos);
 		/* __skb_try_recv_from_queue(): a peek offset skips whole
 		 * messages, then starts inside the one it lands in */
 		skip = peek_skip(s, flags);
@@ -1369,7 +1393,8 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 		}
 		end = usp__now_ns() + (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec;
 	}
-	ssize_t r = sock_error(&s);
+	/* __sys_recvmmsg(): a pending error first, unless MSG_ERRQUEUE */
+	ssize_t r = (flags & MSG_ERRQUEUE) ? 0 : sock_error(&s);
 	unsigned int got = 0;
 	usp__scm_defer_begin();
 	while (r == 0 && got < vlen) {

@@ -349,6 +349,15 @@ static const struct regression regressions[] = {
 		{ OP_SETSOCKOPT, 1, 1000, 0, 0x0 },
 		{ OP_SENDMSG_SCM, 1, 95, MSG_DONTWAIT, 0x34492000 },
 	}, 0 },
+	/* recvmmsg with MSG_ERRQUEUE skips __sys_recvmmsg()'s first look at
+	 * the pending error: the data comes first, the error is kept for
+	 * the next call (found by diff_fuzz; fixed) */
+	{ "recvmmsg_errqueue_error_later", SOCK_STREAM, 0, 4, {
+		{ OP_SEND, 0, 1, 0, 0x0 },
+		{ OP_SEND, 1, 1, 0, 0x0 },
+		{ OP_CLOSE, 0, 0, 0, 0x0 },
+		{ OP_RECVMMSG, 1, 0, MSG_ERRQUEUE, 0x0 },
+	}, 0 },
 	/* a smoke sequence: both directions, a peek, a shutdown */
 	{ "smoke", SOCK_STREAM, 0, 6, {
 		{ OP_SEND, 0, 100, MSG_DONTWAIT, 0x0 },
