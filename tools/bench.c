@@ -2021,6 +2021,7 @@ static void plan_build(struct bench *b)
 			plan_add(b, TEST_RTT, SOCK_STREAM, 1, peers[p]);
 			plan_add(b, TEST_THROUGHPUT, SOCK_STREAM, 65536, peers[p]);
 		}
+		plan_add(b, TEST_CREATE, SOCK_STREAM, 0, PEER_PROCESS);
 		return;
 	}
 
@@ -2899,6 +2900,16 @@ static bool check_cell(const struct cell *c, bool print, bool final)
 			       "need >= %.1fx)\n",
 			       pass ? "PASS" : "FAIL", label, speedup, uus, kus,
 			       BENCH_CHECK_MIN_RTT_SPEEDUP);
+	} else if (c->test == TEST_CREATE) {
+		double speedup = cell_create_speedup(c);
+
+		pass = speedup >= BENCH_CHECK_MIN_CREATE_SPEEDUP;
+		if (print && (pass || final))
+			printf("%s %s: uspair's socketpair()+close() at %.2fx the kernel's cost "
+			       "(%.0f vs %.0f ns; need <= %.1fx)\n",
+			       pass ? "PASS" : "FAIL", label, 1 / speedup,
+			       result_ns_per_pair(u), result_ns_per_pair(k),
+			       1 / BENCH_CHECK_MIN_CREATE_SPEEDUP);
 	} else {
 		double ratio = cell_throughput_ratio(c);
 		double kgb = result_messages_per_s(k) * (double)c->size / 1e9;
