@@ -17,6 +17,10 @@ for lto in "-flto=auto" ""; do
 	for type in stream seqpacket dgram; do
 		out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$rounds" "$type" 2>&1)
 		refs=$(printf '%s\n' "$out" | sed -n 's/.*I *refs: *//p' | tr -d ,)
+		if [ -z "$refs" ]; then
+			printf 'hotpath: no count from callgrind for %s:\n%s\n' "$type" "$out"
+			exit 1
+		fi
 		if [ -n "$lto" ]; then link="LTO link"; else link="plain link"; fi
 		printf 'hotpath %-9s %-10s %6d instructions per send+recv round\n' \
 			"$type" "$link" $((refs / rounds))

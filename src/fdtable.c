@@ -19,8 +19,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <sys/stat.h>
-
 #include "internal.h"
 
 #define CHUNK_BITS 10
@@ -75,25 +73,8 @@ static bool for_each_entry(bool (*fn)(struct usp_pair *, int, int, void *), void
 	return false;
 }
 
-/* The inode of a backing socket, looked up once per side, when an end may
- * come back through SCM_RIGHTS: it is sent (scm.c), the process forks
- * (the child may be sent an end it does not hold), or a received
- * descriptor is matched.  fd is a descriptor of that side. */
-void usp__note_inode(struct usp_pair *pair, int side, int fd)
-{
-	if (atomic_load_explicit(&pair->ino[side], memory_order_relaxed))
-		return;
-	int saved = errno;
-	struct stat st;
-	if (fstat(fd, &st) == 0)
-		atomic_store_explicit(&pair->ino[side], (uint64_t)st.st_ino,
-				      memory_order_relaxed);
-	errno = saved;
-}
-
 static bool count_fork_holder(struct usp_pair *pair, int side, int fd, void *arg)
 {
-	usp__note_inode(pair, side, fd);
 	atomic_fetch_add(&pair->shm->ep[side].holders, 1);
 	return false;
 }
@@ -102,11 +83,13 @@ static void atfork_prepare(void)
 {
 	pthread_mutex_lock(&table_mutex);
 	for_each_entry(count_fork_holder, NULL);
+	usp__region_cache_atfork_prepare();
 }
 
 static void atfork_parent(void)
 {
 	atomic_fetch_add(&usp__fork_gen, 1); /* the child sees every region */
+	usp__region_cache_atfork_parent();
 	pthread_mutex_unlock(&table_mutex);
 }
 
@@ -243,10 +226,9 @@ struct inode_query {
 static bool match_inode(struct usp_pair *pair, int side, int fd, void *arg)
 {
 	struct inode_query *q = arg;
-	usp__note_inode(pair, side, fd);
 	/* either end: this process may hold only the other */
 	for (int sd = 0; sd < 2; sd++) {
-		if (atomic_load_explicit(&pair->ino[sd], memory_order_relaxed) == q->ino) {
+		if (pair->ino[sd] == q->ino) {
 			q->pair = pair;
 			q->side = sd;
 			return true;

@@ -239,9 +239,8 @@ struct usp_pair {
 	 * it with usp__lookup) */
 	_Atomic int fd_hint[2];
 	/* inode of each side's backing socket: how a descriptor received
-	 * through SCM_RIGHTS is recognised as one of this pair's ends; 0
-	 * until usp__note_inode() looks it up */
-	_Atomic uint64_t ino[2];
+	 * through SCM_RIGHTS is recognised as one of this pair's ends */
+	uint64_t ino[2];
 	/* this process has seen the region corrupt: sticky, because the
 	 * shared flag can be cleared again by the peer that broke it */
 	_Atomic uint32_t corrupt;
@@ -261,6 +260,8 @@ struct usp_sock {
 	int fd;
 	int side;
 	int type;
+	/* a blocked receive waits for the tail to move past this (io.c) */
+	uint64_t wait_tail;
 };
 
 /* Public calls return -1 and errno; internals return -errno. */
@@ -275,7 +276,6 @@ static inline ssize_t usp__ret_errno(ssize_t r)
 
 /* fdtable.c */
 USP_HIDDEN bool usp__lookup(int fd, struct usp_sock *s);
-USP_HIDDEN void usp__note_inode(struct usp_pair *pair, int side, int fd);
 USP_HIDDEN void usp__put(struct usp_sock *s);
 USP_HIDDEN int usp__install(int fd, struct usp_pair *pair, int side);
 USP_HIDDEN int usp__install_dup(struct usp_sock *s, int newfd);
@@ -288,6 +288,8 @@ USP_HIDDEN bool usp__find_by_inode(uint64_t ino, struct usp_pair **pair, int *si
 /* pair.c */
 USP_HIDDEN int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out);
 USP_HIDDEN void usp__region_release(struct usp_pair *pair);
+USP_HIDDEN void usp__region_cache_atfork_prepare(void);
+USP_HIDDEN void usp__region_cache_atfork_parent(void);
 USP_HIDDEN void usp__region_cache_atfork_child(void);
 USP_HIDDEN bool usp__region_cached(const void *mem);
 USP_HIDDEN int usp__region_cache_count(void);

@@ -213,9 +213,15 @@ static bool send_ready(struct usp_sock *s)
 	       pair_corrupt(s);
 }
 
-static bool recv_ready(struct usp_sock *s)
+/* A receive that found nothing at the end of the queue (a peek whose
+ * offset walked past every queued record, or an empty queue) waits for
+ * more to come, as unix_stream_data_wait() and
+ * __skb_wait_for_more_packets() wait for the last skb to change: the
+ * caller sets s->wait_tail to the tail it walked to.  recv_ready() alone
+ * would say "ready" at once while records it cannot return are queued. */
+static bool recv_ready_past(struct usp_sock *s)
 {
-	return !usp__ring_empty(s->rxq) ||
+	return usp__ld_acq(&s->rxq->tail) != s->wait_tail ||
 	       (shutdown_bits(s->self) & USP_RCV_SHUTDOWN) ||
 	       atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) ||
 	       pair_corrupt(s);
@@ -737,13 +743,19 @@ again:
 				break;
 			}
 			w.moved_data = copied > 0;
-			r = wait_unlocked(s, &s->self->recv_lock, &w, recv_ready, true);
+			s->wait_tail = tail;
+			r = wait_unlocked(s, &s->self->recv_lock, &w, recv_ready_past, true);
 			if (r) {
 				err = r;
 				break;
 			}
+			/* unix_stream_read_generic() starts over from the head,
+			 * with the whole peek offset */
 			pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
 			first = true;
+			skip = peek_skip(s, flags);
+			skipped_to = false;
+			kernel_passed = false;
 			continue;
 		}
 		/* the first record may be partly consumed already */
@@ -1128,7 +1140,8 @@ again:
 			msg->msg_controllen = 0; /* end of file: no control data */
 			goto out;
 		}
-		r = wait_unlocked(s, &s->self->recv_lock, &w, recv_ready,
+		s->wait_tail = tail; /* the walk reached it: wait for more */
+		r = wait_unlocked(s, &s->self->recv_lock, &w, recv_ready_past,
 				  s->type == SOCK_SEQPACKET);
 		if (r) {
 			err = r;

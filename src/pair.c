@@ -88,6 +88,18 @@ static struct {
 } region_cache[USP_REGION_CACHE];
 static int region_cache_n;
 
+/* The fork handlers hold cache_lock across fork (after table_mutex), so
+ * that the child never copies a half-updated cache. */
+void usp__region_cache_atfork_prepare(void)
+{
+	pthread_mutex_lock(&cache_lock);
+}
+
+void usp__region_cache_atfork_parent(void)
+{
+	pthread_mutex_unlock(&cache_lock);
+}
+
 void usp__region_cache_atfork_child(void)
 {
 	pthread_mutex_init(&cache_lock, NULL);
@@ -106,6 +118,7 @@ static void *region_take(void)
 			mem = region_cache[region_cache_n].mem;
 		else
 			stale[n_stale++] = region_cache[region_cache_n].mem;
+		region_cache[region_cache_n].mem = NULL;
 	}
 	pthread_mutex_unlock(&cache_lock);
 	for (int i = 0; i < n_stale; i++)
@@ -162,6 +175,12 @@ void usp__region_release(struct usp_pair *pair)
 					USP_RING_BYTES - USP_RING_HOT_BYTES, MADV_REMOVE);
 		pthread_mutex_lock(&cache_lock);
 		keep = region_cache_n < USP_REGION_CACHE;
+		/* never twice (a lookup racing the last close of a descriptor
+		 * could release a pair a second time): two pairs would share
+		 * the region */
+		for (int i = 0; keep && i < region_cache_n; i++)
+			if (region_cache[i].mem == shm)
+				keep = false;
 		if (keep) {
 			region_cache[region_cache_n].mem = shm;
 			region_cache[region_cache_n].epoch = cache_epoch;
@@ -197,10 +216,13 @@ int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
 	atomic_init(&pair->refs, 2); /* one per table entry */
 	for (int i = 0; i < 2; i++)
 		atomic_init(&pair->spin_ns[i], 20000);
-	/* nothing more to ask the kernel: the backing sockets get their room
-	 * at the first kernel record (usp__backing_ready), and their inodes
-	 * are looked up when an end may be received (usp__pair_inodes) */
-	(void)kernel_sv;
+	/* the backing sockets get their send room at the first kernel record
+	 * (usp__backing_ready); their inodes are taken now, while the
+	 * descriptors are certainly theirs */
+	for (int i = 0; i < 2; i++) {
+		struct stat st;
+		pair->ino[i] = fstat(kernel_sv[i], &st) == 0 ? (uint64_t)st.st_ino : 0;
+	}
 	*out = pair;
 	return 0;
 }

@@ -15,6 +15,7 @@
  * the backing socket's POLLHUP, which the kernel reports at once, whatever
  * the reason of the release.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -109,6 +110,29 @@ static void disarm(nfds_t nfds, struct usp_sock *armed)
 	}
 }
 
+/* What usp_poll() must undo when it returns or is cancelled. */
+struct poll_state {
+	nfds_t nfds;
+	struct usp_sock *armed;
+	const bool *armed_any;
+	struct pollfd *kfds, *kfds_small;
+	struct usp_sock *armed_small;
+	unsigned char *is_usp, *is_usp_small;
+};
+
+static void poll_cancelled(void *arg)
+{
+	struct poll_state *st = arg;
+	if (*st->armed_any)
+		disarm(st->nfds, st->armed);
+	if (st->kfds != st->kfds_small)
+		free(st->kfds);
+	if (st->armed != st->armed_small)
+		free(st->armed);
+	if (st->is_usp != st->is_usp_small)
+		free(st->is_usp);
+}
+
 int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
 	if (!fds)
@@ -152,6 +176,11 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 		return -1;
 	}
 	bool armed_any = false;
+	/* poll() is a cancellation point: a cancelled poller must still
+	 * leave the counts and drop its references */
+	struct poll_state st = {nfds, armed, &armed_any, kfds, kfds_small, armed_small,
+				is_usp, is_usp_small};
+	pthread_cleanup_push(poll_cancelled, &st);
 	int64_t deadline = timeout > 0 ? usp__now_ns() + (int64_t)timeout * 1000000 : 0;
 	int ready = result;
 	for (;;) {
@@ -218,13 +247,6 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 			break;
 		}
 	}
-	if (armed_any)
-		disarm(nfds, armed);
-	if (kfds != kfds_small)
-		free(kfds);
-	if (armed != armed_small)
-		free(armed);
-	if (is_usp != is_usp_small)
-		free(is_usp);
+	pthread_cleanup_pop(1);
 	return result;
 }

@@ -215,13 +215,10 @@ void usp__scm_hold_endpoints(const struct msghdr *msg, int delta)
 		size_t n = (h.cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (size_t i = 0; i < n; i++) {
 			struct usp_sock e;
-			int fd = rights_fd(msg, at, i);
-			if (!usp__lookup(fd, &e))
+			if (!usp__lookup(rights_fd(msg, at, i), &e))
 				continue;
-			if (delta > 0) {
-				usp__note_inode(e.pair, e.side, fd); /* adopt_fd finds it */
+			if (delta > 0)
 				atomic_fetch_add(&e.self->holders, 1);
-			}
 			else
 				usp__endpoint_drop_holder(e.shm, e.side, -1);
 			usp__put(&e);
@@ -396,8 +393,12 @@ static int skip_tokens(struct usp_sock *s)
 	 * relied on a token we ate, and the poller it meant to wake sleeps
 	 * until its 40 ms slice ends (poll.c; before would let a token sent
 	 * in between be eaten with the flag left set, which no one clears) */
-	if (consumed)
+	if (consumed) {
 		atomic_store(&s->self->token_sent, 0);
+		/* the poller's rescan of the masks follows: order it after
+		 * the clear (pairs with W1 in usp__wake_endpoint) */
+		atomic_thread_fence(memory_order_seq_cst);
+	}
 	errno = saved;
 	return result;
 }

@@ -22,6 +22,7 @@
 #include <sys/ioctl.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DELAY_MS 20
@@ -114,6 +115,38 @@ static void scenario_recv_woken_by_thread(struct t_ctx *c)
 	t_thread_start(&th, helper_thread, &h);
 	t_recv(c, c->a, 100, 0);
 	t_thread_join(th);
+}
+
+/*
+ * A blocking peek whose SO_PEEK_OFF walks past every queued message waits
+ * for more data (unix_stream_data_wait(), __skb_wait_for_more_packets()),
+ * then starts over from the head with the whole offset; with nothing more
+ * it times out.  Also a peeked empty message skipped at offset 0.  The CPU
+ * the waits burn is checked too (uspair once spun here).
+ */
+static void scenario_peek_past_queue(struct t_ctx *c)
+{
+	pthread_t th;
+	struct helper h = { ACT_SEND, c->a, 0, 0, 0 };
+	c->prepoll_ms = -1;
+	set_timeout(c->b, SO_RCVTIMEO, 300000);
+	t_setsockopt_int(c, c->b, SOL_SOCKET, SO_PEEK_OFF, 5, "SO_PEEK_OFF=5");
+	t_send(c, c->a, "ab", 2, 0);
+	clock_t cpu = clock();
+	t_recv(c, c->b, 100, MSG_PEEK); /* times out: nothing past offset 5 */
+	t_thread_start(&th, helper_thread, &h);
+	t_recv(c, c->b, 100, MSG_PEEK); /* "wake up" arrives: from offset 5 */
+	t_thread_join(th);
+	t_recv(c, c->b, 100, 0);
+	t_recv(c, c->b, 100, 0);
+	t_setsockopt_int(c, c->b, SOL_SOCKET, SO_PEEK_OFF, 0, "SO_PEEK_OFF=0");
+	t_send(c, c->a, "", 0, 0);
+	t_recv(c, c->b, 100, MSG_PEEK);
+	t_recv(c, c->b, 100, MSG_PEEK); /* SEQPACKET/DGRAM: skips the peeked empty one, times out */
+	double used = (double)(clock() - cpu) / CLOCKS_PER_SEC;
+	if (used > 0.25)
+		t_fail("peek past the queue (%s %s): %.2f s of CPU in about 0.6 s of waiting",
+		       t_kind_name(c->kind), t_type_name(c->type), used);
 }
 
 static void scenario_recv_woken_by_process(struct t_ctx *c)
@@ -419,6 +452,7 @@ int main(void)
 	t_init("blocking");
 	t_compare_matrix("recv_woken_by_thread", scenario_recv_woken_by_thread, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("recv_woken_by_process", scenario_recv_woken_by_process, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
+	t_compare_matrix("peek_past_queue", scenario_peek_past_queue, T_ALL_TYPES, T_BLOCKING, T_DIR_0_TO_1, NULL);
 	t_compare_matrix("send_woken_by_reader", scenario_send_woken_by_reader, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("waitall_across_sends", scenario_waitall_across_sends, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("woken_by_peer_close", scenario_woken_by_peer_close, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
