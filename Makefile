@@ -149,6 +149,10 @@ install: lib
 	ln -sf libuspair.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libuspair.so.$(SOMAJOR)
 	ln -sf libuspair.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libuspair.so
 	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/libuspair.a
+	# the installed archive carries machine code only: LTO bytecode is
+	# tied to this compiler's version and would break another's -flto link
+	[ -z "$(LTO)" ] || objcopy -R '.gnu.lto_*' -R '.gnu.debuglto_*' \
+		$(DESTDIR)$(LIBDIR)/libuspair.a
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' uspair.pc.in > $(DESTDIR)$(PKGCONFIGDIR)/uspair.pc
 	[ ! -f $(BUILD)/uspair ] || install -m 755 $(BUILD)/uspair $(DESTDIR)$(BINDIR)/uspair
