@@ -164,6 +164,7 @@ void usp__region_release(struct usp_pair *pair)
 {
 	struct usp_shared *shm = pair->shm;
 	bool keep = pair->fork_gen == atomic_load(&usp__fork_gen);
+	bool twice = false;
 	if (keep) {
 		/* give back the pages of a ring that grew past its hot part
 		 * (bulk transfers); a small pair keeps a few pages resident */
@@ -174,13 +175,12 @@ void usp__region_release(struct usp_pair *pair)
 						(size_t)i * USP_RING_BYTES + USP_RING_HOT_BYTES,
 					USP_RING_BYTES - USP_RING_HOT_BYTES, MADV_REMOVE);
 		pthread_mutex_lock(&cache_lock);
-		keep = region_cache_n < USP_REGION_CACHE;
-		/* never twice (a lookup racing the last close of a descriptor
-		 * could release a pair a second time): two pairs would share
-		 * the region */
-		for (int i = 0; keep && i < region_cache_n; i++)
-			if (region_cache[i].mem == shm)
-				keep = false;
+		/* a second release of the same region (a lookup racing the
+		 * last close of a descriptor) neither caches it again, which
+		 * would give it to two pairs, nor unmaps it under the cache */
+		for (int i = 0; i < region_cache_n; i++)
+			twice |= region_cache[i].mem == shm;
+		keep = !twice && region_cache_n < USP_REGION_CACHE;
 		if (keep) {
 			region_cache[region_cache_n].mem = shm;
 			region_cache[region_cache_n].epoch = cache_epoch;
@@ -188,7 +188,7 @@ void usp__region_release(struct usp_pair *pair)
 		}
 		pthread_mutex_unlock(&cache_lock);
 	}
-	if (!keep)
+	if (!keep && !twice)
 		munmap(shm, USP_REGION_BYTES);
 	free(pair);
 }
