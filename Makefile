@@ -93,7 +93,10 @@ check runtests: all
 # benchmark regression check (ratios against the kernel, generous bounds),
 # then the fuzzers in CHECK_FUZZERS for a short while (CHECK_FUZZ_BUDGET
 # seconds in all, split between them, at most FUZZ_SECONDS each).
+# A fixed seed, so that what CI finds can be rerun; `make fuzz-run`
+# explores with libFuzzer's own random seeds.
 CHECK_FUZZ_BUDGET ?= 160
+CHECK_FUZZ_SEED ?= 1
 CHECK_FUZZERS ?= $(FUZZ_BUILD)/diff_fuzz $(FUZZ_BUILD)/region_fuzz
 check-all:
 	$(MAKE) check
@@ -102,7 +105,7 @@ check-all:
 	scripts/check-install.sh $(BUILD)
 	$(BUILD)/uspair bench --check
 	$(MAKE) fuzz-run FUZZ_TOTAL_SECONDS=$(CHECK_FUZZ_BUDGET) FUZZ_RUN="$(CHECK_FUZZERS)" \
-		FUZZ_SECONDS=$(CHECK_FUZZ_BUDGET)
+		FUZZ_SECONDS=$(CHECK_FUZZ_BUDGET) FUZZ_ARGS="-seed=$(CHECK_FUZZ_SEED) $(FUZZ_ARGS)"
 
 # Instructions per one-byte send+recv round (callgrind): the repeatable
 # measure for hot-path work.
@@ -134,7 +137,7 @@ FUZZ_RUN ?= $(FUZZ_BINS)
 fuzz-run: fuzz
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TIMEOUT=$(FUZZ_TIMEOUT) \
 		FUZZ_TOTAL_SECONDS=$(FUZZ_TOTAL_SECONDS) FUZZ_BUILD=$(FUZZ_BUILD) \
-		bash scripts/fuzz-run.sh $(FUZZ_RUN)
+		FUZZ_ARGS="$(FUZZ_ARGS)" bash scripts/fuzz-run.sh $(FUZZ_RUN)
 
 check-install: all
 	scripts/check-install.sh $(BUILD)
