@@ -68,8 +68,12 @@ for bin in "$@"; do
 		failed=$((failed + 1))
 		echo "FAIL fuzz $name (exit $rc); findings:"
 		ls -1 "$build/artifacts/$name-"* 2>/dev/null | sed 's/^/    /'
-		grep -n -E 'ERROR|SUMMARY|runtime error|Test unit written|FAIL|deadly signal|timeout' "$log" |
+		grep -n -E 'ERROR|SUMMARY|runtime error|Test unit written|FAIL|deadly signal|timeout after' "$log" |
 			head -n 40 | sed 's/^/    /'
+		# diff_fuzz: where the runs parted, and the shrunk reproducer
+		grep -n -B3 -E 'divergence at step|first divergence|diverged in' "$log" |
+			head -n 60 | sed 's/^/    /'
+		sed -n '/^\/\* paste into/,/^} },/p' "$log" | head -n 40 | sed 's/^/    /'
 		echo "    --- last 60 lines of the log:"
 		tail -n 60 "$log" | sed 's/^/    /'
 	else
