@@ -120,7 +120,8 @@ struct poll_state {
 	unsigned char *is_usp, *is_usp_small;
 };
 
-static void poll_cancelled(void *arg)
+/* Also the normal exit, and the ENOMEM one (free(NULL) is fine). */
+static void poll_cleanup(void *arg)
 {
 	struct poll_state *st = arg;
 	if (*st->armed_any)
@@ -165,22 +166,17 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 	struct usp_sock armed_small[16];
 	struct pollfd *kfds = nfds <= 16 ? kfds_small : calloc(nfds, sizeof(*kfds));
 	struct usp_sock *armed = nfds <= 16 ? armed_small : calloc(nfds, sizeof(*armed));
+	bool armed_any = false;
+	struct poll_state st = {nfds, armed, &armed_any, kfds, kfds_small, armed_small,
+				is_usp, is_usp_small};
 	if (!kfds || !armed) {
-		if (kfds != kfds_small)
-			free(kfds);
-		if (armed != armed_small)
-			free(armed);
-		if (is_usp != is_usp_small)
-			free(is_usp);
+		poll_cleanup(&st); /* frees what was allocated */
 		errno = ENOMEM;
 		return -1;
 	}
-	bool armed_any = false;
 	/* poll() is a cancellation point: a cancelled poller must still
 	 * leave the counts and drop its references */
-	struct poll_state st = {nfds, armed, &armed_any, kfds, kfds_small, armed_small,
-				is_usp, is_usp_small};
-	pthread_cleanup_push(poll_cancelled, &st);
+	pthread_cleanup_push(poll_cleanup, &st);
 	int64_t deadline = timeout > 0 ? usp__now_ns() + (int64_t)timeout * 1000000 : 0;
 	int ready = result;
 	for (;;) {

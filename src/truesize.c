@@ -109,19 +109,19 @@ static long cached_sysctl(_Atomic long *cache, const char *path, long fallback)
 	return v;
 }
 
-int usp__default_sndbuf(void)
-{
-	long v = cached_sysctl(&wmem_default_cache,
-			       "/proc/sys/net/core/wmem_default", 212992);
-	return v > USP_MAX_SNDBUF ? (int)USP_MAX_SNDBUF : (int)v;
-}
-
 /* The SO_SNDBUF a new socket answers (sock_init_data()). */
 int usp__default_sndbuf_shown(void)
 {
 	long v = cached_sysctl(&wmem_default_cache,
 			       "/proc/sys/net/core/wmem_default", 212992);
 	return v > INT32_MAX ? INT32_MAX : (int)v;
+}
+
+/* ... and what the ring admits (capped, known difference 6). */
+int usp__default_sndbuf(void)
+{
+	int v = usp__default_sndbuf_shown();
+	return v > (int)USP_MAX_SNDBUF ? (int)USP_MAX_SNDBUF : v;
 }
 
 int usp__default_rcvbuf(void)

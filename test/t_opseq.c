@@ -619,44 +619,6 @@ static int receive_cannot_block(struct run_state *st, int side, int flags,
 	return 1;
 }
 
-/* Before a send that may block: 1 when the kernel surely has the room
- * (sock_alloc_send_pskb waits while sk_wmem_alloc >= sk_sndbuf). */
-static int send_cannot_block(struct run_state *st, int side, int flags,
-			     size_t len, struct opseq_res *r)
-{
-	int fd = st->fd[side];
-	if (!may_block(st, side, flags))
-		return 1;
-	int q = query_int_ioctl(fd, SIOCOUTQ);
-	int sndbuf = query_sockopt(fd, SO_SNDBUF);
-	r->pre[0] = q;
-	r->pre[1] = sndbuf;
-	if (q < 0 || sndbuf <= 0)
-		return 0;
-	if (st->type == SOCK_STREAM) {
-		/* unix_stream_sendmsg: skbs of at most sndbuf/2 - 64 and
-		 * SKB_MAX_HEAD(0) + 32 KiB bytes; each costs at most its size
-		 * plus 12 KiB of truesize (an upper bound) */
-		long w = q;
-		size_t rem = len;
-		long half = (sndbuf >> 1) - 64;
-		size_t cap = half > 0 ? (size_t)half : 1;
-		if (cap > 3776 + 32768)
-			cap = 3776 + 32768;
-		while (rem > 0) {
-			if (w >= sndbuf)
-				return 0;
-			size_t chunk = rem < cap ? rem : cap;
-			w += (long)chunk + 12288;
-			rem -= chunk;
-		}
-		return 1;
-	}
-	if (len > (size_t)sndbuf - 32)
-		return 1; /* EMSGSIZE */
-	return q < sndbuf;
-}
-
 /* ------------------------------------------------------------------ */
 /* ancillary data                                                      */
 
@@ -1015,7 +977,10 @@ static size_t build_scm(const struct run_state *st, unsigned aux, unsigned char 
 }
 
 /* Before a batch of sends that may block: 1 when every entry surely
- * finds room (or fails at once), the same bounds as send_cannot_block. */
+ * finds room (or fails at once), as sock_alloc_send_pskb waits while
+ * sk_wmem_alloc >= sk_sndbuf.  unix_stream_sendmsg makes skbs of at most
+ * stream_skb_cap() bytes; each skb costs at most its size plus 12 KiB of
+ * truesize (an upper bound). */
 static int batch_cannot_block(struct run_state *st, int side, int flags,
 			      const size_t *lens, int n, struct opseq_res *r)
 {
@@ -1049,6 +1014,13 @@ static int batch_cannot_block(struct run_state *st, int side, int flags,
 		w += (long)lens[i] + 12288;
 	}
 	return 1;
+}
+
+/* Before one send that may block: a batch of one. */
+static int send_cannot_block(struct run_state *st, int side, int flags,
+			     size_t len, struct opseq_res *r)
+{
+	return batch_cannot_block(st, side, flags, &len, 1, r);
 }
 
 static void exec_op(struct run_state *st, const struct opseq_op *o,
