@@ -68,8 +68,19 @@ for bin in "$@"; do
 		failed=$((failed + 1))
 		echo "FAIL fuzz $name (exit $rc); findings:"
 		ls -1 "$build/artifacts/$name-"* 2>/dev/null | sed 's/^/    /'
+		# the inputs themselves (small), so that a CI finding can be
+		# rebuilt with `base64 -d`
+		for a in "$build/artifacts/$name-"*; do
+			[ -f "$a" ] || continue
+			[ "$(stat -c %s "$a")" -le 4096 ] || continue
+			echo "    base64 of $(basename "$a"):"
+			base64 -w 100 "$a" | sed 's/^/      /'
+		done
 		grep -n -E 'ERROR|SUMMARY|runtime error|Test unit written|FAIL|deadly signal|timeout after' "$log" |
 			head -n 40 | sed 's/^/    /'
+		# the first report whole, with its stack, so a finding in CI can
+		# be read without the artifact
+		sed -n '/^==[0-9]*==ERROR/,/^SUMMARY/p' "$log" | head -n 80 | sed 's/^/    /'
 		# diff_fuzz: where the runs parted, and the shrunk reproducer
 		grep -n -B3 -E 'divergence at step|first divergence|diverged in' "$log" |
 			head -n 60 | sed 's/^/    /'

@@ -393,6 +393,8 @@ static ssize_t queue_oob(struct usp_sock *s, struct iov_cursor *cur, bool bad_us
 					      &payload);
 		if (r == -EIO)
 			return r;
+		if (r == -EAGAIN && usp__peer_gone(s))
+			return -EPIPE; /* as in stream_sendmsg */
 		if (r == -EAGAIN) {
 			if (nonblock)
 				return -EAGAIN;
@@ -480,6 +482,13 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 					      &tail, &payload);
 		if (r == -EIO) {
 			err = r;
+			break;
+		}
+		if (r == -EAGAIN && usp__peer_gone(s)) {
+			/* Linux purges a dead peer's queue, so room is never
+			 * what its sender waits for; no room here means the
+			 * peer wrote our indices before it went */
+			err = pipe_error(flags, sent == 0);
 			break;
 		}
 		if (r == -EAGAIN) {
