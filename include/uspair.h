@@ -70,6 +70,17 @@ int usp_dup2(int oldfd, int newfd);
 /* Non-zero if fd is a uspair endpoint known to this process. */
 int usp_is_uspair(int fd);
 
+/*
+ * Hand fd's pair over to the kernel: from now on its data moves through
+ * the kernel sockets behind the two descriptors, in every process, so that
+ * they can go where shared memory cannot follow (exec, a process without
+ * uspair, epoll, splice).  Nothing queued is lost or reordered: data
+ * already in shared memory is still read first.  0 on success, also for a
+ * descriptor uspair does not know; -1 with EBADF, or EIO for a corrupt
+ * pair.  See docs/DESIGN.md, "Falling back to the kernel".
+ */
+int usp_fallback(int fd);
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

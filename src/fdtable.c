@@ -125,6 +125,20 @@ static void register_atfork(void)
 
 bool usp__lookup(int fd, struct usp_sock *s)
 {
+	if (!usp__lookup_entry(fd, s))
+		return false;
+	/* a corrupt pair answers EIO on both ends even after the fallback:
+	 * a hostile peer must not be able to end that by setting kernel_mode */
+	if (USP_UNLIKELY(atomic_load_explicit(&s->self->kernel_mode, memory_order_relaxed)) &&
+	    !usp__is_corrupt(s) && usp__passthrough(s)) {
+		usp__put(s);
+		return false;
+	}
+	return true;
+}
+
+bool usp__lookup_entry(int fd, struct usp_sock *s)
+{
 	_Atomic uintptr_t *slot = slot_of(fd, false);
 	if (!slot)
 		return false;

@@ -169,6 +169,16 @@ struct usp_endpoint {
 	_Atomic uint32_t sleepers;
 	_Atomic uint32_t pollers;    /* usp_poll calls that may sleep */
 	_Atomic uint32_t token_sent; /* a wake token is on its way */
+	/* Bytes (STREAM) or messages that are not the user's, sent into this
+	 * endpoint's backing queue: wake tokens and DGRAM liveness probes
+	 * (usp__send_junk).  junk_sent is counted by their senders after the
+	 * send succeeded, inside junk_writers; junk_eaten by this endpoint's
+	 * receivers, under recv_lock.  After the fallback to the kernel path
+	 * (pair.c), a receiver eats the difference before it hands the
+	 * backing socket to the user.  Untrusted like the rest. */
+	_Atomic uint32_t junk_writers;
+	_Atomic uint64_t junk_sent;
+	_Atomic uint64_t junk_eaten;
 	/* socket state: written rarely, read on every call */
 	_Alignas(USP_CACHELINE) _Atomic uint32_t state; /* USP_EP_OPEN/GONE */
 	_Atomic uint32_t shutdown; /* USP_*_SHUTDOWN bits of this socket */
@@ -179,6 +189,13 @@ struct usp_endpoint {
 	_Atomic uint32_t pass_flags; /* USP_PASS_*: options that ask for
 				      * ancillary data on every message */
 	_Atomic uint32_t oobinline;  /* SO_OOBINLINE */
+	/* The pair has fallen back to the kernel path (pair.c
+	 * usp__fallback): set on both endpoints, never cleared.  No record
+	 * is published after it; a receiver reads what its ring still holds,
+	 * then the backing socket itself. */
+	_Atomic uint32_t kernel_mode;
+	/* this endpoint's socket state was copied to its backing socket */
+	_Atomic uint32_t kernel_synced;
 	/* STREAM: ring position + 1 of the current out-of-band record in our
 	 * queue (the kernel's oob_skb), 0 if none.  Set by the sender that
 	 * queues it (under its send_lock), cleared by a receiver (under our
@@ -241,6 +258,9 @@ struct usp_pair {
 	/* inode of each side's backing socket: how a descriptor received
 	 * through SCM_RIGHTS is recognised as one of this pair's ends */
 	uint64_t ino[2];
+	/* this side has fallen back to the kernel path and its ring is
+	 * drained: calls on it go straight to the backing socket */
+	_Atomic bool passthrough[2];
 	/* this process has seen the region corrupt: sticky, because the
 	 * shared flag can be cleared again by the peer that broke it */
 	_Atomic uint32_t corrupt;
@@ -274,8 +294,18 @@ static inline ssize_t usp__ret_errno(ssize_t r)
 	return r;
 }
 
+/* Internal answer (never an errno): the pair fell back to the kernel path
+ * during the call and nothing was moved; do the call on the descriptor
+ * itself. */
+#define USP_ERAW 4096
+
 /* fdtable.c */
+/* usp__lookup: false for a descriptor uspair does not know, and for one
+ * whose pair fell back to the kernel path with its ring drained (the
+ * caller then uses the descriptor as the kernel socket it is);
+ * usp__lookup_entry: any table entry */
 USP_HIDDEN bool usp__lookup(int fd, struct usp_sock *s);
+USP_HIDDEN bool usp__lookup_entry(int fd, struct usp_sock *s);
 USP_HIDDEN void usp__put(struct usp_sock *s);
 USP_HIDDEN int usp__install(int fd, struct usp_pair *pair, int side);
 USP_HIDDEN int usp__install_dup(struct usp_sock *s, int newfd);
@@ -301,6 +331,14 @@ USP_HIDDEN void usp__endpoint_released(struct usp_shared *shm, int side);
 USP_HIDDEN bool usp__peer_gone(struct usp_sock *s);
 USP_HIDDEN void usp__check_peer(struct usp_sock *s, bool force);
 USP_HIDDEN void usp__pair_corrupt(struct usp_pair *pair);
+/* fallback.c */
+USP_HIDDEN bool usp__passthrough(struct usp_sock *s);
+USP_HIDDEN int usp__fallback(struct usp_sock *s, bool need_drained);
+USP_HIDDEN int usp__eat_junk(struct usp_sock *s);
+static inline bool usp__kernel_mode(const struct usp_sock *s)
+{
+	return USP_UNLIKELY(atomic_load_explicit(&s->self->kernel_mode, memory_order_acquire));
+}
 USP_HIDDEN void usp__lock(pthread_mutex_t *m);
 USP_HIDDEN void usp__unlock(pthread_mutex_t *m);
 USP_HIDDEN void usp__lock_init(pthread_mutex_t *m);
@@ -353,7 +391,7 @@ typedef bool (*usp_ready_fn)(struct usp_sock *s);
 USP_HIDDEN void usp__wait_init(struct usp_wait *w, int64_t timeo_us);
 USP_HIDDEN int usp__wait(struct usp_sock *s, struct usp_wait *w,
 			 usp_ready_fn ready, bool liveness);
-USP_HIDDEN int usp__send_token(int kfd, int type);
+USP_HIDDEN int usp__send_junk(struct usp_endpoint *to, int kfd);
 
 /* watchdog.c */
 USP_HIDDEN bool usp__watch_begin(struct usp_sock *s);

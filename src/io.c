@@ -380,6 +380,10 @@ static ssize_t queue_oob(struct usp_sock *s, struct iov_cursor *cur, bool bad_us
 			 bool nonblock, struct usp_wait *w)
 {
 	for (;;) {
+		/* the fallback (fallback.c) holds every send_lock while it
+		 * sets kernel_mode: from here on the ring is not ours */
+		if (usp__kernel_mode(s))
+			return -USP_ERAW;
 		ssize_t err = send_alloc_error(s);
 		if (err)
 			return err;
@@ -459,6 +463,11 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	usp__check_peer(s, false);
 	usp__lock(&s->self->send_lock);
 	while (sent < len) {
+		/* fallen back to the kernel path (as in queue_oob) */
+		if (usp__kernel_mode(s)) {
+			err = -USP_ERAW;
+			break;
+		}
 		/* EPIPE here without SIGPIPE: not the pipe_err path */
 		if ((err = send_alloc_error(s)))
 			break;
@@ -674,6 +683,54 @@ out:
 	return err;
 }
 
+/* After the fallback: the rest of a STREAM read, from the backing socket,
+ * once the ring is drained.  Caller holds recv_lock.  `need` of the `room`
+ * bytes are still owed to the read's target (MSG_WAITALL, SO_RCVLOWAT):
+ * a blocking read waits for exactly those, then takes what else is queued
+ * without waiting, as one kernel read would.  Returns the bytes received
+ * (errors are left for the next call, which goes to the descriptor). */
+static size_t stream_kernel_tail(struct usp_sock *s, struct iov_cursor *cur,
+				 size_t room, size_t need, bool nonblock)
+{
+	if (usp__eat_junk(s) < 0)
+		return 0;
+	struct iov_slice sl;
+	if (cursor_slice(cur, room, &sl, NULL, 0) < 0)
+		return 0;
+	struct msghdr m = {.msg_iov = sl.iov, .msg_iovlen = sl.cnt};
+	size_t got = 0;
+	if (need && !nonblock) {
+		/* the slice cut to `need` bytes: entries 0..i, the last one
+		 * shortened (restored below) */
+		size_t i = 0, sum = 0;
+		while (sum + sl.iov[i].iov_len < need)
+			sum += sl.iov[i++].iov_len;
+		size_t full = sl.iov[i].iov_len;
+		sl.iov[i].iov_len = need - sum;
+		m.msg_iovlen = i + 1;
+		ssize_t n = recvmsg(s->fd, &m, MSG_WAITALL);
+		sl.iov[i].iov_len = full;
+		if (n < (ssize_t)need) {
+			got = n > 0 ? (size_t)n : 0;
+			goto out;
+		}
+		got = need;
+		/* past the bytes received */
+		sl.iov[i].iov_base = (unsigned char *)sl.iov[i].iov_base + (need - sum);
+		sl.iov[i].iov_len -= need - sum;
+		m.msg_iov = sl.iov + i;
+		m.msg_iovlen = sl.cnt - i;
+	}
+	if (got < room) {
+		ssize_t n = recvmsg(s->fd, &m, MSG_DONTWAIT);
+		if (n > 0)
+			got += (size_t)n;
+	}
+out:
+	slice_free(&sl);
+	return got;
+}
+
 static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 			      size_t len, int flags)
 {
@@ -736,6 +793,22 @@ again:
 			break;
 		}
 		if (r == -EAGAIN) {
+			/* fallen back to the kernel path and the ring is
+			 * drained: the rest is in the backing socket, and so
+			 * are its end of file and errors */
+			if (usp__kernel_mode(s) && !(peek && (copied || visited))) {
+				/* a read that got the ring's last bytes goes on
+				 * into the backing socket, as one kernel read
+				 * would (not with ancillary data: docs) */
+				if (copied && !peek && copied < len && !msg->msg_controllen &&
+				    !passcred)
+					copied += stream_kernel_tail(
+						s, &cur, len - copied,
+						copied < target ? target - copied : 0, nonblock);
+				if (!copied)
+					err = -USP_ERAW;
+				break;
+			}
 			if (copied >= target || (peek && (copied || visited)))
 				break;
 			/* POSIX 1003.1g order: pending error, then EOF */
@@ -983,6 +1056,11 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 
 	usp__lock(&s->self->send_lock);
 	for (;;) {
+		/* fallen back to the kernel path (as in queue_oob) */
+		if (usp__kernel_mode(s)) {
+			err = -USP_ERAW;
+			goto out;
+		}
 		if ((err = send_alloc_error(s)))
 			goto out;
 		/* Linux 6.x looks up the peer after allocating the skb (the
@@ -1128,6 +1206,11 @@ again:
 			break;
 		if (r == -EIO) {
 			err = r;
+			goto out;
+		}
+		/* fallen back, ring drained: the backing socket has the rest */
+		if (usp__kernel_mode(s)) {
+			err = -USP_ERAW;
 			goto out;
 		}
 		bool rcv_shut = shutdown_bits(s->self) & USP_RCV_SHUTDOWN;
@@ -1303,6 +1386,8 @@ ssize_t usp_sendmsg(int fd, const struct msghdr *msg, int flags)
 		return sendmsg(fd, msg, flags);
 	ssize_t r = bad_ptr(msg) ? -EFAULT : usp__sendmsg(&s, msg, flags);
 	usp__put(&s);
+	if (r == -USP_ERAW)
+		return sendmsg(fd, msg, flags);
 	return usp__ret_errno(r);
 }
 
@@ -1347,6 +1432,8 @@ ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags)
 		return recvmsg(fd, msg, flags);
 	ssize_t r = recvmsg_user(&s, msg, flags);
 	usp__put(&s);
+	if (r == -USP_ERAW)
+		return recvmsg(fd, msg, flags);
 	return usp__ret_errno(r);
 }
 
@@ -1384,6 +1471,11 @@ int usp_sendmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags)
 			break;
 	}
 	usp__put(&s);
+	if (r == -USP_ERAW) {
+		if (!sent)
+			return sendmmsg(fd, msgvec, vlen, flags);
+		r = 0;
+	}
 	if (sent || r >= 0)
 		return (int)sent;
 	errno = (int)-r;
@@ -1446,10 +1538,14 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 		if (m->msg_hdr.msg_flags & MSG_OOB)
 			break;
 	}
-	if (got && r < 0 && r != -EAGAIN)
+	if (r == -USP_ERAW && got)
+		r = 0; /* the rest on the next call, from the backing socket */
+	if (got && r < 0 && r != -EAGAIN && r != -USP_ERAW)
 		atomic_store(&s.self->sk_err, (int32_t)-r);
 	usp__scm_defer_end(); /* as the kernel's fput() at the return */
 	usp__put(&s);
+	if (r == -USP_ERAW)
+		return recvmmsg(fd, msgvec, vlen, flags, timeout);
 	if (got || r >= 0)
 		return (int)got;
 	errno = (int)-r;
@@ -1465,6 +1561,8 @@ ssize_t usp_send(int fd, const void *buf, size_t len, int flags)
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t r = usp__sendmsg(&s, &msg, flags);
 	usp__put(&s);
+	if (r == -USP_ERAW)
+		return send(fd, buf, len, flags);
 	return usp__ret_errno(r);
 }
 
@@ -1477,6 +1575,8 @@ ssize_t usp_recv(int fd, void *buf, size_t len, int flags)
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t r = usp__recvmsg(&s, &msg, flags);
 	usp__put(&s);
+	if (r == -USP_ERAW)
+		return recv(fd, buf, len, flags);
 	return usp__ret_errno(r);
 }
 
@@ -1499,6 +1599,8 @@ ssize_t usp_sendto(int fd, const void *buf, size_t len, int flags,
 			     .msg_namelen = dest_addr ? addrlen : 0};
 	ssize_t r = usp__sendmsg(&s, &msg, flags);
 	usp__put(&s);
+	if (r == -USP_ERAW)
+		return sendto(fd, buf, len, flags, dest_addr, addrlen);
 	return usp__ret_errno(r);
 }
 
@@ -1514,6 +1616,8 @@ ssize_t usp_recvfrom(int fd, void *buf, size_t len, int flags,
 			     .msg_name = src_addr ? &kaddr : NULL};
 	ssize_t r = usp__recvmsg(&s, &msg, flags);
 	usp__put(&s);
+	if (r == -USP_ERAW)
+		return recvfrom(fd, buf, len, flags, src_addr, addrlen);
 	/* move_addr_to_user(), after the data was taken: the length
 	 * pointer must be valid and its value not negative; as much of the
 	 * sender's name as fits, and its whole length (0 for an unnamed
@@ -1542,6 +1646,8 @@ ssize_t usp_write(int fd, const void *buf, size_t count)
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t r = usp__sendmsg(&s, &msg, 0);
 	usp__put(&s);
+	if (r == -USP_ERAW)
+		return write(fd, buf, count);
 	return usp__ret_errno(r);
 }
 
@@ -1558,6 +1664,8 @@ ssize_t usp_read(int fd, void *buf, size_t count)
 		r = usp__recvmsg(&s, &msg, 0);
 	}
 	usp__put(&s);
+	if (r == -USP_ERAW)
+		return read(fd, buf, count);
 	return usp__ret_errno(r);
 }
 
@@ -1586,6 +1694,8 @@ ssize_t usp_writev(int fd, const struct iovec *iov, int iovcnt)
 		return writev(fd, iov, iovcnt);
 	ssize_t r = vectored_io(&s, iov, iovcnt, true);
 	usp__put(&s);
+	if (r == -USP_ERAW)
+		return writev(fd, iov, iovcnt);
 	return usp__ret_errno(r);
 }
 
@@ -1596,5 +1706,7 @@ ssize_t usp_readv(int fd, const struct iovec *iov, int iovcnt)
 		return readv(fd, iov, iovcnt);
 	ssize_t r = vectored_io(&s, iov, iovcnt, false);
 	usp__put(&s);
+	if (r == -USP_ERAW)
+		return readv(fd, iov, iovcnt);
 	return usp__ret_errno(r);
 }

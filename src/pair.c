@@ -372,7 +372,8 @@ bool usp__peer_gone(struct usp_sock *s)
  * force: the caller is about to report "nothing to do" or to sleep. */
 void usp__check_peer(struct usp_sock *s, bool force)
 {
-	if (usp__peer_gone(s))
+	/* after the fallback the kernel itself answers for the peer */
+	if (usp__peer_gone(s) || usp__kernel_mode(s))
 		return;
 	int64_t now = usp__now_ns();
 	_Atomic int64_t *last = &s->pair->last_check_ns[s->side];
@@ -392,7 +393,7 @@ void usp__check_peer(struct usp_sock *s, bool force)
 		int queued = 0;
 		if (ioctl(s->fd, SIOCOUTQ, &queued) == 0 && queued > 0)
 			return;
-		int r = usp__send_token(s->fd, SOCK_DGRAM);
+		int r = usp__send_junk(s->peer, s->fd);
 		gone = r == -ECONNREFUSED || r == -ENOTCONN;
 	} else {
 		/* The backing socket is never shut down by uspair, so POLLHUP

@@ -68,8 +68,12 @@ static int scan_uspair(struct pollfd *fds, nfds_t nfds, const unsigned char *is_
 			continue;
 		struct usp_sock s;
 		if (!usp__lookup(fds[i].fd, &s)) {
-			fds[i].revents = POLLNVAL;
-			ready++;
+			/* closed, or fallen back to the kernel path meanwhile:
+			 * the kernel's answer */
+			struct pollfd k = {.fd = fds[i].fd, .events = fds[i].events};
+			poll(&k, 1, 0);
+			fds[i].revents = k.revents;
+			ready += k.revents != 0;
 			continue;
 		}
 		usp__check_peer(&s, false);

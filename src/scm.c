@@ -215,7 +215,7 @@ void usp__scm_hold_endpoints(const struct msghdr *msg, int delta)
 		size_t n = (h.cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (size_t i = 0; i < n; i++) {
 			struct usp_sock e;
-			if (!usp__lookup(rights_fd(msg, at, i), &e))
+			if (!usp__lookup_entry(rights_fd(msg, at, i), &e))
 				continue;
 			if (delta > 0)
 				atomic_fetch_add(&e.self->holders, 1);
@@ -357,6 +357,8 @@ static int skip_tokens(struct usp_sock *s)
 				n++;
 			if (n && recv(s->fd, buf, n, MSG_DONTWAIT) != (ssize_t)n)
 				break;
+			if (n)
+				atomic_fetch_add(&s->self->junk_eaten, n);
 			consumed |= n > 0;
 			if (n < (size_t)r) {
 				result = 1;
@@ -386,6 +388,7 @@ static int skip_tokens(struct usp_sock *s)
 			}
 			if (recv(s->fd, &c, 1, MSG_DONTWAIT) != 1)
 				break;
+			atomic_fetch_add(&s->self->junk_eaten, 1);
 			consumed = true;
 		}
 	}

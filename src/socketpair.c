@@ -129,7 +129,7 @@ int usp_close(int fd)
 	struct usp_sock peer;
 	int hint = atomic_load(&pair->fd_hint[side ^ 1]);
 	if (atomic_load(&pair->shm->ep[side].state) == USP_EP_OPEN &&
-	    usp__lookup(hint, &peer)) {
+	    usp__lookup_entry(hint, &peer)) {
 		if (peer.pair == pair && peer.side == (side ^ 1))
 			usp__check_peer(&peer, true);
 		usp__put(&peer);
@@ -142,7 +142,7 @@ int usp_close(int fd)
 int usp_dup2(int oldfd, int newfd)
 {
 	struct usp_sock s;
-	if (!usp__lookup(oldfd, &s)) {
+	if (!usp__lookup_entry(oldfd, &s)) {
 		/* newfd may be a uspair endpoint that dup2 closes */
 		usp__table_lock();
 		int side;

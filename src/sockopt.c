@@ -264,6 +264,10 @@ int usp_shutdown(int fd, int how)
 	}
 	usp__wake_endpoint(s.self, -1);
 	usp__wake_endpoint(s.peer, s.fd);
+	/* fallen back, ring not yet drained: the backing socket must know
+	 * too (it was already told of earlier ones, fallback.c) */
+	if (usp__kernel_mode(&s))
+		shutdown(fd, how);
 out:
 	usp__put(&s);
 	return usp__ret_errno(r);
@@ -361,7 +365,7 @@ int usp_fcntl(int fd, int cmd, ...)
 	long arg = va_arg(ap, long);
 	va_end(ap);
 	struct usp_sock s;
-	if (!usp__lookup(fd, &s))
+	if (!usp__lookup_entry(fd, &s))
 		return fcntl(fd, cmd, arg);
 	int r;
 	int saved;

@@ -72,12 +72,31 @@ static void futex_wake_all(_Atomic uint32_t *word)
 	syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-int usp__send_token(int kfd, int type)
+/*
+ * Send one junk byte (a wake token or a DGRAM liveness probe) through kfd
+ * into the backing queue of endpoint `to`.  The fallback to the kernel
+ * path (pair.c usp__fallback) must know how much junk precedes the user's
+ * data in that queue, so junk is sent only inside junk_writers and counted
+ * after it is queued:
+ *   J1  junk_writers++ (seq_cst), then load kernel_mode;
+ *   K1  (the fallback) kernel_mode = 1 (seq_cst), then wait for
+ *       junk_writers == 0.
+ * Dekker pair: either the writer sees kernel_mode and sends nothing, or
+ * the fallback sees the writer and waits until its byte is queued and
+ * counted.  Returns 0, -errno of the send, or -USP_ERAW (kernel mode).
+ */
+int usp__send_junk(struct usp_endpoint *to, int kfd)
 {
-	(void)type;
-	if (send(kfd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		return -errno;
-	return 0;
+	int r = 0;
+	atomic_fetch_add(&to->junk_writers, 1); /* J1: pairs with K1 */
+	if (atomic_load(&to->kernel_mode))
+		r = -USP_ERAW;
+	else if (send(kfd, "w", 1, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		r = -errno;
+	else
+		atomic_fetch_add(&to->junk_sent, 1);
+	atomic_fetch_sub(&to->junk_writers, 1);
+	return r;
 }
 
 bool usp__wake_endpoint(struct usp_endpoint *ep, int token_fd)
@@ -91,7 +110,7 @@ bool usp__wake_endpoint(struct usp_endpoint *ep, int token_fd)
 	}
 	if (token_fd >= 0 && atomic_load_explicit(&ep->pollers, memory_order_relaxed) &&
 	    !atomic_load_explicit(&ep->token_sent, memory_order_relaxed) &&
-	    !atomic_exchange(&ep->token_sent, 1) && usp__send_token(token_fd, 0) < 0)
+	    !atomic_exchange(&ep->token_sent, 1) && usp__send_junk(ep, token_fd) < 0)
 		atomic_store(&ep->token_sent, 0); /* none is on its way */
 	return woke;
 }
@@ -121,6 +140,10 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 {
 	struct usp_endpoint *ep = s->self;
 	_Atomic int64_t *budget = &s->pair->spin_ns[s->side];
+	/* fallen back to the kernel path: the caller goes there (the
+	 * fallback wakes every sleeper after setting kernel_mode) */
+	if (usp__kernel_mode(s))
+		return -USP_ERAW;
 	/* Just woke the peer from its futex: its answer takes a wake-up,
 	 * and spinning meanwhile only takes CPU from the peer (on these
 	 * 2-vCPU machines it made a sleeping reader's round trip 1.5 times
@@ -151,6 +174,10 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 	}
 	atomic_fetch_add(&ep->sleepers, 1); /* S1: pairs with W1 */
 	uint32_t seq = atomic_load(&ep->event_seq);
+	if (usp__kernel_mode(s)) {
+		atomic_fetch_sub(&ep->sleepers, 1);
+		return -USP_ERAW;
+	}
 	if (ready(s)) {
 		atomic_fetch_sub(&ep->sleepers, 1);
 		return 0;

@@ -43,7 +43,7 @@ static void check_slot(struct watch_slot *w)
 {
 	struct usp_sock s;
 	/* the descriptor may have been closed and its number reused */
-	if (!usp__lookup(w->fd, &s))
+	if (!usp__lookup_entry(w->fd, &s))
 		return;
 	if (s.pair == w->pair && s.side == w->side)
 		usp__check_peer(&s, true);

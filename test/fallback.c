@@ -1,0 +1,270 @@
+/*
+ * fallback: usp_fallback() hands a pair over to the kernel (src/fallback.c).
+ * On a kernel pair it does nothing, so each scenario's trace on the kernel
+ * pair is what Linux does without it; the uspair pair must give the same
+ * trace although the pair changes paths in the middle: data queued in
+ * shared memory before the fallback comes first, in order, then data sent
+ * through the descriptors with the plain libc calls (what a process
+ * without uspair would do); no wake token or liveness probe of uspair's
+ * may ever show up as data; shutdown and SO_SNDBUF set before the
+ * fallback hold after it; a blocked receiver or sender wakes and carries on.
+ * Variants: the fallback from the sender's or the receiver's end; with
+ * wake tokens in both backing queues (a poller woken before it).
+ */
+#include "t_helpers.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+struct fb_case {
+	int from_receiver; /* usp_fallback(b) instead of usp_fallback(a) */
+	int tokens;	   /* wake tokens queued in both backing queues */
+};
+
+static void record_fallback(struct t_ctx *c, int fd)
+{
+	char desc[64];
+	snprintf(desc, sizeof(desc), "usp_fallback(%s)", t_fd_name(c, fd));
+	T_RECORD(c, desc, usp_fallback(fd));
+}
+
+/* libc send/recv on the descriptor itself (not usp_*): after the fallback
+ * the kernel socket must carry exactly the user's data */
+static void raw_send(struct t_ctx *c, int fd, const char *text)
+{
+	char desc[96];
+	snprintf(desc, sizeof(desc), "libc send(%s, \"%s\")", t_fd_name(c, fd), text);
+	T_RECORD(c, desc, send(fd, text, strlen(text), MSG_DONTWAIT | MSG_NOSIGNAL));
+}
+
+static void raw_recv(struct t_ctx *c, int fd)
+{
+	char buf[256], desc[400], shown[300];
+	errno = 0;
+	ssize_t r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	int err = errno;
+	t_fmt_bytes(shown, sizeof(shown), buf, r > 0 ? (size_t)r : 0);
+	snprintf(desc, sizeof(desc), "libc recv(%s) data=%s", t_fd_name(c, fd), shown);
+	t_record(c, desc, r, err);
+}
+
+struct poller {
+	int fd;
+	int revents;
+};
+
+static void *poll_thread(void *arg)
+{
+	struct poller *p = arg;
+	struct pollfd pfd = {.fd = p->fd, .events = POLLIN};
+	usp_poll(&pfd, 1, 2000);
+	p->revents = pfd.revents;
+	return NULL;
+}
+
+/* A poller of fd asleep when data arrives: the sender queues a wake token
+ * in fd's backing socket.  The poller's answer is recorded. */
+static void send_to_poller(struct t_ctx *c, int from, int to, const char *text)
+{
+	struct poller p = {.fd = to};
+	pthread_t th;
+	t_thread_start(&th, poll_thread, &p);
+	t_sleep_ms(30);
+	t_send(c, from, text, strlen(text), MSG_DONTWAIT);
+	t_thread_join(th);
+	t_log(c, "poller of %s woke with %#x", t_fd_name(c, to), p.revents);
+}
+
+/*
+ * The end that falls back (f) is the one leaving uspair (about to exec, or
+ * handed to a process without it): after the fallback it is used only
+ * through libc.  The other end (o) stays with uspair and reads what is
+ * still queued in shared memory first.
+ */
+static int fb_end(struct t_ctx *c)
+{
+	const struct fb_case *fc = c->user;
+	return fc->from_receiver ? c->b : c->a;
+}
+
+static int other_end(struct t_ctx *c)
+{
+	return fb_end(c) == c->a ? c->b : c->a;
+}
+
+static void scenario_queued(struct t_ctx *c)
+{
+	const struct fb_case *fc = c->user;
+	int f = fb_end(c), o = other_end(c);
+	if (fc->tokens) {
+		send_to_poller(c, f, o, "f-1");
+		send_to_poller(c, o, f, "o-1");
+	} else {
+		t_send(c, f, "f-1", 3, MSG_DONTWAIT);
+		t_send(c, o, "o-1", 3, MSG_DONTWAIT);
+	}
+	t_send(c, f, "f-2", 3, MSG_DONTWAIT);
+	t_setsockopt_int(c, f, SOL_SOCKET, SO_SNDBUF, 30000, "SO_SNDBUF");
+	/* f reads what is queued for it first (a process about to exec) */
+	t_recv(c, f, 100, MSG_DONTWAIT);
+	record_fallback(c, f);
+	raw_send(c, f, "f-3");
+	t_send(c, o, "o-2", 3, MSG_DONTWAIT);
+	t_poll1(c, o, POLLIN | POLLOUT | POLLRDHUP | POLLPRI);
+	/* shared memory first, then the kernel path */
+	for (int i = 0; i < 4; i++)
+		t_recv(c, o, 100, MSG_DONTWAIT);
+	raw_recv(c, f);
+	raw_recv(c, f);
+	/* both drained: every answer is the kernel's */
+	raw_send(c, f, "f-4");
+	t_queues(c);
+	t_poll_both(c);
+	T_RECORD(c, "libc getsockopt(f, SO_SNDBUF)", ({
+			 int v = 0;
+			 socklen_t l = sizeof(v);
+			 getsockopt(f, SOL_SOCKET, SO_SNDBUF, &v, &l) < 0 ? -1 : v;
+		 }));
+	t_recv(c, o, 100, MSG_DONTWAIT);
+	T_RECORD(c, "libc shutdown(f, SHUT_WR)", shutdown(f, SHUT_WR));
+	t_recv(c, o, 100, MSG_DONTWAIT);
+	t_poll_both(c);
+}
+
+/* shutdown by either end before the fallback: the kernel must know */
+static void scenario_shutdown_before(struct t_ctx *c)
+{
+	int f = fb_end(c), o = other_end(c);
+	t_send(c, o, "last", 4, MSG_DONTWAIT);
+	t_shutdown(c, o, SHUT_WR);
+	t_recv(c, f, 100, MSG_DONTWAIT);
+	t_shutdown(c, f, SHUT_RD);
+	record_fallback(c, f);
+	raw_recv(c, f);
+	raw_send(c, f, "after");
+	t_recv(c, o, 100, MSG_DONTWAIT);
+	t_send(c, o, "more", 4, MSG_DONTWAIT | MSG_NOSIGNAL);
+	raw_recv(c, f);
+	t_poll_both(c);
+}
+
+/* A read that empties the ring goes on into the backing socket as one
+ * kernel read would: MSG_WAITALL and SO_RCVLOWAT count the bytes of both
+ * (a blocking read waits for the kernel's part, a non-blocking one takes
+ * what is there). */
+static void scenario_straddle(struct t_ctx *c)
+{
+	int f = fb_end(c), o = other_end(c);
+	t_send(c, o, "abc", 3, MSG_DONTWAIT);
+	t_send(c, o, "de", 2, MSG_DONTWAIT);
+	record_fallback(c, f);
+	raw_send(c, o, "fgh");
+	raw_send(c, o, "ijklm");
+	t_recv(c, f, 7, MSG_WAITALL);
+	t_setsockopt_int(c, f, SOL_SOCKET, SO_RCVLOWAT, 4, "SO_RCVLOWAT");
+	t_recv(c, f, 100, 0);
+	t_recv(c, f, 100, MSG_DONTWAIT);
+}
+
+struct late_send {
+	int fd;
+	const char *text;
+};
+
+static void *late_send_thread(void *arg)
+{
+	struct late_send *ls = arg;
+	t_sleep_ms(50);
+	send(ls->fd, ls->text, strlen(ls->text), MSG_NOSIGNAL);
+	return NULL;
+}
+
+/* The same with the kernel's part sent while the read waits for it. */
+static void scenario_straddle_wait(struct t_ctx *c)
+{
+	int f = fb_end(c), o = other_end(c);
+	t_send(c, o, "abc", 3, MSG_DONTWAIT);
+	record_fallback(c, f);
+	struct late_send ls = {o, "defgh"};
+	pthread_t th;
+	t_thread_start(&th, late_send_thread, &ls);
+	t_recv(c, f, 6, MSG_WAITALL);
+	t_thread_join(th);
+	t_recv(c, f, 100, MSG_DONTWAIT);
+}
+
+struct blocked_recv {
+	int fd;
+	ssize_t r;
+	int err;
+	char buf[64];
+};
+
+static void *recv_thread(void *arg)
+{
+	struct blocked_recv *br = arg;
+	errno = 0;
+	br->r = usp_recv(br->fd, br->buf, sizeof(br->buf), 0);
+	br->err = errno;
+	return NULL;
+}
+
+/* A receiver asleep in shared memory when the pair falls back: it must
+ * wake and get the data that then comes through the kernel. */
+static void scenario_blocked_receiver(struct t_ctx *c)
+{
+	const struct fb_case *fc = c->user;
+	int f = fb_end(c), o = other_end(c);
+	(void)fc;
+	struct blocked_recv br = {.fd = o};
+	pthread_t th;
+	t_thread_start(&th, recv_thread, &br);
+	t_sleep_ms(50);
+	record_fallback(c, f);
+	t_sleep_ms(20);
+	raw_send(c, f, "wake");
+	t_thread_join(th);
+	char shown[100];
+	t_fmt_bytes(shown, sizeof(shown), br.buf, br.r > 0 ? (size_t)br.r : 0);
+	t_log(c, "blocked recv = %zd %s data=%s", br.r, br.r < 0 ? t_errno_name(br.err) : "",
+	      shown);
+}
+
+static const struct fb_case cases[] = {
+	{0, 0}, {1, 0}, {0, 1}, {1, 1},
+};
+
+int main(void)
+{
+	t_init("fallback");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "queued from_%s%s",
+			 cases[i].from_receiver ? "receiver" : "sender",
+			 cases[i].tokens ? " tokens" : "");
+		t_compare_matrix(name, scenario_queued, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS,
+				 (void *)&cases[i]);
+		if (cases[i].tokens)
+			continue;
+		snprintf(name, sizeof(name), "straddle from_%s",
+			 cases[i].from_receiver ? "receiver" : "sender");
+		t_compare_matrix(name, scenario_straddle, T_ALL_TYPES, T_ALL_MODES, T_ALL_DIRS,
+				 (void *)&cases[i]);
+		snprintf(name, sizeof(name), "straddle_wait from_%s",
+			 cases[i].from_receiver ? "receiver" : "sender");
+		t_compare_matrix(name, scenario_straddle_wait, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS,
+				 (void *)&cases[i]);
+		snprintf(name, sizeof(name), "shutdown_before from_%s",
+			 cases[i].from_receiver ? "receiver" : "sender");
+		t_compare_matrix(name, scenario_shutdown_before, T_ALL_TYPES, T_ALL_MODES,
+				 T_ALL_DIRS, (void *)&cases[i]);
+		snprintf(name, sizeof(name), "blocked_receiver from_%s",
+			 cases[i].from_receiver ? "receiver" : "sender");
+		t_compare_matrix(name, scenario_blocked_receiver, T_ALL_TYPES, T_BLOCKING,
+				 T_ALL_DIRS, (void *)&cases[i]);
+	}
+	return t_finish();
+}
