@@ -53,11 +53,12 @@ AR_LTO := $(if $(LTO),$(shell command -v gcc-ar 2>/dev/null || echo ar),ar)
 
 SHLIB := $(BUILD)/libuspair.so.$(VERSION)
 STLIB := $(BUILD)/libuspair.a
+PRELOAD := $(BUILD)/libuspair-preload.so
 
 .PHONY: all lib tests tools check runtests check-all check-install bench install uninstall clean \
 	fuzz fuzz-run hotpath
 all: lib tests tools
-lib: $(SHLIB) $(STLIB)
+lib: $(SHLIB) $(STLIB) $(PRELOAD)
 tests: $(TEST_BINS)
 tools: $(BUILD)/uspair
 
@@ -70,6 +71,25 @@ $(SHLIB): $(LIB_OBJS) src/uspair.map
 		$(LIB_OBJS) -o $@ $(ALL_LDFLAGS)
 	ln -sf libuspair.so.$(VERSION) $(BUILD)/libuspair.so.$(SOMAJOR)
 	ln -sf libuspair.so.$(SOMAJOR) $(BUILD)/libuspair.so
+
+# The drop-in preload (preload/preload.c): the library objects again, with
+# their libc calls renamed to usp__real_* (preload/real.syms, resolved by
+# preload/real.c), so that the preload's own `read` and friends can be the
+# program's.  No LTO: objcopy renames in machine code only.
+PRELOAD_CFLAGS := -std=gnu11 -D_GNU_SOURCE -U_FORTIFY_SOURCE -fPIC -pthread -Iinclude -Isrc \
+	$(WARN) $(CFLAGS) $(SANFLAGS)
+PRELOAD_OBJS := $(patsubst src/%.c,$(BUILD)/preload-obj/%.o,$(LIB_SRCS))
+
+$(BUILD)/preload-obj/%.o: src/%.c $(wildcard src/*.h) include/uspair.h preload/real.syms
+	@mkdir -p $(dir $@)
+	$(CC) $(PRELOAD_CFLAGS) -fvisibility=hidden -c $< -o $@.raw
+	objcopy --redefine-syms=preload/real.syms $@.raw $@
+	rm -f $@.raw
+
+$(PRELOAD): $(PRELOAD_OBJS) preload/preload.c preload/real.c preload/preload.h preload/preload.map
+	$(CC) $(PRELOAD_CFLAGS) -Ipreload -fvisibility=hidden -shared \
+		-Wl,--version-script=preload/preload.map preload/preload.c preload/real.c \
+		$(PRELOAD_OBJS) -o $@ -pthread $(SANFLAGS) -ldl
 
 $(STLIB): $(LIB_OBJS)
 	rm -f $@

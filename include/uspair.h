@@ -66,6 +66,7 @@ int usp_ioctl(int fd, unsigned long request, ... /* arg */);
 int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout);
 int usp_dup(int oldfd);
 int usp_dup2(int oldfd, int newfd);
+int usp_dup3(int oldfd, int newfd, int flags);
 
 /* Non-zero if fd is a uspair endpoint known to this process. */
 int usp_is_uspair(int fd);

@@ -45,8 +45,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
-#include <sys/socket.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -144,33 +149,141 @@ static void wait_junk_writers(struct usp_endpoint *ep)
 		sched_yield();
 }
 
-/* Steps 1-4.  0, -EBUSY (need_drained and our ring holds data) or -EIO. */
+/* A descriptor of side `side` of pair in this process, or -1 (the hint
+ * checked against the table). */
+static int fd_of_side(struct usp_pair *pair, int side)
+{
+	int fd = atomic_load(&pair->fd_hint[side]);
+	struct usp_sock s;
+	if (!usp__lookup_entry(fd, &s))
+		return -1;
+	bool same = s.pair == pair && s.side == side;
+	usp__put(&s);
+	return same ? fd : -1;
+}
+
+/* Only plain data records between head and tail (no kernel record, no
+ * out-of-band byte): what flush_ring can move.  Caller holds recv_lock. */
+static bool ring_plain(struct usp_sock *s)
+{
+	uint64_t pos = atomic_load(&s->rxq->head);
+	uint64_t tail = usp__ld_acq(&s->rxq->tail); /* C1 */
+	for (unsigned guard = 0; guard < USP_RING_BYTES / USP_REC_HDR + 2; guard++) {
+		struct usp_rec rec;
+		int r = usp__ring_peek(s->pair, s->rxq, s->rxdata, pos, tail, &rec);
+		if (r == -EAGAIN)
+			return true;
+		if (r < 0 || rec.kernel || rec.oob)
+			return false;
+		pos = rec.next;
+	}
+	return false;
+}
+
+/*
+ * The ring's unread data moved into s's backing queue, in order, by
+ * receiving it here and sending it through the peer's descriptor peer_fd
+ * (held by this process).  Caller holds both send_locks, so nothing else
+ * enters that queue meanwhile, and kernel_mode is newly set, so the queue
+ * holds nothing but junk (eaten first, as usual).  The backing sockets
+ * have at least the room the ring admitted (accounting mirrors the
+ * kernel's), so a send that fails here is a broken promise: said loudly.
+ */
+static int flush_ring(struct usp_sock *s, int peer_fd)
+{
+	unsigned char *buf = malloc(USP_RING_BYTES);
+	if (!buf)
+		return -ENOMEM;
+	int err = 0;
+	for (;;) {
+		struct iovec iov = {buf, USP_RING_BYTES};
+		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+		ssize_t n = usp__recvmsg(s, &m, MSG_DONTWAIT);
+		if (n == -USP_ERAW || n == -EAGAIN)
+			break;
+		if (n < 0) {
+			err = (int)n;
+			break;
+		}
+		if (n == 0 && s->type == SOCK_STREAM)
+			break; /* end of file: nothing more */
+		if (send(peer_fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) != n) {
+			usp__busy_message(s->fd, "unread data lost moving it to the kernel");
+			err = -EIO;
+			break;
+		}
+	}
+	free(buf);
+	return err;
+}
+
+/* Steps 1-4.  0, -EBUSY (need_drained and our ring holds data that
+ * cannot be moved) or -EIO.
+ *
+ * The first fallback of a pair also moves each ring's unread data into
+ * the backing queue behind it (flush_ring) where it can: plain records
+ * only, and this process must hold the other end's descriptor to send
+ * them through (one process holding both ends, or a child between fork
+ * and exec, usually does).  Then the kernel's readiness (epoll) and
+ * whoever reads the descriptor after exec see that data.  A ring that
+ * cannot be moved is read through uspair until it is drained; with
+ * need_drained (s's ring must be empty) that is -EBUSY, nothing changed. */
 int usp__fallback(struct usp_sock *s, bool need_drained)
 {
 	if (usp__is_corrupt(s))
 		return -EIO;
 	struct usp_shared *shm = s->shm;
+	/* lock order: send_locks, then recv_locks, each in side order (a
+	 * sender holds one send_lock and at most the peer's recv_lock; a
+	 * receiver takes no other lock) */
 	usp__lock(&shm->ep[0].send_lock);
 	usp__lock(&shm->ep[1].send_lock);
-	usp__lock(&s->self->recv_lock);
+	usp__lock(&shm->ep[0].recv_lock);
+	usp__lock(&shm->ep[1].recv_lock);
 	int r = 0;
-	if (need_drained && !ring_drained(s)) {
+	bool first = !atomic_load(&s->self->kernel_mode);
+	struct usp_sock side_sock[2];
+	bool flush[2] = {false, false};
+	for (int t = 0; first && t < 2; t++) {
+		int fd = t == s->side ? s->fd : fd_of_side(s->pair, t);
+		int peer_fd = fd_of_side(s->pair, t ^ 1);
+		if (fd < 0 || peer_fd < 0)
+			continue;
+		atomic_fetch_add(&s->pair->refs, 1);
+		usp__sock_init(&side_sock[t], s->pair, t, fd);
+		flush[t] = !ring_drained(&side_sock[t]) && ring_plain(&side_sock[t]);
+		if (!flush[t])
+			usp__put(&side_sock[t]);
+	}
+	if (need_drained && !ring_drained(s) && !flush[s->side])
 		r = -EBUSY;
-	} else if (!atomic_load(&s->self->kernel_mode)) {
+	if (!r && first) {
 		atomic_store(&shm->ep[0].kernel_mode, 1); /* K1: pairs with J1 */
 		atomic_store(&shm->ep[1].kernel_mode, 1);
 		wait_junk_writers(&shm->ep[0]);
 		wait_junk_writers(&shm->ep[1]);
 	}
-	usp__unlock(&s->self->recv_lock);
+	usp__unlock(&shm->ep[1].recv_lock);
+	usp__unlock(&shm->ep[0].recv_lock);
+	for (int t = 0; t < 2; t++) {
+		if (!flush[t])
+			continue;
+		/* under both send_locks; the peer's descriptor sends */
+		int fr = r ? 0 : flush_ring(&side_sock[t], fd_of_side(s->pair, t ^ 1));
+		if (t == s->side && fr)
+			r = fr;
+		usp__put(&side_sock[t]);
+	}
 	usp__unlock(&shm->ep[1].send_lock);
 	usp__unlock(&shm->ep[0].send_lock);
+	if (first && atomic_load(&s->self->kernel_mode)) {
+		usp__wake_endpoint(&shm->ep[0], -1);
+		usp__wake_endpoint(&shm->ep[1], -1);
+	}
 	if (r)
 		return r;
-	usp__wake_endpoint(&shm->ep[0], -1);
-	usp__wake_endpoint(&shm->ep[1], -1);
 	if (need_drained && !usp__passthrough(s))
-		return -EBUSY; /* data arrived between: cannot, it was locked out */
+		return -EBUSY; /* another reader is mid-record */
 	return 0;
 }
 
@@ -183,5 +296,128 @@ int usp_fallback(int fd)
 	if (r == 0)
 		usp__passthrough(&s);
 	usp__put(&s);
+	return (int)usp__ret_errno(r);
+}
+
+/* The endpoint behind descriptor fd, found by the inode of its socket:
+ * also for a number the table does not know (a vfork child's dup2 onto
+ * 0, 1, 2 before exec). */
+static bool endpoint_of_socket(int fd, struct usp_sock *s)
+{
+	if (usp__lookup_entry(fd, s))
+		return true;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return false;
+	struct usp_pair *pair;
+	int side;
+	usp__table_lock();
+	bool found = usp__find_by_inode((uint64_t)st.st_ino, &pair, &side);
+	usp__table_unlock();
+	if (found)
+		usp__sock_init(s, pair, side, fd);
+	return found;
+}
+
+/* One inherited descriptor: 0, or -EBUSY if its ring holds data. */
+static int exec_prepare_fd(int fd)
+{
+	int fdflags = fcntl(fd, F_GETFD);
+	if (fdflags < 0 || (fdflags & FD_CLOEXEC))
+		return 0;
+	struct usp_sock s;
+	if (!endpoint_of_socket(fd, &s))
+		return 0;
+	int r = usp__fallback(&s, true);
+	usp__put(&s);
+	return r == -EBUSY ? r : 0;
+}
+
+/*
+ * Before exec: the new image keeps every descriptor without FD_CLOEXEC but
+ * loses the shared region, so each uspair endpoint it inherits falls back
+ * to the kernel path now, with its ring drained (data already in the ring
+ * could not be read after exec).  0, or -EBUSY with *busy_fd set: that
+ * endpoint has unread data and exec must fail (the endpoints looked at
+ * before it have fallen back, which only costs them speed).
+ *
+ * Safe in a vfork child: no allocation, and only this process's view of
+ * the descriptors (the table is the parent's, so the descriptors are
+ * listed from /proc/self/fd and recognised by inode).  Without /proc, the
+ * numbers up to RLIMIT_NOFILE (at most 65536) are tried.
+ */
+int usp__exec_prepare(int *busy_fd)
+{
+	int dir = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir < 0) {
+		struct rlimit rl;
+		long max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (long)rl.rlim_cur
+										      : 65536;
+		for (int fd = 0; fd < max; fd++) {
+			if (exec_prepare_fd(fd) < 0) {
+				*busy_fd = fd;
+				return -EBUSY;
+			}
+		}
+		return 0;
+	}
+	int r = 0;
+	char buf[4096] __attribute__((aligned(8)));
+	for (;;) {
+		long n = syscall(SYS_getdents64, dir, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		for (long off = 0; off < n;) {
+			struct linux_dirent64 {
+				uint64_t d_ino;
+				int64_t d_off;
+				unsigned short d_reclen;
+				unsigned char d_type;
+				char d_name[];
+			} *d = (struct linux_dirent64 *)(buf + off);
+			off += d->d_reclen;
+			char *end;
+			long fd = strtol(d->d_name, &end, 10);
+			if (*end || end == d->d_name || fd == dir)
+				continue;
+			if (exec_prepare_fd((int)fd) < 0) {
+				*busy_fd = (int)fd;
+				r = -EBUSY;
+				goto out;
+			}
+		}
+	}
+out:
+	close(dir);
+	return r;
+}
+
+/* The loud half of "fail loudly": the program gets EBUSY from a call that
+ * never fails that way, so say why on stderr too. */
+void usp__busy_message(int fd, const char *why)
+{
+	char msg[256];
+	int n = snprintf(msg, sizeof(msg),
+			 "uspair: descriptor %d (%s) still has unread data in shared memory, "
+			 "which its new holder could not read; failing with EBUSY "
+			 "(read it first, or see docs/DESIGN.md, \"Falling back to the kernel\")\n",
+			 fd, why);
+	if (n > 0)
+		(void)!write(2, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+}
+
+/* fd goes where shared memory cannot follow (another process image,
+ * another program): its pair falls back with fd's ring drained.  0 (also
+ * for a descriptor uspair does not know), or -1 with errno EBUSY after a
+ * message, or EIO for a corrupt pair. */
+int usp__hand_over(int fd, const char *why)
+{
+	struct usp_sock s;
+	if (!usp__lookup_entry(fd, &s))
+		return 0;
+	int r = usp__fallback(&s, true);
+	usp__put(&s);
+	if (r == -EBUSY)
+		usp__busy_message(fd, why);
 	return (int)usp__ret_errno(r);
 }

@@ -29,6 +29,9 @@ static _Atomic(_Atomic uintptr_t *) chunks[MAX_CHUNKS];
 static pthread_mutex_t table_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
+struct usp_stats usp__stats;
+bool usp__stats_on;
+
 void usp__table_lock(void)
 {
 	pthread_mutex_lock(&table_mutex);
@@ -137,6 +140,24 @@ bool usp__lookup(int fd, struct usp_sock *s)
 	return true;
 }
 
+/* s describes (pair, side) as seen through descriptor fd; the caller
+ * holds a reference on pair, which s now carries (usp__put). */
+void usp__sock_init(struct usp_sock *s, struct usp_pair *pair, int side, int fd)
+{
+	struct usp_shared *shm = pair->shm;
+	s->pair = pair;
+	s->shm = shm;
+	s->side = side;
+	s->fd = fd;
+	s->type = pair->type;
+	s->self = &shm->ep[side];
+	s->peer = &shm->ep[side ^ 1];
+	s->rxq = &shm->ring[side];
+	s->txq = &shm->ring[side ^ 1];
+	s->rxdata = (unsigned char *)shm + USP_DATA_OFFSET + (size_t)side * USP_RING_BYTES;
+	s->txdata = (unsigned char *)shm + USP_DATA_OFFSET + (size_t)(side ^ 1) * USP_RING_BYTES;
+}
+
 bool usp__lookup_entry(int fd, struct usp_sock *s)
 {
 	_Atomic uintptr_t *slot = slot_of(fd, false);
@@ -152,21 +173,7 @@ bool usp__lookup_entry(int fd, struct usp_sock *s)
 			usp__pair_unref(pair);
 			continue;
 		}
-		int side = (int)(v & 1);
-		struct usp_shared *shm = pair->shm;
-		s->pair = pair;
-		s->shm = shm;
-		s->side = side;
-		s->fd = fd;
-		s->type = pair->type;
-		s->self = &shm->ep[side];
-		s->peer = &shm->ep[side ^ 1];
-		s->rxq = &shm->ring[side];
-		s->txq = &shm->ring[side ^ 1];
-		s->rxdata = (unsigned char *)shm + USP_DATA_OFFSET +
-			    (size_t)side * USP_RING_BYTES;
-		s->txdata = (unsigned char *)shm + USP_DATA_OFFSET +
-			    (size_t)(side ^ 1) * USP_RING_BYTES;
+		usp__sock_init(s, pair, (int)(v & 1), fd);
 		return true;
 	}
 }
@@ -268,4 +275,25 @@ int usp_is_uspair(int fd)
 {
 	_Atomic uintptr_t *slot = slot_of(fd, false);
 	return slot && atomic_load_explicit(slot, memory_order_relaxed) != 0;
+}
+
+/* The lowest descriptor number >= from that is a table entry, or -1.  No
+ * lock: for close_range and closefrom, which race with other threads'
+ * changes in the kernel too. */
+int usp__next_fd(int from)
+{
+	if (from < 0)
+		from = 0;
+	for (unsigned fd = (unsigned)from; fd < MAX_CHUNKS * CHUNK_SLOTS;) {
+		_Atomic uintptr_t *c = atomic_load_explicit(&chunks[fd >> CHUNK_BITS],
+							    memory_order_acquire);
+		if (!c) {
+			fd = (fd | (CHUNK_SLOTS - 1)) + 1;
+			continue;
+		}
+		if (atomic_load_explicit(&c[fd & (CHUNK_SLOTS - 1)], memory_order_relaxed))
+			return (int)fd;
+		fd++;
+	}
+	return -1;
 }

@@ -299,6 +299,24 @@ static inline ssize_t usp__ret_errno(ssize_t r)
  * itself. */
 #define USP_ERAW 4096
 
+/* Per-process counters for USPAIR_STATS (the preload prints them at
+ * exit).  Counted only while usp__stats_on, so that the fast path pays
+ * one predictable branch and no shared cache line otherwise. */
+struct usp_stats {
+	_Atomic uint64_t pairs;		 /* usp_socketpair successes */
+	_Atomic uint64_t fast_bytes;	 /* bytes sent and received through the rings */
+	_Atomic uint64_t fallback_bytes; /* same, on fallen-back pairs' descriptors */
+	_Atomic uint64_t sleeps;	 /* futex waits */
+};
+USP_HIDDEN extern struct usp_stats usp__stats;
+USP_HIDDEN extern bool usp__stats_on;
+
+static inline void usp__stat_add(_Atomic uint64_t *counter, ssize_t n)
+{
+	if (USP_UNLIKELY(usp__stats_on) && n > 0)
+		atomic_fetch_add_explicit(counter, (uint64_t)n, memory_order_relaxed);
+}
+
 /* fdtable.c */
 /* usp__lookup: false for a descriptor uspair does not know, and for one
  * whose pair fell back to the kernel path with its ring drained (the
@@ -306,6 +324,7 @@ static inline ssize_t usp__ret_errno(ssize_t r)
  * usp__lookup_entry: any table entry */
 USP_HIDDEN bool usp__lookup(int fd, struct usp_sock *s);
 USP_HIDDEN bool usp__lookup_entry(int fd, struct usp_sock *s);
+USP_HIDDEN void usp__sock_init(struct usp_sock *s, struct usp_pair *pair, int side, int fd);
 USP_HIDDEN void usp__put(struct usp_sock *s);
 USP_HIDDEN int usp__install(int fd, struct usp_pair *pair, int side);
 USP_HIDDEN int usp__install_dup(struct usp_sock *s, int newfd);
@@ -313,6 +332,7 @@ USP_HIDDEN struct usp_pair *usp__uninstall(int fd, int *side);
 USP_HIDDEN void usp__pair_unref(struct usp_pair *pair);
 USP_HIDDEN void usp__table_lock(void);
 USP_HIDDEN void usp__table_unlock(void);
+USP_HIDDEN int usp__next_fd(int from);
 USP_HIDDEN bool usp__find_by_inode(uint64_t ino, struct usp_pair **pair, int *side);
 
 /* pair.c */
@@ -333,6 +353,9 @@ USP_HIDDEN void usp__check_peer(struct usp_sock *s, bool force);
 USP_HIDDEN void usp__pair_corrupt(struct usp_pair *pair);
 /* fallback.c */
 USP_HIDDEN bool usp__passthrough(struct usp_sock *s);
+USP_HIDDEN int usp__exec_prepare(int *busy_fd);
+USP_HIDDEN int usp__hand_over(int fd, const char *why);
+USP_HIDDEN void usp__busy_message(int fd, const char *why);
 USP_HIDDEN int usp__fallback(struct usp_sock *s, bool need_drained);
 USP_HIDDEN int usp__eat_junk(struct usp_sock *s);
 static inline bool usp__kernel_mode(const struct usp_sock *s)

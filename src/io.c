@@ -1350,9 +1350,10 @@ ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 		if (r < 0)
 			return r;
 	}
-	if (s->type == SOCK_STREAM)
-		return stream_sendmsg(s, msg, (size_t)len, flags, &scm);
-	return dgram_sendmsg(s, msg, (size_t)len, flags, &scm);
+	ssize_t r = s->type == SOCK_STREAM ? stream_sendmsg(s, msg, (size_t)len, flags, &scm)
+					   : dgram_sendmsg(s, msg, (size_t)len, flags, &scm);
+	usp__stat_add(&usp__stats.fast_bytes, r);
+	return r;
 }
 
 ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg, int flags)
@@ -1364,12 +1365,22 @@ ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg, int flags)
 	ssize_t len = iov_total(msg->msg_iov, msg->msg_iovlen);
 	if (len < 0)
 		return len;
-	if (s->type == SOCK_STREAM)
-		return stream_recvmsg(s, msg, (size_t)len, flags);
-	return dgram_recvmsg(s, msg, (size_t)len, flags);
+	ssize_t r = s->type == SOCK_STREAM ? stream_recvmsg(s, msg, (size_t)len, flags)
+					   : dgram_recvmsg(s, msg, (size_t)len, flags);
+	usp__stat_add(&usp__stats.fast_bytes, r);
+	return r;
 }
 
 /* ---- public calls ---------------------------------------------------- */
+
+/* A call done on the descriptor itself: for USPAIR_STATS, bytes that a
+ * fallen-back uspair pair moved through the kernel. */
+static inline ssize_t raw_done(int fd, ssize_t r)
+{
+	if (USP_UNLIKELY(usp__stats_on) && r > 0 && usp_is_uspair(fd))
+		usp__stat_add(&usp__stats.fallback_bytes, r);
+	return r;
+}
 
 /* MSG_CMSG_COMPAT (bit 31) is the kernel's own; __sys_sendmsg() and
  * __sys_recvmsg() refuse it from a native caller before anything else. */
@@ -1383,11 +1394,11 @@ ssize_t usp_sendmsg(int fd, const struct msghdr *msg, int flags)
 		return -1;
 	}
 	if (!usp__lookup(fd, &s))
-		return sendmsg(fd, msg, flags);
+		return raw_done(fd, sendmsg(fd, msg, flags));
 	ssize_t r = bad_ptr(msg) ? -EFAULT : usp__sendmsg(&s, msg, flags);
 	usp__put(&s);
 	if (r == -USP_ERAW)
-		return sendmsg(fd, msg, flags);
+		return raw_done(fd, sendmsg(fd, msg, flags));
 	return usp__ret_errno(r);
 }
 
@@ -1429,11 +1440,11 @@ ssize_t usp_recvmsg(int fd, struct msghdr *msg, int flags)
 		return -1;
 	}
 	if (!usp__lookup(fd, &s))
-		return recvmsg(fd, msg, flags);
+		return raw_done(fd, recvmsg(fd, msg, flags));
 	ssize_t r = recvmsg_user(&s, msg, flags);
 	usp__put(&s);
 	if (r == -USP_ERAW)
-		return recvmsg(fd, msg, flags);
+		return raw_done(fd, recvmsg(fd, msg, flags));
 	return usp__ret_errno(r);
 }
 
@@ -1556,13 +1567,13 @@ ssize_t usp_send(int fd, const void *buf, size_t len, int flags)
 {
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
-		return send(fd, buf, len, flags);
+		return raw_done(fd, send(fd, buf, len, flags));
 	struct iovec iov = {(void *)buf, len};
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t r = usp__sendmsg(&s, &msg, flags);
 	usp__put(&s);
 	if (r == -USP_ERAW)
-		return send(fd, buf, len, flags);
+		return raw_done(fd, send(fd, buf, len, flags));
 	return usp__ret_errno(r);
 }
 
@@ -1570,13 +1581,13 @@ ssize_t usp_recv(int fd, void *buf, size_t len, int flags)
 {
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
-		return recv(fd, buf, len, flags);
+		return raw_done(fd, recv(fd, buf, len, flags));
 	struct iovec iov = {buf, len};
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t r = usp__recvmsg(&s, &msg, flags);
 	usp__put(&s);
 	if (r == -USP_ERAW)
-		return recv(fd, buf, len, flags);
+		return raw_done(fd, recv(fd, buf, len, flags));
 	return usp__ret_errno(r);
 }
 
@@ -1585,7 +1596,7 @@ ssize_t usp_sendto(int fd, const void *buf, size_t len, int flags,
 {
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
-		return sendto(fd, buf, len, flags, dest_addr, addrlen);
+		return raw_done(fd, sendto(fd, buf, len, flags, dest_addr, addrlen));
 	/* move_addr_to_kernel(): checked before the protocol sees it */
 	if (dest_addr && addrlen > sizeof(struct sockaddr_storage)) {
 		usp__put(&s);
@@ -1600,7 +1611,7 @@ ssize_t usp_sendto(int fd, const void *buf, size_t len, int flags,
 	ssize_t r = usp__sendmsg(&s, &msg, flags);
 	usp__put(&s);
 	if (r == -USP_ERAW)
-		return sendto(fd, buf, len, flags, dest_addr, addrlen);
+		return raw_done(fd, sendto(fd, buf, len, flags, dest_addr, addrlen));
 	return usp__ret_errno(r);
 }
 
@@ -1609,7 +1620,7 @@ ssize_t usp_recvfrom(int fd, void *buf, size_t len, int flags,
 {
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
-		return recvfrom(fd, buf, len, flags, src_addr, addrlen);
+		return raw_done(fd, recvfrom(fd, buf, len, flags, src_addr, addrlen));
 	struct iovec iov = {buf, len};
 	struct sockaddr_storage kaddr;
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1,
@@ -1617,7 +1628,7 @@ ssize_t usp_recvfrom(int fd, void *buf, size_t len, int flags,
 	ssize_t r = usp__recvmsg(&s, &msg, flags);
 	usp__put(&s);
 	if (r == -USP_ERAW)
-		return recvfrom(fd, buf, len, flags, src_addr, addrlen);
+		return raw_done(fd, recvfrom(fd, buf, len, flags, src_addr, addrlen));
 	/* move_addr_to_user(), after the data was taken: the length
 	 * pointer must be valid and its value not negative; as much of the
 	 * sender's name as fits, and its whole length (0 for an unnamed
@@ -1641,13 +1652,13 @@ ssize_t usp_write(int fd, const void *buf, size_t count)
 {
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
-		return write(fd, buf, count);
+		return raw_done(fd, write(fd, buf, count));
 	struct iovec iov = {(void *)buf, count};
 	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t r = usp__sendmsg(&s, &msg, 0);
 	usp__put(&s);
 	if (r == -USP_ERAW)
-		return write(fd, buf, count);
+		return raw_done(fd, write(fd, buf, count));
 	return usp__ret_errno(r);
 }
 
@@ -1655,7 +1666,7 @@ ssize_t usp_read(int fd, void *buf, size_t count)
 {
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
-		return read(fd, buf, count);
+		return raw_done(fd, read(fd, buf, count));
 	ssize_t r = 0;
 	/* sock_read_iter(): a zero-length read returns 0 without looking */
 	if (count) {
@@ -1665,7 +1676,7 @@ ssize_t usp_read(int fd, void *buf, size_t count)
 	}
 	usp__put(&s);
 	if (r == -USP_ERAW)
-		return read(fd, buf, count);
+		return raw_done(fd, read(fd, buf, count));
 	return usp__ret_errno(r);
 }
 
@@ -1691,11 +1702,11 @@ ssize_t usp_writev(int fd, const struct iovec *iov, int iovcnt)
 {
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
-		return writev(fd, iov, iovcnt);
+		return raw_done(fd, writev(fd, iov, iovcnt));
 	ssize_t r = vectored_io(&s, iov, iovcnt, true);
 	usp__put(&s);
 	if (r == -USP_ERAW)
-		return writev(fd, iov, iovcnt);
+		return raw_done(fd, writev(fd, iov, iovcnt));
 	return usp__ret_errno(r);
 }
 
@@ -1703,10 +1714,10 @@ ssize_t usp_readv(int fd, const struct iovec *iov, int iovcnt)
 {
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
-		return readv(fd, iov, iovcnt);
+		return raw_done(fd, readv(fd, iov, iovcnt));
 	ssize_t r = vectored_io(&s, iov, iovcnt, false);
 	usp__put(&s);
 	if (r == -USP_ERAW)
-		return readv(fd, iov, iovcnt);
+		return raw_done(fd, readv(fd, iov, iovcnt));
 	return usp__ret_errno(r);
 }

@@ -358,7 +358,11 @@ void usp__endpoint_released(struct usp_shared *shm, int side)
 
 void usp__endpoint_drop_holder(struct usp_shared *shm, int side, int kfd)
 {
-	if (atomic_fetch_sub(&shm->ep[side].holders, 1) == 1)
+	/* After the fallback the count no longer sees every holder (the
+	 * descriptor may have gone to a process without uspair, through exec
+	 * or SCM_RIGHTS over a kernel socket): the kernel alone tells. */
+	if (atomic_fetch_sub(&shm->ep[side].holders, 1) == 1 &&
+	    !atomic_load(&shm->ep[side].kernel_mode))
 		usp__endpoint_released(shm, side);
 }
 

@@ -99,6 +99,7 @@ int usp_socketpair(int domain, int type, int protocol, int sv[2])
 		usp__pair_unref(pair);
 		goto fail;
 	}
+	usp__stat_add(&usp__stats.pairs, 1);
 	sv[0] = k[0];
 	sv[1] = k[1];
 	return 0;
@@ -139,7 +140,10 @@ int usp_close(int fd)
 	return r;
 }
 
-int usp_dup2(int oldfd, int newfd)
+/* dup2() (dup3 false) and dup3(): the kernel's call, with the table
+ * following: newfd stops being whatever endpoint it was, and becomes one
+ * more holder of oldfd's endpoint. */
+static int dup_to(int oldfd, int newfd, int flags, bool dup3_call)
 {
 	struct usp_sock s;
 	if (!usp__lookup_entry(oldfd, &s)) {
@@ -147,7 +151,7 @@ int usp_dup2(int oldfd, int newfd)
 		usp__table_lock();
 		int side;
 		struct usp_pair *old = usp__uninstall(newfd, &side);
-		int r = dup2(oldfd, newfd);
+		int r = dup3_call ? dup3(oldfd, newfd, flags) : dup2(oldfd, newfd);
 		int saved = errno;
 		if (r < 0 && old) {
 			usp__install(newfd, old, side);
@@ -162,11 +166,11 @@ int usp_dup2(int oldfd, int newfd)
 	int r;
 	int saved;
 	usp__table_lock();
-	if (oldfd == newfd) {
+	if (oldfd == newfd && !dup3_call) {
 		r = fcntl(oldfd, F_GETFD) < 0 ? -1 : newfd;
 		saved = errno;
 	} else {
-		r = dup2(oldfd, newfd);
+		r = dup3_call ? dup3(oldfd, newfd, flags) : dup2(oldfd, newfd);
 		saved = errno;
 		if (r >= 0 && usp__install_dup(&s, newfd) < 0) {
 			close_keep_errno(newfd);
@@ -178,4 +182,14 @@ int usp_dup2(int oldfd, int newfd)
 	usp__put(&s);
 	errno = saved;
 	return r;
+}
+
+int usp_dup2(int oldfd, int newfd)
+{
+	return dup_to(oldfd, newfd, 0, false);
+}
+
+int usp_dup3(int oldfd, int newfd, int flags)
+{
+	return dup_to(oldfd, newfd, flags, true);
 }

@@ -203,6 +203,7 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 	    (timeout < 0 || timeout > USP_TICK_NS))
 		timeout = USP_TICK_NS;
 	int64_t slept_from = usp__now_ns();
+	usp__stat_add(&usp__stats.sleeps, 1);
 	long r = futex_wait(&ep->event_seq, seq, timeout);
 	int err = r < 0 ? errno : 0;
 	/* Woken soon after giving up: a longer spin would have caught it.
