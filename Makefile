@@ -99,7 +99,7 @@ $(BUILD)/test/%: test/%.c $(TEST_HELPERS) test/t_helpers.h $(STLIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itest $< $(TEST_HELPERS) $(STLIB) -o $@ $(ALL_LDFLAGS)
 
-$(BUILD)/uspair: $(TOOL_SRCS) $(STLIB)
+$(BUILD)/uspair: $(TOOL_SRCS) $(wildcard tools/*.h) $(STLIB)
 	$(CC) $(ALL_CFLAGS) $(TOOL_SRCS) $(STLIB) -o $@ $(ALL_LDFLAGS) -lm
 
 # TSan refuses to start threads in the child of a multi-threaded fork by
@@ -107,7 +107,7 @@ $(BUILD)/uspair: $(TOOL_SRCS) $(STLIB)
 # one, and glibc supports it.
 check runtests: all
 	TSAN_OPTIONS="die_after_fork=0 $$TSAN_OPTIONS" BUILD=$(BUILD) SAN=$(SAN) \
-		bash test/runtests.sh $(TEST_BINS)
+		bash test/runtests.sh $(TEST_BINS) test/programs.sh
 
 # Every test, plain, under ASan+UBSan and under TSan, then the quick
 # benchmark regression check (ratios against the kernel, generous bounds),

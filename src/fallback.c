@@ -52,6 +52,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -130,12 +131,16 @@ bool usp__passthrough(struct usp_sock *s)
 	if (atomic_load_explicit(&s->pair->passthrough[s->side], memory_order_acquire))
 		return true;
 	int saved = errno;
+	usp__serve_flush(s); /* before anything of ours goes to the kernel */
 	bool done = false;
 	usp__lock(&s->self->recv_lock);
 	if (ring_drained(s) && usp__eat_junk(s) == 0) {
-		sync_endpoint(s);
-		atomic_store_explicit(&s->pair->passthrough[s->side], true, memory_order_release);
-		done = true;
+		if (!atomic_load(&s->peer->flush_wanted)) {
+			sync_endpoint(s);
+			atomic_store_explicit(&s->pair->passthrough[s->side], true,
+					      memory_order_release);
+			done = true;
+		}
 	}
 	usp__unlock(&s->self->recv_lock);
 	errno = saved;
@@ -183,7 +188,10 @@ static bool ring_plain(struct usp_sock *s)
 /*
  * The ring's unread data moved into s's backing queue, in order, by
  * receiving it here and sending it through the peer's descriptor peer_fd
- * (held by this process).  Caller holds both send_locks, so nothing else
+ * (held by this process).  s->fd may be -1 (usp__serve_flush: this
+ * process holds only the peer): the receive path then finds no backing
+ * socket to go on into, which is right, since that queue is the one being
+ * filled.  Caller holds both send_locks, so nothing else
  * enters that queue meanwhile, and kernel_mode is newly set, so the queue
  * holds nothing but junk (eaten first, as usual).  The backing sockets
  * have at least the room the ring admitted (accounting mirrors the
@@ -217,6 +225,10 @@ static int flush_ring(struct usp_sock *s, int peer_fd)
 	return err;
 }
 
+/* How long an exec waits for a process holding the other end to move
+ * its ring into the kernel (usp__serve_flush). */
+#define USP_FLUSH_WAIT_NS (2000LL * 1000 * 1000)
+
 /* Steps 1-4.  0, -EBUSY (need_drained and our ring holds data that
  * cannot be moved) or -EIO.
  *
@@ -224,10 +236,13 @@ static int flush_ring(struct usp_sock *s, int peer_fd)
  * the backing queue behind it (flush_ring) where it can: plain records
  * only, and this process must hold the other end's descriptor to send
  * them through (one process holding both ends, or a child between fork
- * and exec, usually does).  Then the kernel's readiness (epoll) and
- * whoever reads the descriptor after exec see that data.  A ring that
- * cannot be moved is read through uspair until it is drained; with
- * need_drained (s's ring must be empty) that is -EBUSY, nothing changed. */
+ * and exec that has not closed the other end).  Then the kernel's
+ * readiness (epoll) and whoever reads the descriptor after exec see that
+ * data.  With need_drained (exec), a ring that cannot be moved here is
+ * moved by an ancestor process that holds the other end (flush_wanted,
+ * usp__serve_flush from its watchdog thread), waited for up to
+ * USP_FLUSH_WAIT_NS; if none does, -EBUSY.  A ring left unmoved is read
+ * through uspair until it is drained. */
 int usp__fallback(struct usp_sock *s, bool need_drained)
 {
 	if (usp__is_corrupt(s))
@@ -244,6 +259,7 @@ int usp__fallback(struct usp_sock *s, bool need_drained)
 	bool first = !atomic_load(&s->self->kernel_mode);
 	struct usp_sock side_sock[2];
 	bool flush[2] = {false, false};
+	bool ask_ancestors = false;
 	for (int t = 0; first && t < 2; t++) {
 		int fd = t == s->side ? s->fd : fd_of_side(s->pair, t);
 		int peer_fd = fd_of_side(s->pair, t ^ 1);
@@ -255,11 +271,19 @@ int usp__fallback(struct usp_sock *s, bool need_drained)
 		if (!flush[t])
 			usp__put(&side_sock[t]);
 	}
-	if (need_drained && !ring_drained(s) && !flush[s->side])
-		r = -EBUSY;
+	if (need_drained && !ring_drained(s) && !flush[s->side]) {
+		if (first && ring_plain(s) && usp__have_ancestors())
+			ask_ancestors = true;
+		else
+			r = -EBUSY;
+	}
 	if (!r && first) {
 		atomic_store(&shm->ep[0].kernel_mode, 1); /* K1: pairs with J1 */
 		atomic_store(&shm->ep[1].kernel_mode, 1);
+		/* with K1, under the send_locks: a sender of the peer either
+		 * published before (the data is flushed) or sees both */
+		if (ask_ancestors)
+			atomic_store(&s->self->flush_wanted, 1);
 		wait_junk_writers(&shm->ep[0]);
 		wait_junk_writers(&shm->ep[1]);
 	}
@@ -282,9 +306,84 @@ int usp__fallback(struct usp_sock *s, bool need_drained)
 	}
 	if (r)
 		return r;
+	if (ask_ancestors) {
+		usp__request_flush();
+		int64_t until = usp__now_ns() + USP_FLUSH_WAIT_NS;
+		while (atomic_load(&s->self->flush_wanted) && usp__now_ns() < until) {
+			struct timespec ms = {0, 1000 * 1000};
+			nanosleep(&ms, NULL);
+		}
+		if (atomic_load(&s->self->flush_wanted))
+			return -EBUSY; /* nobody holding the other end answered */
+	}
 	if (need_drained && !usp__passthrough(s))
 		return -EBUSY; /* another reader is mid-record */
 	return 0;
+}
+
+/*
+ * The other end of s asked for its ring to be moved into its backing
+ * queue (flush_wanted: it is about to exec without our descriptor).  We
+ * hold s, whose descriptor sends into that queue.  Called from this
+ * process's watchdog thread when asked (usp__request_flush), and before
+ * any call on s goes to the kernel path (usp__passthrough, and a send
+ * that met kernel_mode): nothing of ours may enter that queue before the
+ * ring's data.
+ */
+void usp__serve_flush(struct usp_sock *s)
+{
+	struct usp_endpoint *wanting = s->peer;
+	if (!atomic_load(&wanting->flush_wanted))
+		return;
+	struct usp_shared *shm = s->shm;
+	usp__lock(&shm->ep[0].send_lock);
+	usp__lock(&shm->ep[1].send_lock);
+	if (atomic_load(&wanting->flush_wanted) && atomic_load(&wanting->kernel_mode)) {
+		struct usp_sock ring_owner;
+		atomic_fetch_add(&s->pair->refs, 1);
+		usp__sock_init(&ring_owner, s->pair, s->side ^ 1, -1);
+		flush_ring(&ring_owner, s->fd);
+		usp__put(&ring_owner);
+		atomic_store(&wanting->flush_wanted, 0); /* the waiter polls it */
+	}
+	usp__unlock(&shm->ep[1].send_lock);
+	usp__unlock(&shm->ep[0].send_lock);
+}
+
+struct flush_job {
+	int fd;
+};
+
+static bool collect_flush(struct usp_pair *pair, int side, int fd, void *arg)
+{
+	struct flush_job *job = arg;
+	if (atomic_load(&pair->shm->ep[side ^ 1].flush_wanted)) {
+		job->fd = fd;
+		return true;
+	}
+	return false;
+}
+
+/* The watchdog's answer to usp__request_flush: every endpoint held here
+ * whose other end wants a flush.  One at a time, found under the table
+ * lock and served without it (serving takes the pair's locks, which are
+ * taken before the table lock elsewhere). */
+void usp__serve_all_flushes(void)
+{
+	for (int rounds = 0; rounds < 1024; rounds++) {
+		struct flush_job job = {-1};
+		usp__table_lock();
+		bool found = usp__table_find(collect_flush, &job);
+		usp__table_unlock();
+		struct usp_sock s;
+		if (!found || !usp__lookup_entry(job.fd, &s))
+			return;
+		usp__serve_flush(&s);
+		bool still = atomic_load(&s.peer->flush_wanted);
+		usp__put(&s);
+		if (still)
+			return; /* could not (a lying region): do not spin */
+	}
 }
 
 int usp_fallback(int fd)

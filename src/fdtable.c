@@ -76,6 +76,12 @@ static bool for_each_entry(bool (*fn)(struct usp_pair *, int, int, void *), void
 	return false;
 }
 
+/* for_each_entry for other files; caller holds table_mutex */
+bool usp__table_find(bool (*fn)(struct usp_pair *, int, int, void *), void *arg)
+{
+	return for_each_entry(fn, arg);
+}
+
 static bool count_fork_holder(struct usp_pair *pair, int side, int fd, void *arg)
 {
 	atomic_fetch_add(&pair->shm->ep[side].holders, 1);
@@ -87,6 +93,7 @@ static void atfork_prepare(void)
 	pthread_mutex_lock(&table_mutex);
 	for_each_entry(count_fork_holder, NULL);
 	usp__region_cache_atfork_prepare();
+	usp__watch_atfork_prepare();
 }
 
 static void atfork_parent(void)
@@ -94,6 +101,7 @@ static void atfork_parent(void)
 	atomic_fetch_add(&usp__fork_gen, 1); /* the child sees every region */
 	usp__region_cache_atfork_parent();
 	pthread_mutex_unlock(&table_mutex);
+	usp__watch_atfork_parent();
 }
 
 static void atfork_child(void)

@@ -196,6 +196,11 @@ struct usp_endpoint {
 	_Atomic uint32_t kernel_mode;
 	/* this endpoint's socket state was copied to its backing socket */
 	_Atomic uint32_t kernel_synced;
+	/* Set by a process about to exec with this endpoint and unread data
+	 * in its ring, but without the peer's descriptor: a process holding
+	 * the peer moves the ring into our backing queue and clears it
+	 * (fallback.c usp__serve_flush). */
+	_Atomic uint32_t flush_wanted;
 	/* STREAM: ring position + 1 of the current out-of-band record in our
 	 * queue (the kernel's oob_skb), 0 if none.  Set by the sender that
 	 * queues it (under its send_lock), cleared by a receiver (under our
@@ -333,6 +338,7 @@ USP_HIDDEN void usp__pair_unref(struct usp_pair *pair);
 USP_HIDDEN void usp__table_lock(void);
 USP_HIDDEN void usp__table_unlock(void);
 USP_HIDDEN int usp__next_fd(int from);
+USP_HIDDEN bool usp__table_find(bool (*fn)(struct usp_pair *, int, int, void *), void *arg);
 USP_HIDDEN bool usp__find_by_inode(uint64_t ino, struct usp_pair **pair, int *side);
 
 /* pair.c */
@@ -354,6 +360,13 @@ USP_HIDDEN void usp__pair_corrupt(struct usp_pair *pair);
 /* fallback.c */
 USP_HIDDEN bool usp__passthrough(struct usp_sock *s);
 USP_HIDDEN int usp__exec_prepare(int *busy_fd);
+USP_HIDDEN void usp__serve_flush(struct usp_sock *s);
+USP_HIDDEN void usp__serve_all_flushes(void);
+/* watchdog.c: the service word ancestors' watchdogs wait on */
+USP_HIDDEN bool usp__have_ancestors(void);
+USP_HIDDEN void usp__request_flush(void);
+USP_HIDDEN void usp__watch_atfork_prepare(void);
+USP_HIDDEN void usp__watch_atfork_parent(void);
 USP_HIDDEN int usp__hand_over(int fd, const char *why);
 USP_HIDDEN void usp__busy_message(int fd, const char *why);
 USP_HIDDEN int usp__fallback(struct usp_sock *s, bool need_drained);

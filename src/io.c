@@ -1352,6 +1352,8 @@ ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 	}
 	ssize_t r = s->type == SOCK_STREAM ? stream_sendmsg(s, msg, (size_t)len, flags, &scm)
 					   : dgram_sendmsg(s, msg, (size_t)len, flags, &scm);
+	if (r == -USP_ERAW)
+		usp__serve_flush(s); /* the caller sends through the kernel next */
 	usp__stat_add(&usp__stats.fast_bytes, r);
 	return r;
 }

@@ -10,14 +10,28 @@
  * endpoint that has a sleeper in this process, every USP_WATCH_NS, and a
  * release it discovers wakes the sleepers (usp__endpoint_released).
  *
+ * Second job: moving a ring into the kernel for a descendant that is about
+ * to exec (fallback.c).  A process that forks while it holds pairs gets a
+ * service word in a MAP_SHARED page of its own, which every child forked
+ * later shares; the parked watchdog waits on it with a shared futex.  A
+ * descendant that needs a flush bumps the word of each ancestor it
+ * inherited (usp__request_flush), and each ancestor's watchdog serves the
+ * endpoints it holds whose other end asked (usp__serve_all_flushes).  The
+ * page holds one counter and nothing is read from it but its change, so
+ * a descendant that scribbles on it only causes wasted scans.
+ *
  * Locking: watch_lock protects the slot array.  A registered slot holds a
  * reference on its pair, so the region stays mapped while it is watched.
  * The thread blocks every signal.  After fork the child has no watchdog;
  * the atfork child handler forgets the parent's, and the child's first
  * sleep starts a new one.
  */
+#include <limits.h>
+#include <linux/futex.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,7 +47,32 @@ struct watch_slot {
 };
 
 static pthread_mutex_t watch_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t watch_cond = PTHREAD_COND_INITIALIZER;
+
+/* The service word: bumped (then FUTEX_WAKE, shared) by a new sleeper of
+ * this process and by a descendant that wants a flush; the parked
+ * watchdog waits on it.  own_service is this process's (NULL until it
+ * forks or first sleeps); ancestors[] are the ones inherited from the
+ * processes that forked this one, nearest first. */
+struct usp_service {
+	_Atomic uint32_t seq;
+};
+#define USP_MAX_ANCESTORS 8
+static struct usp_service *own_service;
+static struct usp_service *ancestors[USP_MAX_ANCESTORS];
+static int n_ancestors;
+
+static struct usp_service *service_create(void)
+{
+	void *p = mmap(NULL, sizeof(struct usp_service), PROT_READ | PROT_WRITE,
+		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void service_bump(struct usp_service *sv)
+{
+	atomic_fetch_add(&sv->seq, 1);
+	syscall(SYS_futex, &sv->seq, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
 static struct watch_slot *slots;
 static size_t n_slots;
 static size_t n_active;
@@ -66,13 +105,25 @@ static void *watchdog_main(void *arg)
 {
 	(void)arg;
 	unsigned idle = 0;
+	/* one pass at the start: a request may have come before the thread */
+	uint32_t seen = atomic_load(&own_service->seq) - 1;
 	pthread_mutex_lock(&watch_lock);
 	for (;;) {
 		if (n_active == 0 && idle >= USP_WATCH_IDLE_TICKS) {
 			watchdog_parked = true;
-			while (n_active == 0)
-				pthread_cond_wait(&watch_cond, &watch_lock);
+			while (n_active == 0 && atomic_load(&own_service->seq) == seen) {
+				pthread_mutex_unlock(&watch_lock);
+				syscall(SYS_futex, &own_service->seq, FUTEX_WAIT, seen, NULL, NULL, 0);
+				pthread_mutex_lock(&watch_lock);
+			}
 			watchdog_parked = false;
+		}
+		uint32_t now_seq = atomic_load(&own_service->seq);
+		if (now_seq != seen) {
+			seen = now_seq;
+			pthread_mutex_unlock(&watch_lock);
+			usp__serve_all_flushes();
+			pthread_mutex_lock(&watch_lock);
 		}
 		if (n_active) {
 			idle = 0;
@@ -94,6 +145,8 @@ static void *watchdog_main(void *arg)
 static void start_watchdog(void)
 {
 	if (watchdog_running)
+		return;
+	if (!own_service && !(own_service = service_create()))
 		return;
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
@@ -142,7 +195,7 @@ bool usp__watch_begin(struct usp_sock *s)
 		atomic_fetch_add(&s->pair->refs, 1);
 		*free_slot = (struct watch_slot){s->pair, s->side, s->fd, 1};
 		if (n_active++ == 0 && watchdog_parked)
-			pthread_cond_signal(&watch_cond);
+			service_bump(own_service);
 	}
 	pthread_mutex_unlock(&watch_lock);
 	return ok && free_slot;
@@ -173,7 +226,16 @@ void usp__watch_end(struct usp_sock *s)
 void usp__watch_atfork_child(void)
 {
 	pthread_mutex_init(&watch_lock, NULL);
-	pthread_cond_init(&watch_cond, NULL);
+	/* the parent's service word is now an ancestor's */
+	if (own_service) {
+		if (n_ancestors == USP_MAX_ANCESTORS)
+			n_ancestors--;
+		for (int i = n_ancestors; i > 0; i--)
+			ancestors[i] = ancestors[i - 1];
+		ancestors[0] = own_service;
+		n_ancestors++;
+		own_service = NULL;
+	}
 	for (size_t i = 0; i < n_slots; i++) {
 		if (slots[i].pair)
 			usp__pair_unref(slots[i].pair);
@@ -182,4 +244,32 @@ void usp__watch_atfork_child(void)
 	n_active = 0;
 	watchdog_running = false;
 	watchdog_parked = false;
+}
+
+/* Before fork (table_mutex held): the page the child will share. */
+void usp__watch_atfork_prepare(void)
+{
+	pthread_mutex_lock(&watch_lock);
+	if (!own_service)
+		own_service = service_create();
+	pthread_mutex_unlock(&watch_lock);
+}
+
+/* After fork, in the parent: a watchdog to answer the child's requests. */
+void usp__watch_atfork_parent(void)
+{
+	pthread_mutex_lock(&watch_lock);
+	start_watchdog();
+	pthread_mutex_unlock(&watch_lock);
+}
+
+bool usp__have_ancestors(void)
+{
+	return n_ancestors > 0;
+}
+
+void usp__request_flush(void)
+{
+	for (int i = 0; i < n_ancestors; i++)
+		service_bump(ancestors[i]);
 }

@@ -208,10 +208,13 @@ static int exec_child(int fd)
 	return 0;
 }
 
-static pid_t spawn_exec_child(int fd)
+/* the child closes `other` (if >= 0) before it execs with fd */
+static pid_t spawn_exec_child(int fd, int other)
 {
 	pid_t pid = fork();
 	if (pid == 0) {
+		if (other >= 0)
+			close(other);
 		char arg[16];
 		snprintf(arg, sizeof(arg), "%d", fd);
 		execl(self_path, self_path, "--exec-child", arg, (char *)NULL);
@@ -221,15 +224,16 @@ static pid_t spawn_exec_child(int fd)
 	return pid;
 }
 
-static void exec_calls(int x, int y)
+static void exec_calls(int x, int y, int child_closes_x)
 {
 	char buf[32];
 	REC("send before exec", send(y, "early", 5, 0)); /* to x: read below */
 	RECV("recv", recv(x, buf, sizeof(buf), 0), buf);
-	/* queued before the child execs: its exec moves it to the kernel
-	 * (the child holds x too, to send it through) */
+	/* queued before the child execs: its exec moves it to the kernel,
+	 * sent through x by the child, or by this process (the child's
+	 * ancestor) when the child closed x */
 	REC("send to exec child", send(x, "hello", 5, 0));
-	pid_t pid = spawn_exec_child(y);
+	pid_t pid = spawn_exec_child(y, child_closes_x ? x : -1);
 	int st;
 	waitpid(pid, &st, 0);
 	trace("exec child status %d", st);
@@ -357,7 +361,13 @@ static int steps(void)
 		trace("== %s exec", type_name(types[t]));
 		if (make_pair(types[t], 0, sv) < 0)
 			return 1;
-		exec_calls(sv[0], sv[1]);
+		exec_calls(sv[0], sv[1], 0);
+		close(sv[0]);
+		close(sv[1]);
+		trace("== %s exec, the child without the other end", type_name(types[t]));
+		if (make_pair(types[t], 0, sv) < 0)
+			return 1;
+		exec_calls(sv[0], sv[1], 1);
 		close(sv[0]);
 		close(sv[1]);
 		trace("== %s fallback", type_name(types[t]));
@@ -376,8 +386,10 @@ static int steps(void)
 	return 0;
 }
 
-/* The deliberate difference: exec with unread data for the inherited end.
- * Prints "EBUSY" or "exec ok". */
+/* The deliberate difference: exec with unread data for the inherited end
+ * when no process holds the other end any more (it was closed after the
+ * data was sent: Linux keeps the data readable).  Prints "EBUSY" or
+ * "exec ok". */
 static int exec_busy(void)
 {
 	int sv[2];
@@ -386,13 +398,14 @@ static int exec_busy(void)
 	send(sv[0], "unread", 6, 0);
 	pid_t pid = fork();
 	if (pid == 0) {
-		/* without the other end, nothing can move the data */
 		close(sv[0]);
+		usleep(100 * 1000); /* the parent closes its copy meanwhile */
 		char arg[16];
 		snprintf(arg, sizeof(arg), "%d", sv[1]);
 		execl(self_path, self_path, "--exec-child", arg, (char *)NULL);
 		_exit(errno == EBUSY ? 42 : 127);
 	}
+	close(sv[0]);
 	int st;
 	waitpid(pid, &st, 0);
 	printf("%s\n", WIFEXITED(st) && WEXITSTATUS(st) == 42 ? "EBUSY" : "exec ok");
@@ -508,8 +521,8 @@ int main(int argc, char **argv)
 	unlink(stats);
 	printf("uspair run stats: pairs=%llu fast_bytes=%llu fallback_bytes=%llu sleeps=%llu\n",
 	       pairs, fast, fallback, sleeps);
-	/* 4 data pairs and 4 more per type */
-	if (!found || pairs != 24 || fast == 0 || fallback == 0) {
+	/* 4 data pairs and 5 more per type */
+	if (!found || pairs != 27 || fast == 0 || fallback == 0) {
 		fprintf(stderr, "FAIL: USPAIR_STATS does not show the pairs on uspair\n");
 		failed = 1;
 	}

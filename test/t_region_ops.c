@@ -621,7 +621,7 @@ struct tro_field {
 		F_EP(i, reset_on_release), F_EP(i, nonblock), F_EP(i, sndbuf),       \
 		F_EP(i, rcvbuf), F_EP(i, rcvlowat), F_EP(i, peek_off),               \
 		F_EP(i, rcvtimeo_us), F_EP(i, sndtimeo_us), F_EP(i, holders),       \
-		F_EP(i, kernel_mode), F_EP(i, kernel_synced), F_EP(i, junk_sent),    \
+		F_EP(i, kernel_mode), F_EP(i, kernel_synced), F_EP(i, flush_wanted), F_EP(i, junk_sent),    \
 		F_EP(i, junk_eaten)
 #define F_RING_ALL(i)                                                                 \
 	F_RING(i, tail), F_RING(i, charged), F_RING(i, bytes_in), F_RING(i, seen_head), \

@@ -1,7 +1,7 @@
 /*
- * The `uspair` command.  One subcommand so far: `uspair bench`, the
- * side-by-side benchmark of uspair, the kernel's socketpair(2) and pipes
- * (tools/bench.c).
+ * The `uspair` command: `uspair bench`, the side-by-side benchmark of
+ * uspair, the kernel's socketpair(2) and pipes (tools/bench.c), and
+ * `uspair run`, a program under the drop-in preload (tools/run.c).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -14,6 +14,7 @@
 
 #include "uspair.h"
 #include "bench.h"
+#include "run.h"
 
 #define EXIT_USAGE 2
 
@@ -24,13 +25,14 @@ static void print_main_usage(FILE *out)
 		"\n"
 		"Commands:\n"
 		"  bench       measure uspair against the kernel's socketpair(2) and pipes\n"
+		"  run         run a program with its socketpairs on uspair (LD_PRELOAD)\n"
 		"  help        show this help\n"
 		"\n"
 		"Options:\n"
 		"  -h, --help  show this help\n"
 		"  --version   show the uspair version\n"
 		"\n"
-		"Run 'uspair bench --help' for the benchmark's options.\n");
+		"Run 'uspair bench --help' or 'uspair run --help' for their options.\n");
 }
 
 static void print_bench_usage(FILE *out)
@@ -392,6 +394,8 @@ int main(int argc, char **argv)
 	    strcmp(command, "help") == 0) {
 		if (argc > 2 && strcmp(argv[2], "bench") == 0)
 			print_bench_usage(stdout);
+		else if (argc > 2 && strcmp(argv[2], "run") == 0)
+			print_run_usage(stdout);
 		else
 			print_main_usage(stdout);
 		return 0;
@@ -402,6 +406,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(command, "bench") == 0)
 		return command_bench(argc - 1, argv + 1);
+	if (strcmp(command, "run") == 0)
+		return command_run(argc - 1, argv + 1);
 	fprintf(stderr, "uspair: unknown command '%s'\n", command);
 	print_main_usage(stderr);
 	return EXIT_USAGE;
