@@ -177,6 +177,7 @@ install: lib
 	ln -sf libuspair.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libuspair.so.$(SOMAJOR)
 	ln -sf libuspair.so.$(SOMAJOR) $(DESTDIR)$(LIBDIR)/libuspair.so
 	install -m 644 $(STLIB) $(DESTDIR)$(LIBDIR)/libuspair.a
+	install -m 755 $(PRELOAD) $(DESTDIR)$(LIBDIR)/libuspair-preload.so
 	# the installed archive carries machine code only: LTO bytecode is
 	# tied to this compiler's version and would break another's -flto link
 	[ -z "$(LTO)" ] || objcopy -R '.gnu.lto_*' -R '.gnu.debuglto_*' \
@@ -187,7 +188,7 @@ install: lib
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/uspair.h $(DESTDIR)$(LIBDIR)/libuspair.so* \
-		$(DESTDIR)$(LIBDIR)/libuspair.a $(DESTDIR)$(PKGCONFIGDIR)/uspair.pc $(DESTDIR)$(BINDIR)/uspair
+		$(DESTDIR)$(LIBDIR)/libuspair.a $(DESTDIR)$(LIBDIR)/libuspair-preload.so $(DESTDIR)$(PKGCONFIGDIR)/uspair.pc $(DESTDIR)$(BINDIR)/uspair
 
 clean:
 	rm -rf build build-*

@@ -118,8 +118,13 @@ EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 	return usp_socketpair(domain, type, protocol, sv);
 }
 
+/* close and dup2/dup3 of descriptors uspair does not know go straight to
+ * libc, without the table lock: so they stay async-signal-safe, as
+ * libc's are, for every descriptor but a uspair one. */
 EXPORT int close(int fd)
 {
+	if (!usp_is_uspair(fd))
+		return usp__real_close(fd);
 	return usp_close(fd);
 }
 EXPORT int __close(int fd) __attribute__((alias("close")));
@@ -154,12 +159,16 @@ EXPORT int dup(int fd)
 
 EXPORT int dup2(int oldfd, int newfd)
 {
+	if (!usp_is_uspair(oldfd) && !usp_is_uspair(newfd))
+		return usp__real_dup2(oldfd, newfd);
 	return usp_dup2(oldfd, newfd);
 }
 EXPORT int __dup2(int oldfd, int newfd) __attribute__((alias("dup2")));
 
 EXPORT int dup3(int oldfd, int newfd, int flags)
 {
+	if (!usp_is_uspair(oldfd) && !usp_is_uspair(newfd))
+		return usp__real_dup3(oldfd, newfd, flags);
 	return usp_dup3(oldfd, newfd, flags);
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install into a scratch DESTDIR, then check what a user gets: the header,
-# both libraries with a SONAME, uspair.pc, only usp_* exported, and a
-# program built with pkg-config against the installed copy that runs.
+# both libraries with a SONAME, uspair.pc, only usp_* exported, a
+# program built with pkg-config against the installed copy that runs, and
+# the installed `uspair run` finding the installed preload.
 set -euo pipefail
 build=${1:-build}
 dest=$(mktemp -d)
@@ -10,7 +11,7 @@ prefix=/opt/uspair-test
 make -s install DESTDIR="$dest" PREFIX="$prefix" BUILD="$build" >/dev/null
 root=$dest$prefix
 fail() { echo "check-install: $*" >&2; exit 1; }
-for f in include/uspair.h lib/libuspair.a lib/libuspair.so lib/libuspair.so.0 lib/pkgconfig/uspair.pc bin/uspair; do
+for f in include/uspair.h lib/libuspair.a lib/libuspair.so lib/libuspair.so.0 lib/pkgconfig/uspair.pc bin/uspair lib/libuspair-preload.so; do
 	[ -e "$root/$f" ] || fail "missing $f"
 done
 soname=$(readelf -d "$root/lib/libuspair.so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
@@ -35,4 +36,9 @@ C
 export PKG_CONFIG_PATH=$root/lib/pkgconfig PKG_CONFIG_SYSROOT_DIR=$dest
 cc $(pkg-config --cflags uspair) "$dest/hello.c" -o "$dest/hello" $(pkg-config --libs uspair) -Wl,-rpath,"$root/lib"
 "$dest/hello" || fail "program linked with pkg-config failed"
-echo "check-install: ok (header, static and shared library with SONAME $soname, uspair.pc, only usp_* exported)"
+stats=$dest/stats
+USPAIR_STATS=$stats "$root/bin/uspair" run -- python3 -c \
+	'import socket; a, b = socket.socketpair(); a.send(b"hi"); assert b.recv(2) == b"hi"' ||
+	fail "uspair run with the installed preload failed"
+grep -q 'pairs=1 ' "$stats" || fail "the installed preload did not make the pair: $(cat "$stats")"
+echo "check-install: ok (header, static and shared library with SONAME $soname, uspair.pc, only usp_* exported, uspair run)"

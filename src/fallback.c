@@ -12,31 +12,42 @@
  * reordered, nothing of uspair's own left in front of it.
  *
  * Protocol (usp__fallback, run by a process holding end A of the pair):
- *  1. Take both endpoints' send_locks (index order, so two fallbacks from
- *     both ends cannot deadlock; a sender holds one send_lock and at most
- *     a recv_lock, which we do not hold yet), then A's recv_lock.  No
- *     record can now be published in either ring, and A's ring is ours.
- *  2. need_drained (the caller is about to lose the mapping, exec): A's
- *     ring must be empty, else -EBUSY and nothing changed.
+ *  1. Take both endpoints' send_locks, then both recv_locks (side order:
+ *     a sender holds one send_lock and at most the peer's recv_lock, a
+ *     receiver no other lock).  No record can now be published or read.
+ *  2. First fallback only: each ring holding plain records whose other
+ *     end has a descriptor in this process is marked for a flush.
+ *     need_drained (exec: A's ring must end up empty) and A's ring can
+ *     be neither flushed here nor asked of an ancestor: -EBUSY, nothing
+ *     changed.
  *  3. kernel_mode = 1 on both endpoints (K1, seq_cst; pairs with J1 in
- *     usp__send_junk), then wait for junk_writers == 0 on both: from now
- *     on no wake token or liveness probe enters either backing queue, and
- *     every one sent before is queued and counted in junk_sent.
- *  4. Release the locks and wake every sleeper of both endpoints (their
- *     waits return -USP_ERAW; their calls then go to the descriptor).
- *     Senders check kernel_mode under their send_lock before every
- *     record (io.c), so none is published after step 3.
+ *     usp__send_junk), with A's flush_wanted when an ancestor must flush;
+ *     then wait for junk_writers == 0 on both: from now on no wake token
+ *     or liveness probe enters either backing queue, and every one sent
+ *     before is queued and counted in junk_sent.
+ *  4. Release the recv_locks, flush the marked rings (flush_ring: each
+ *     record received through the normal path and sent through the other
+ *     end's descriptor, so it lands in order in the owner's backing
+ *     queue), release the send_locks, wake every sleeper of both
+ *     endpoints (their waits return -USP_ERAW; their calls then go to the
+ *     descriptor).  Senders check kernel_mode under their send_lock before
+ *     every record (io.c), so none is published after step 3, and one
+ *     that meets it goes to the kernel after the flush.
  *  5. Each end is drained lazily, by any process holding it, in
  *     usp__passthrough (called by usp__lookup while kernel_mode is set):
  *     under its recv_lock, once its ring is empty, it eats
  *     junk_sent - junk_eaten junk items from the head of its backing
- *     queue (everything behind them was sent by the kernel path or is a
- *     kernel record's part already consumed in ring order), copies the
- *     endpoint's socket state to the backing socket (kernel_synced, once
- *     per endpoint), and marks the side passthrough in this process.
- *     Until then its readers read the ring as before; a receive that
- *     finds the ring empty returns -USP_ERAW and is redone on the
- *     descriptor.
+ *     queue (everything behind them was sent by the kernel path, flushed,
+ *     or is a kernel record's part already consumed in ring order),
+ *     copies the endpoint's socket state to the backing socket
+ *     (kernel_synced, once per endpoint), and marks the side passthrough
+ *     in this process.  Until then its readers read the ring as before; a
+ *     receive that finds the ring empty returns -USP_ERAW and is redone on
+ *     the descriptor.
+ *  An ancestor asked to flush (flush_wanted, its watchdog woken through
+ *  the service word, watchdog.c) does step 4's flush for that ring under
+ *  both send_locks (usp__serve_flush); so does any call of a process
+ *  holding the other end before it goes to the kernel path.
  *
  * The counters live in the shared region and are untrusted: a difference
  * above USP_MAX_JUNK marks the pair corrupt, and junk is eaten only while
@@ -238,11 +249,11 @@ static int flush_ring(struct usp_sock *s, int peer_fd)
  * them through (one process holding both ends, or a child between fork
  * and exec that has not closed the other end).  Then the kernel's
  * readiness (epoll) and whoever reads the descriptor after exec see that
- * data.  With need_drained (exec), a ring that cannot be moved here is
- * moved by an ancestor process that holds the other end (flush_wanted,
- * usp__serve_flush from its watchdog thread), waited for up to
- * USP_FLUSH_WAIT_NS; if none does, -EBUSY.  A ring left unmoved is read
- * through uspair until it is drained. */
+ * data.  A ring that cannot be moved here is asked of the ancestor
+ * processes, one of which may hold the other end (flush_wanted,
+ * usp__serve_flush from its watchdog thread); with need_drained (exec)
+ * that is waited for up to USP_FLUSH_WAIT_NS, and -EBUSY if nobody did
+ * it.  A ring left unmoved is read through uspair until it is drained. */
 int usp__fallback(struct usp_sock *s, bool need_drained)
 {
 	if (usp__is_corrupt(s))
@@ -271,12 +282,10 @@ int usp__fallback(struct usp_sock *s, bool need_drained)
 		if (!flush[t])
 			usp__put(&side_sock[t]);
 	}
-	if (need_drained && !ring_drained(s) && !flush[s->side]) {
-		if (first && ring_plain(s) && usp__have_ancestors())
-			ask_ancestors = true;
-		else
-			r = -EBUSY;
-	}
+	if (first && !flush[s->side] && !ring_drained(s) && ring_plain(s) && usp__have_ancestors())
+		ask_ancestors = true; /* (epoll too: the kernel must see the data) */
+	else if (need_drained && !ring_drained(s) && !flush[s->side])
+		r = -EBUSY;
 	if (!r && first) {
 		atomic_store(&shm->ep[0].kernel_mode, 1); /* K1: pairs with J1 */
 		atomic_store(&shm->ep[1].kernel_mode, 1);
@@ -306,8 +315,9 @@ int usp__fallback(struct usp_sock *s, bool need_drained)
 	}
 	if (r)
 		return r;
-	if (ask_ancestors) {
+	if (ask_ancestors)
 		usp__request_flush();
+	if (ask_ancestors && need_drained) {
 		int64_t until = usp__now_ns() + USP_FLUSH_WAIT_NS;
 		while (atomic_load(&s->self->flush_wanted) && usp__now_ns() < until) {
 			struct timespec ms = {0, 1000 * 1000};

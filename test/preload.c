@@ -14,7 +14,8 @@
  * FIONREAD and getsockopt; fork; exec of a child that uses an inherited
  * end, with data queued for it before (the pair falls back, the data
  * is moved into the kernel's queue); epoll, splice and fdopen with data queued in
- * shared memory first (the pair falls back without loss or reordering);
+ * shared memory first (the pair falls back without loss or reordering),
+ * also in a forked child that holds only its end;
  * an end passed in SCM_RIGHTS over a kernel socket.  The one deliberate
  * difference, exec while the inherited end has unread data and the
  * other end is not in the process (EBUSY under uspair), is checked separately with its hand-written expectation.
@@ -279,6 +280,29 @@ static void fallback_calls(int type, int x, int y)
 	}
 }
 
+/* epoll in a forked child that holds only its end, with data queued in
+ * shared memory before: the data must reach the kernel's queue (moved
+ * by this process, the child's ancestor) for epoll to report it. */
+static void epoll_child_calls(int x, int y)
+{
+	REC("send before fork", send(x, "queued", 6, 0));
+	pid_t pid = fork();
+	if (pid == 0) {
+		close(x);
+		char buf[32];
+		int ep = epoll_create1(EPOLL_CLOEXEC);
+		struct epoll_event ev = {.events = EPOLLIN, .data.fd = y};
+		REC("child epoll_ctl ADD", epoll_ctl(ep, EPOLL_CTL_ADD, y, &ev));
+		struct epoll_event out;
+		REC("child epoll_wait (2 s)", epoll_wait(ep, &out, 1, 2000));
+		RECV("child recv", recv(y, buf, sizeof(buf), MSG_DONTWAIT), buf);
+		_exit(0);
+	}
+	int st;
+	waitpid(pid, &st, 0);
+	trace("child status %d", st);
+}
+
 /* An end passed over a kernel AF_UNIX connection (socket, bind, connect:
  * never a uspair pair), with data already queued for it. */
 static void scm_calls(int x, int y)
@@ -374,6 +398,12 @@ static int steps(void)
 		if (make_pair(types[t], 0, sv) < 0)
 			return 1;
 		fallback_calls(types[t], sv[0], sv[1]);
+		close(sv[0]);
+		close(sv[1]);
+		trace("== %s epoll in a child without the other end", type_name(types[t]));
+		if (make_pair(types[t], 0, sv) < 0)
+			return 1;
+		epoll_child_calls(sv[0], sv[1]);
 		close(sv[0]);
 		close(sv[1]);
 		trace("== %s SCM_RIGHTS over a kernel socket", type_name(types[t]));
@@ -521,8 +551,8 @@ int main(int argc, char **argv)
 	unlink(stats);
 	printf("uspair run stats: pairs=%llu fast_bytes=%llu fallback_bytes=%llu sleeps=%llu\n",
 	       pairs, fast, fallback, sleeps);
-	/* 4 data pairs and 5 more per type */
-	if (!found || pairs != 27 || fast == 0 || fallback == 0) {
+	/* 4 data pairs and 6 more per type */
+	if (!found || pairs != 30 || fast == 0 || fallback == 0) {
 		fprintf(stderr, "FAIL: USPAIR_STATS does not show the pairs on uspair\n");
 		failed = 1;
 	}
