@@ -361,6 +361,8 @@ void usp__serve_flush(struct usp_sock *s)
 }
 
 struct flush_job {
+	struct usp_pair *pair;
+	int side;
 	int fd;
 };
 
@@ -368,7 +370,7 @@ static bool collect_flush(struct usp_pair *pair, int side, int fd, void *arg)
 {
 	struct flush_job *job = arg;
 	if (atomic_load(&pair->shm->ep[side ^ 1].flush_wanted)) {
-		job->fd = fd;
+		*job = (struct flush_job){pair, side, fd};
 		return true;
 	}
 	return false;
@@ -377,22 +379,35 @@ static bool collect_flush(struct usp_pair *pair, int side, int fd, void *arg)
 /* The watchdog's answer to usp__request_flush: every endpoint held here
  * whose other end wants a flush.  One at a time, found under the table
  * lock and served without it (serving takes the pair's locks, which are
- * taken before the table lock elsewhere). */
+ * taken before the table lock elsewhere).  It sends through a duplicate
+ * made under the table lock: the user's descriptor may be closed (and its
+ * number reused) by another thread meanwhile, while an entry in the table
+ * means it is still open (usp_close uninstalls before it closes). */
 void usp__serve_all_flushes(void)
 {
 	for (int rounds = 0; rounds < 1024; rounds++) {
-		struct flush_job job = {-1};
+		struct flush_job job = {NULL, 0, -1};
+		int dup_fd = -1;
 		usp__table_lock();
 		bool found = usp__table_find(collect_flush, &job);
+		if (found) {
+			atomic_fetch_add(&job.pair->refs, 1); /* the entry holds one */
+			dup_fd = fcntl(job.fd, F_DUPFD_CLOEXEC, 0);
+		}
 		usp__table_unlock();
-		struct usp_sock s;
-		if (!found || !usp__lookup_entry(job.fd, &s))
+		if (!found)
 			return;
-		usp__serve_flush(&s);
-		bool still = atomic_load(&s.peer->flush_wanted);
-		usp__put(&s);
+		bool still = true;
+		if (dup_fd >= 0) {
+			struct usp_sock s;
+			usp__sock_init(&s, job.pair, job.side, dup_fd);
+			usp__serve_flush(&s);
+			still = atomic_load(&s.peer->flush_wanted);
+			close(dup_fd);
+		}
+		usp__pair_unref(job.pair);
 		if (still)
-			return; /* could not (a lying region): do not spin */
+			return; /* could not (no descriptor left, a lying region) */
 	}
 }
 

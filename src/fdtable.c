@@ -7,9 +7,13 @@
  * Changes (install, uninstall) take table_mutex.  A lookup takes a
  * reference on the pair, then re-reads the slot: if the slot changed in
  * between, a concurrent usp_close won and the lookup drops its reference
- * and retries.  The pair is unmapped when its last reference goes, so a
- * call in progress on one thread never touches unmapped memory even if
- * another thread closes the descriptor under it.
+ * and retries.  The reference is taken only while the count is not zero,
+ * and pair structures are never freed, only reused (pair.c pair_alloc), so
+ * a lookup that read the slot just before a close released the pair
+ * touches valid memory and does not revive it.  The region is unmapped
+ * when the last reference goes, so a call in progress on one thread never
+ * touches unmapped memory even if another thread closes the descriptor
+ * under it.
  *
  * fork: the child inherits this table and the mappings, and each entry is
  * one more holder of its endpoint (usp_endpoint.holders), counted in the
@@ -101,7 +105,6 @@ static void atfork_parent(void)
 	atomic_fetch_add(&usp__fork_gen, 1); /* the child sees every region */
 	usp__region_cache_atfork_parent();
 	pthread_mutex_unlock(&table_mutex);
-	usp__watch_atfork_parent();
 }
 
 static void atfork_child(void)
@@ -176,7 +179,17 @@ bool usp__lookup_entry(int fd, struct usp_sock *s)
 		if (!v)
 			return false;
 		struct usp_pair *pair = (struct usp_pair *)(v & ~(uintptr_t)1);
-		atomic_fetch_add_explicit(&pair->refs, 1, memory_order_acquire);
+		/* increment unless released (pair memory stays valid:
+		 * pair.c pair_alloc) */
+		int refs = atomic_load_explicit(&pair->refs, memory_order_relaxed);
+		do {
+			if (refs == 0)
+				break;
+		} while (!atomic_compare_exchange_weak_explicit(&pair->refs, &refs, refs + 1,
+								memory_order_acquire,
+								memory_order_relaxed));
+		if (refs == 0)
+			continue; /* the slot has changed or will be seen empty */
 		if (atomic_load_explicit(slot, memory_order_acquire) != v) {
 			usp__pair_unref(pair);
 			continue;

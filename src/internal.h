@@ -366,7 +366,7 @@ USP_HIDDEN void usp__serve_all_flushes(void);
 USP_HIDDEN bool usp__have_ancestors(void);
 USP_HIDDEN void usp__request_flush(void);
 USP_HIDDEN void usp__watch_atfork_prepare(void);
-USP_HIDDEN void usp__watch_atfork_parent(void);
+USP_HIDDEN void usp__watch_ensure(void);
 USP_HIDDEN int usp__hand_over(int fd, const char *why);
 USP_HIDDEN void usp__busy_message(int fd, const char *why);
 USP_HIDDEN int usp__fallback(struct usp_sock *s, bool need_drained);

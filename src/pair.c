@@ -159,6 +159,41 @@ int usp__region_cache_count(void)
 	return n;
 }
 
+/*
+ * struct usp_pair memory is never given back to malloc: a released pair
+ * goes on free_pairs and is reused.  A lookup (fdtable.c) may still touch
+ * the refs of a pair whose last reference a concurrent close just dropped;
+ * with type-stable memory that touch is harmless, and its increment-if-
+ * not-zero never revives a released pair.
+ */
+static pthread_mutex_t free_pairs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct usp_pair *free_pairs; /* linked through ->shm */
+
+static void pair_free(struct usp_pair *pair)
+{
+	pthread_mutex_lock(&free_pairs_lock);
+	pair->shm = (struct usp_shared *)free_pairs;
+	free_pairs = pair;
+	pthread_mutex_unlock(&free_pairs_lock);
+}
+
+/* A zeroed pair with refs 0 (refs left alone: see above). */
+static struct usp_pair *pair_alloc(void)
+{
+	pthread_mutex_lock(&free_pairs_lock);
+	struct usp_pair *pair = free_pairs;
+	if (pair)
+		free_pairs = (struct usp_pair *)pair->shm;
+	pthread_mutex_unlock(&free_pairs_lock);
+	if (!pair)
+		return calloc(1, sizeof(*pair));
+	pair->shm = NULL;
+	pair->type = 0;
+	size_t after = offsetof(struct usp_pair, refs) + sizeof(pair->refs);
+	memset((char *)pair + after, 0, sizeof(*pair) - after);
+	return pair;
+}
+
 /* The last reference of this process to pair is gone. */
 void usp__region_release(struct usp_pair *pair)
 {
@@ -190,12 +225,12 @@ void usp__region_release(struct usp_pair *pair)
 	}
 	if (!keep && !twice)
 		munmap(shm, USP_REGION_BYTES);
-	free(pair);
+	pair_free(pair);
 }
 
 int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
 {
-	struct usp_pair *pair = calloc(1, sizeof(*pair));
+	struct usp_pair *pair = pair_alloc();
 	if (!pair)
 		return -ENOMEM;
 	/* read before the region exists: a fork from here on makes it
@@ -203,7 +238,7 @@ int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
 	pair->fork_gen = atomic_load(&usp__fork_gen);
 	void *mem = region_take();
 	if (!mem) {
-		free(pair);
+		pair_free(pair);
 		return -ENOMEM;
 	}
 	struct usp_shared *shm = mem;
@@ -213,7 +248,7 @@ int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
 	endpoint_init(&shm->ep[1]);
 	pair->shm = shm;
 	pair->type = type;
-	atomic_init(&pair->refs, 2); /* one per table entry */
+	atomic_store(&pair->refs, 2); /* one per table entry */
 	for (int i = 0; i < 2; i++)
 		atomic_init(&pair->spin_ns[i], 20000);
 	/* the backing sockets get their send room at the first kernel record

@@ -100,6 +100,7 @@ int usp_socketpair(int domain, int type, int protocol, int sv[2])
 		goto fail;
 	}
 	usp__stat_add(&usp__stats.pairs, 1);
+	usp__watch_ensure(); /* to serve this process's children (watchdog.c) */
 	sv[0] = k[0];
 	sv[1] = k[1];
 	return 0;

@@ -127,6 +127,23 @@ void usp__wait_init(struct usp_wait *w, int64_t timeo_us)
 	w->deadline_ns = timeo_us > 0 ? usp__now_ns() + timeo_us * 1000 : 0;
 }
 
+
+/* What a sleeper cancelled in its futex wait must undo (usp__wait). */
+struct wait_cancel {
+	struct usp_sock *s;
+	struct usp_endpoint *ep;
+	bool watched;
+};
+
+static void wait_cancelled(void *arg)
+{
+	struct wait_cancel *wc = arg;
+	if (wc->watched)
+		usp__watch_end(wc->s);
+	atomic_fetch_sub(&wc->ep->sleepers, 1);
+	usp__put(wc->s);
+}
+
 /*
  * Wait until ready(s) may be true.  liveness: a released peer would make
  * ready(s) true, so have the watchdog ask the kernel about the peer while
@@ -204,8 +221,21 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 		timeout = USP_TICK_NS;
 	int64_t slept_from = usp__now_ns();
 	usp__stat_add(&usp__stats.sleeps, 1);
-	long r = futex_wait(&ep->event_seq, seq, timeout);
-	int err = r < 0 ? errno : 0;
+	/* A blocking socket call is a cancellation point: the futex wait is
+	 * the one place a uspair call blocks, so it is cancellable there
+	 * (asynchronously, as glibc's own cancellable syscalls are: around
+	 * the system call only).  A cancelled caller never returns, so the
+	 * cleanup also drops its lookup's reference on the pair. */
+	struct wait_cancel wc = {s, ep, watched};
+	int old_type;
+	long r;
+	int err;
+	pthread_cleanup_push(wait_cancelled, &wc);
+	pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, &old_type);
+	r = futex_wait(&ep->event_seq, seq, timeout);
+	err = r < 0 ? errno : 0;
+	pthread_setcanceltype(old_type, NULL);
+	pthread_cleanup_pop(0);
 	/* Woken soon after giving up: a longer spin would have caught it.
 	 * Without this, two sides that both sleep never see a spin succeed
 	 * and stay on the slow path for good. */

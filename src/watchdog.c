@@ -11,9 +11,10 @@
  * release it discovers wakes the sleepers (usp__endpoint_released).
  *
  * Second job: moving a ring into the kernel for a descendant that is about
- * to exec (fallback.c).  A process that forks while it holds pairs gets a
- * service word in a MAP_SHARED page of its own, which every child forked
- * later shares; the parked watchdog waits on it with a shared futex.  A
+ * to exec (fallback.c).  A process that makes pairs starts its watchdog
+ * with its first pair and gets a service word in a MAP_SHARED page of its
+ * own (at the latest when it forks), which every child forked later
+ * shares; the parked watchdog waits on it with a shared futex.  A
  * descendant that needs a flush bumps the word of each ancestor it
  * inherited (usp__request_flush), and each ancestor's watchdog serves the
  * endpoints it holds whose other end asked (usp__serve_all_flushes).  The
@@ -76,7 +77,8 @@ static void service_bump(struct usp_service *sv)
 static struct watch_slot *slots;
 static size_t n_slots;
 static size_t n_active;
-static bool watchdog_running; /* in this process; reset in a fork child */
+static bool watchdog_running; /* in this process; reset in a fork child
+			       * (read without the lock by usp__watch_ensure) */
 
 static void check_slot(struct watch_slot *w)
 {
@@ -157,7 +159,7 @@ static void start_watchdog(void)
 	pthread_sigmask(SIG_BLOCK, &all, &old); /* inherited by the thread */
 	pthread_t th;
 	if (pthread_create(&th, &attr, watchdog_main, NULL) == 0)
-		watchdog_running = true;
+		__atomic_store_n(&watchdog_running, true, __ATOMIC_RELAXED);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 }
@@ -255,9 +257,15 @@ void usp__watch_atfork_prepare(void)
 	pthread_mutex_unlock(&watch_lock);
 }
 
-/* After fork, in the parent: a watchdog to answer the child's requests. */
-void usp__watch_atfork_parent(void)
+/* A process that makes pairs runs its watchdog from the first one on, so
+ * that it can answer its future children's requests even while all its
+ * own threads are blocked elsewhere (waitpid).  Not started from the fork
+ * handlers: a thread created inside fork() confuses ThreadSanitizer's
+ * view of the locks the handlers hold. */
+void usp__watch_ensure(void)
 {
+	if (__atomic_load_n(&watchdog_running, __ATOMIC_RELAXED))
+		return;
 	pthread_mutex_lock(&watch_lock);
 	start_watchdog();
 	pthread_mutex_unlock(&watch_lock);
