@@ -266,7 +266,7 @@ EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int fl
  * with EBUSY (after a message). */
 static int hand_over_passed(int fd, const struct msghdr *msg)
 {
-	if (usp_is_uspair(fd) || !msg || !msg->msg_control ||
+	if (usp__on_fast_path(fd) || !msg || !msg->msg_control ||
 	    msg->msg_controllen < sizeof(struct cmsghdr))
 		return 0;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c;
@@ -588,10 +588,12 @@ EXPORT pid_t __vfork(void) __attribute__((alias("vfork")));
 static int exec_prepare(void)
 {
 	int busy_fd = -1;
-	if (usp__exec_prepare(&busy_fd) == 0)
+	int r = usp__exec_prepare(&busy_fd);
+	if (r == 0)
 		return 0;
-	usp__busy_message(busy_fd, "inherited across exec");
-	errno = EBUSY;
+	if (r == -EBUSY)
+		usp__busy_message(busy_fd, "inherited across exec");
+	errno = -r;
 	return -1;
 }
 
@@ -681,7 +683,7 @@ EXPORT int posix_spawn(pid_t *pid, const char *path, const posix_spawn_file_acti
 		       const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
 	if (exec_prepare() < 0)
-		return EBUSY;
+		return errno;
 	return usp__real_posix_spawn(pid, path, fa, attr, argv, envp);
 }
 
@@ -689,7 +691,7 @@ EXPORT int posix_spawnp(pid_t *pid, const char *file, const posix_spawn_file_act
 			const posix_spawnattr_t *attr, char *const argv[], char *const envp[])
 {
 	if (exec_prepare() < 0)
-		return EBUSY;
+		return errno;
 	return usp__real_posix_spawnp(pid, file, fa, attr, argv, envp);
 }
 

@@ -55,6 +55,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -146,7 +147,7 @@ bool usp__passthrough(struct usp_sock *s)
 	bool done = false;
 	usp__lock(&s->self->recv_lock);
 	if (ring_drained(s) && usp__eat_junk(s) == 0) {
-		if (!atomic_load(&s->peer->flush_wanted)) {
+		if (!(atomic_load(&s->peer->flush_wanted) && atomic_load(&s->peer->kernel_mode))) {
 			sync_endpoint(s);
 			atomic_store_explicit(&s->pair->passthrough[s->side], true,
 					      memory_order_release);
@@ -166,16 +167,39 @@ static void wait_junk_writers(struct usp_endpoint *ep)
 }
 
 /* A descriptor of side `side` of pair in this process, or -1 (the hint
- * checked against the table). */
+ * checked against the table, else a search of the table).  Caller holds
+ * no table lock. */
+struct side_query {
+	struct usp_pair *pair;
+	int side;
+	int fd;
+};
+
+static bool match_side(struct usp_pair *pair, int side, int fd, void *arg)
+{
+	struct side_query *q = arg;
+	if (pair != q->pair || side != q->side)
+		return false;
+	q->fd = fd;
+	return true;
+}
+
 static int fd_of_side(struct usp_pair *pair, int side)
 {
 	int fd = atomic_load(&pair->fd_hint[side]);
 	struct usp_sock s;
-	if (!usp__lookup_entry(fd, &s))
-		return -1;
-	bool same = s.pair == pair && s.side == side;
-	usp__put(&s);
-	return same ? fd : -1;
+	if (usp__lookup_entry(fd, &s)) {
+		bool same = s.pair == pair && s.side == side;
+		usp__put(&s);
+		if (same)
+			return fd;
+	}
+	/* the hint's descriptor was closed: another may remain (a dup) */
+	struct side_query q = {pair, side, -1};
+	usp__table_lock();
+	usp__table_find(match_side, &q);
+	usp__table_unlock();
+	return q.fd;
 }
 
 /* Only plain data records between head and tail (no kernel record, no
@@ -210,12 +234,32 @@ static bool ring_plain(struct usp_sock *s)
  */
 static int flush_ring(struct usp_sock *s, int peer_fd)
 {
-	unsigned char *buf = malloc(USP_RING_BYTES);
+	/* records of every size up to a whole ring, but no more memory than
+	 * the data takes: one record at a time */
+	size_t cap = 64 * 1024;
+	unsigned char *buf = malloc(cap);
 	if (!buf)
 		return -ENOMEM;
 	int err = 0;
+	/* one locked section: no reader of this end, in any process, may
+	 * take record k+1 from the ring while record k is on its way */
+	usp__lock(&s->self->recv_lock);
+	s->recv_locked = true;
 	for (;;) {
-		struct iovec iov = {buf, USP_RING_BYTES};
+		uint64_t head = atomic_load(&s->rxq->head);
+		struct usp_rec rec;
+		int pr = usp__ring_peek(s->pair, s->rxq, s->rxdata, head,
+					usp__ld_acq(&s->rxq->tail), &rec);
+		if (pr == 0 && rec.len > cap) {
+			unsigned char *bigger = realloc(buf, rec.len);
+			if (!bigger) {
+				err = -ENOMEM;
+				break;
+			}
+			buf = bigger;
+			cap = rec.len;
+		}
+		struct iovec iov = {buf, cap};
 		struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
 		ssize_t n = usp__recvmsg(s, &m, MSG_DONTWAIT);
 		if (n == -USP_ERAW || n == -EAGAIN)
@@ -226,12 +270,23 @@ static int flush_ring(struct usp_sock *s, int peer_fd)
 		}
 		if (n == 0 && s->type == SOCK_STREAM)
 			break; /* end of file: nothing more */
-		if (send(peer_fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) != n) {
+		/* the backing socket may be short of room (a DGRAM liveness
+		 * probe in the queue): wait for it, boundedly */
+		ssize_t sent;
+		int tries = 0;
+		while ((sent = send(peer_fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL)) < 0 &&
+		       errno == EAGAIN && tries++ < 200) {
+			struct pollfd p = {peer_fd, POLLOUT, 0};
+			poll(&p, 1, 10);
+		}
+		if (sent != n) {
 			usp__busy_message(s->fd, "unread data lost moving it to the kernel");
 			err = -EIO;
 			break;
 		}
 	}
+	s->recv_locked = false;
+	usp__unlock(&s->self->recv_lock);
 	free(buf);
 	return err;
 }
@@ -443,7 +498,8 @@ static bool endpoint_of_socket(int fd, struct usp_sock *s)
 	return found;
 }
 
-/* One inherited descriptor: 0, or -EBUSY if its ring holds data. */
+/* One inherited descriptor: 0, or -EBUSY if its ring holds data that
+ * cannot be moved, -EIO if moving it failed or the pair is corrupt. */
 static int exec_prepare_fd(int fd)
 {
 	int fdflags = fcntl(fd, F_GETFD);
@@ -454,7 +510,7 @@ static int exec_prepare_fd(int fd)
 		return 0;
 	int r = usp__fallback(&s, true);
 	usp__put(&s);
-	return r == -EBUSY ? r : 0;
+	return r;
 }
 
 /*
@@ -465,9 +521,9 @@ static int exec_prepare_fd(int fd)
  * endpoint has unread data and exec must fail (the endpoints looked at
  * before it have fallen back, which only costs them speed).
  *
- * Safe in a vfork child: no allocation, and only this process's view of
- * the descriptors (the table is the parent's, so the descriptors are
- * listed from /proc/self/fd and recognised by inode).  Without /proc, the
+ * The descriptors are listed from /proc/self/fd and recognised by inode,
+ * so that numbers made by raw dup2 calls count too.  (The preload makes
+ * vfork a fork: moving a ring allocates and takes locks.)  Without /proc, the
  * numbers up to RLIMIT_NOFILE (at most 65536) are tried.
  */
 int usp__exec_prepare(int *busy_fd)
@@ -478,9 +534,10 @@ int usp__exec_prepare(int *busy_fd)
 		long max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 65536 ? (long)rl.rlim_cur
 										      : 65536;
 		for (int fd = 0; fd < max; fd++) {
-			if (exec_prepare_fd(fd) < 0) {
+			int r = exec_prepare_fd(fd);
+			if (r < 0) {
 				*busy_fd = fd;
-				return -EBUSY;
+				return r;
 			}
 		}
 		return 0;
@@ -504,9 +561,9 @@ int usp__exec_prepare(int *busy_fd)
 			long fd = strtol(d->d_name, &end, 10);
 			if (*end || end == d->d_name || fd == dir)
 				continue;
-			if (exec_prepare_fd((int)fd) < 0) {
+			r = exec_prepare_fd((int)fd);
+			if (r < 0) {
 				*busy_fd = (int)fd;
-				r = -EBUSY;
 				goto out;
 			}
 		}
@@ -514,6 +571,18 @@ int usp__exec_prepare(int *busy_fd)
 out:
 	close(dir);
 	return r;
+}
+
+/* fd is a uspair endpoint whose pair has not fallen back (the preload's
+ * question before a descriptor leaves through SCM_RIGHTS). */
+bool usp__on_fast_path(int fd)
+{
+	struct usp_sock s;
+	if (!usp__lookup_entry(fd, &s))
+		return false;
+	bool fast = !usp__kernel_mode(&s);
+	usp__put(&s);
+	return fast;
 }
 
 /* The loud half of "fail loudly": the program gets EBUSY from a call that

@@ -287,6 +287,9 @@ struct usp_sock {
 	int type;
 	/* a blocked receive waits for the tail to move past this (io.c) */
 	uint64_t wait_tail;
+	/* the caller holds self->recv_lock across several non-blocking
+	 * receives (fallback.c flush_ring): the receive paths leave it */
+	bool recv_locked;
 };
 
 /* Public calls return -1 and errno; internals return -errno. */
@@ -368,6 +371,7 @@ USP_HIDDEN void usp__request_flush(void);
 USP_HIDDEN void usp__watch_atfork_prepare(void);
 USP_HIDDEN void usp__watch_ensure(void);
 USP_HIDDEN int usp__hand_over(int fd, const char *why);
+USP_HIDDEN bool usp__on_fast_path(int fd);
 USP_HIDDEN void usp__busy_message(int fd, const char *why);
 USP_HIDDEN int usp__fallback(struct usp_sock *s, bool need_drained);
 USP_HIDDEN int usp__eat_junk(struct usp_sock *s);

@@ -684,7 +684,9 @@ out:
 }
 
 /* After the fallback: the rest of a STREAM read, from the backing socket,
- * once the ring is drained.  Caller holds recv_lock.  `need` of the `room`
+ * once the ring is drained and the junk in front eaten.  Called without
+ * the recv_lock (which other lookups of the end take, usp__passthrough):
+ * the wait may be long.  `need` of the `room`
  * bytes are still owed to the read's target (MSG_WAITALL, SO_RCVLOWAT):
  * a blocking read waits for exactly those, then takes what else is queued
  * without waiting, as one kernel read would.  Returns the bytes received
@@ -692,8 +694,6 @@ out:
 static size_t stream_kernel_tail(struct usp_sock *s, struct iov_cursor *cur,
 				 size_t room, size_t need, bool nonblock)
 {
-	if (usp__eat_junk(s) < 0)
-		return 0;
 	struct iov_slice sl;
 	if (cursor_slice(cur, room, &sl, NULL, 0) < 0)
 		return 0;
@@ -771,7 +771,9 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	 * descriptors.  `visited`: it has looked at a record. */
 	bool visited = false;
 
-	usp__lock(&s->self->recv_lock);
+	bool kernel_tail = false; /* go on into the backing socket (unlocked) */
+	if (!s->recv_locked)
+		usp__lock(&s->self->recv_lock);
 	uint64_t pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
 	bool first = true;
 	size_t skip = peek_skip(s, flags);
@@ -801,10 +803,8 @@ again:
 				 * into the backing socket, as one kernel read
 				 * would (not with ancillary data: docs) */
 				if (copied && !peek && copied < len && !msg->msg_controllen &&
-				    !passcred)
-					copied += stream_kernel_tail(
-						s, &cur, len - copied,
-						copied < target ? target - copied : 0, nonblock);
+				    !passcred && s->fd >= 0)
+					kernel_tail = usp__eat_junk(s) == 0;
 				if (!copied)
 					err = -USP_ERAW;
 				break;
@@ -959,7 +959,11 @@ again:
 		if (had_fds)
 			break;
 	} while (copied < len || peek);
-	usp__unlock(&s->self->recv_lock);
+	if (!s->recv_locked)
+		usp__unlock(&s->self->recv_lock);
+	if (kernel_tail)
+		copied += stream_kernel_tail(s, &cur, len - copied,
+					     copied < target ? target - copied : 0, nonblock);
 	msg->msg_namelen = 0;
 	msg->msg_flags = flags & MSG_CMSG_CLOEXEC;
 	if (passcred && !visited && !err) {
@@ -1168,7 +1172,8 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	usp__scm_init(&scm);
 	bool kernel_skipped = false;
 
-	usp__lock(&s->self->recv_lock);
+	if (!s->recv_locked)
+		usp__lock(&s->self->recv_lock);
 again:
 	for (;;) {
 		if (pair_corrupt(s)) {
@@ -1302,7 +1307,8 @@ again:
 		msg->msg_controllen = 0;
 	err = (flags & MSG_TRUNC) ? (ssize_t)(rec.len - skip) : (ssize_t)size;
 out:
-	usp__unlock(&s->self->recv_lock);
+	if (!s->recv_locked)
+		usp__unlock(&s->self->recv_lock);
 	return err;
 }
 
@@ -1367,8 +1373,18 @@ ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg, int flags)
 	ssize_t len = iov_total(msg->msg_iov, msg->msg_iovlen);
 	if (len < 0)
 		return len;
-	ssize_t r = s->type == SOCK_STREAM ? stream_recvmsg(s, msg, (size_t)len, flags)
+	ssize_t r;
+	for (int tries = 0; tries < 1000; tries++) { /* bounded: a lying region */
+		r = s->type == SOCK_STREAM ? stream_recvmsg(s, msg, (size_t)len, flags)
 					   : dgram_recvmsg(s, msg, (size_t)len, flags);
+		/* The ring is drained after the fallback and the caller will
+		 * read the descriptor: the junk in front of the user's data
+		 * goes first (a sleeper woken by the fallback gets here before
+		 * any lookup has done it).  False: another reader is in the
+		 * middle of the ring's last record; read the ring again. */
+		if (r != -USP_ERAW || s->recv_locked || usp__passthrough(s))
+			break;
+	}
 	usp__stat_add(&usp__stats.fast_bytes, r);
 	return r;
 }

@@ -138,6 +138,18 @@ static void poll_cleanup(void *arg)
 		free(st->is_usp);
 }
 
+/* A known descriptor still served from shared memory: not one whose pair
+ * fell back with its ring drained, which the kernel polls exactly, with
+ * the caller's events. */
+static bool uspair_path(int fd)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return false;
+	usp__put(&s);
+	return true;
+}
+
 int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 {
 	if (!fds)
@@ -150,7 +162,7 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 	}
 	nfds_t n_usp = 0;
 	for (nfds_t i = 0; i < nfds; i++) {
-		is_usp[i] = usp_is_uspair(fds[i].fd);
+		is_usp[i] = usp_is_uspair(fds[i].fd) && uspair_path(fds[i].fd);
 		n_usp += is_usp[i];
 	}
 	if (n_usp == 0) {

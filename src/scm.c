@@ -342,6 +342,19 @@ static int skip_tokens(struct usp_sock *s)
 	int saved = errno;
 	int result = 0;
 	bool consumed = false;
+	if (usp__kernel_mode(s)) {
+		/* after the fallback the queue may hold the user's own bytes
+		 * behind the junk, and they may look like tokens: eat only
+		 * the counted junk (fallback.c) */
+		char c;
+		ssize_t r = usp__eat_junk(s) == 0
+				    ? recv(s->fd, &c, 1, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT)
+				    : -1;
+		if (r > 0 || (r == 0 && s->type != SOCK_STREAM))
+			result = 1;
+		errno = saved;
+		return result;
+	}
 	if (s->type == SOCK_STREAM) {
 		/* the rest of a kernel part read in part is at the head: its
 		 * next payload byte may well look like a token */

@@ -233,6 +233,118 @@ static void scenario_blocked_receiver(struct t_ctx *c)
 	      shown);
 }
 
+/*
+ * Order under concurrency: a writer and a reader thread stream numbered
+ * messages (STREAM: a counting byte sequence) through the pair with
+ * blocking calls while the main thread makes the pair fall back in the
+ * middle, from either end.  Every message must arrive once, in order, with
+ * no byte of uspair's own among them; the writer's messages start with
+ * 'w' bytes (what a wake token looks like).
+ */
+#define ORDER_MESSAGES 4000
+
+struct order_run {
+	int type;
+	int wfd, rfd;
+	int bad;
+	unsigned long wpos; /* STREAM: the writer's position */
+};
+
+static void *order_writer(void *arg)
+{
+	struct order_run *o = arg;
+	unsigned char msg[40];
+	for (unsigned i = 0; i < ORDER_MESSAGES; i++) {
+		size_t len = 8 + i % 32;
+		memset(msg, 'w', len);
+		memcpy(msg + 2, &i, sizeof(i));
+		if (o->type == SOCK_STREAM) {
+			/* a counting sequence: byte k of the stream is k % 251 */
+			for (size_t k = 0; k < len; k++)
+				msg[k] = (unsigned char)(o->wpos++ % 251);
+		}
+		if (usp_send(o->wfd, msg, len, MSG_NOSIGNAL) != (ssize_t)len)
+			o->bad = 1;
+	}
+	return NULL;
+}
+
+static void *order_read(struct order_run *o);
+
+static void *order_reader(void *arg)
+{
+	struct order_run *o = arg;
+	order_read(o);
+	if (o->bad) /* let a blocked writer go */
+		usp_shutdown(o->rfd, SHUT_RDWR);
+	return NULL;
+}
+
+static void *order_read(struct order_run *o)
+{
+	unsigned char buf[64];
+	unsigned long pos = 0, expect_total = 0;
+	for (unsigned i = 0; i < ORDER_MESSAGES; i++)
+		expect_total += 8 + i % 32;
+	for (unsigned i = 0; o->type == SOCK_STREAM ? pos < expect_total : i < ORDER_MESSAGES;) {
+		ssize_t n = usp_recv(o->rfd, buf, o->type == SOCK_STREAM ? 1 + pos % 50 : sizeof(buf), 0);
+		if (n <= 0) {
+			t_fail("order: recv %zd (%s) at message %u", n, strerror(errno), i);
+			o->bad = 1;
+			return NULL;
+		}
+		if (o->type == SOCK_STREAM) {
+			for (ssize_t k = 0; k < n; k++, pos++)
+				if (buf[k] != (unsigned char)(pos % 251)) {
+					t_fail("order: STREAM byte %lu is %u, expected %lu", pos,
+					       buf[k], pos % 251);
+					o->bad = 1;
+					return NULL;
+				}
+			continue;
+		}
+		unsigned got;
+		memcpy(&got, buf + 2, sizeof(got));
+		if ((size_t)n != 8 + i % 32 || got != i || buf[0] != 'w') {
+			t_fail("order: %s message %u: got #%u of %zd bytes",
+			       o->type == SOCK_DGRAM ? "DGRAM" : "SEQPACKET", i, got, n);
+			o->bad = 1;
+			return NULL;
+		}
+		i++;
+	}
+	return NULL;
+}
+
+static void order_under_fallback(void)
+{
+	static const int types[] = {SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM};
+	int runs = 0, bad = 0;
+	for (int t = 0; t < 3; t++) {
+		for (int round = 0; round < 8; round++) {
+			int sv[2];
+			if (usp_socketpair(AF_UNIX, types[t], 0, sv) < 0) {
+				t_fail("usp_socketpair: %s", strerror(errno));
+				return;
+			}
+			struct order_run o = {types[t], sv[round & 1], sv[!(round & 1)], 0, 0};
+			pthread_t w, r;
+			t_thread_start(&w, order_writer, &o);
+			t_thread_start(&r, order_reader, &o);
+			usleep((useconds_t)(200 + 700 * round));
+			if (usp_fallback(sv[(round >> 1) & 1]) < 0)
+				t_fail("usp_fallback: %s", strerror(errno));
+			t_thread_join(w);
+			t_thread_join(r);
+			runs++;
+			bad += o.bad;
+			usp_close(sv[0]);
+			usp_close(sv[1]);
+		}
+	}
+	printf("fallback: order under concurrent fallback: %d runs, %d broken\n", runs, bad);
+}
+
 static const struct fb_case cases[] = {
 	{0, 0}, {1, 0}, {0, 1}, {1, 1},
 };
@@ -266,5 +378,6 @@ int main(void)
 		t_compare_matrix(name, scenario_blocked_receiver, T_ALL_TYPES, T_BLOCKING,
 				 T_ALL_DIRS, (void *)&cases[i]);
 	}
+	order_under_fallback();
 	return t_finish();
 }
