@@ -76,9 +76,11 @@ int usp_is_uspair(int fd);
  * the kernel sockets behind the two descriptors, in every process, so that
  * they can go where shared memory cannot follow (exec, a process without
  * uspair, epoll, splice).  Nothing queued is lost or reordered: data
- * already in shared memory is still read first.  0 on success, also for a
- * descriptor uspair does not know; -1 with EBADF, or EIO for a corrupt
- * pair.  See docs/DESIGN.md, "Falling back to the kernel".
+ * already in shared memory is still read first (and is moved into the
+ * kernel's queue when this process holds the other end too).  0 on
+ * success, also for a descriptor uspair does not know; -1 with EBADF, EIO
+ * for a corrupt pair or a failure moving the data, or ENOMEM.  See
+ * docs/DESIGN.md, "Falling back to the kernel".
  */
 int usp_fallback(int fd);
 

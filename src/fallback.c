@@ -166,10 +166,8 @@ static void wait_junk_writers(struct usp_endpoint *ep)
 		sched_yield();
 }
 
-/* A descriptor of side `side` of pair in this process, or -1 (the hint
- * checked against the table, else a search of the table).  Caller holds
- * no table lock. */
-struct side_query {
+/* A table entry found by usp__table_find: (pair, side) and its number. */
+struct entry_ref {
 	struct usp_pair *pair;
 	int side;
 	int fd;
@@ -177,13 +175,16 @@ struct side_query {
 
 static bool match_side(struct usp_pair *pair, int side, int fd, void *arg)
 {
-	struct side_query *q = arg;
+	struct entry_ref *q = arg;
 	if (pair != q->pair || side != q->side)
 		return false;
 	q->fd = fd;
 	return true;
 }
 
+/* A descriptor of side `side` of pair in this process, or -1 (the hint
+ * checked against the table, else a search of the table).  Caller holds
+ * no table lock. */
 static int fd_of_side(struct usp_pair *pair, int side)
 {
 	int fd = atomic_load(&pair->fd_hint[side]);
@@ -195,7 +196,7 @@ static int fd_of_side(struct usp_pair *pair, int side)
 			return fd;
 	}
 	/* the hint's descriptor was closed: another may remain (a dup) */
-	struct side_query q = {pair, side, -1};
+	struct entry_ref q = {pair, side, -1};
 	usp__table_lock();
 	usp__table_find(match_side, &q);
 	usp__table_unlock();
@@ -241,6 +242,14 @@ static int flush_ring(struct usp_sock *s, int peer_fd)
 	if (!buf)
 		return -ENOMEM;
 	int err = 0;
+	/* the sender's backing socket gets the room kernel records get
+	 * (pair.c size_backing): the ring admitted what the kernel would,
+	 * but a probe or token may sit in that queue too */
+	struct usp_sock sender;
+	atomic_fetch_add(&s->pair->refs, 1);
+	usp__sock_init(&sender, s->pair, s->side ^ 1, peer_fd);
+	usp__backing_ready(&sender); /* we hold its send_lock */
+	usp__put(&sender);
 	/* one locked section: no reader of this end, in any process, may
 	 * take record k+1 from the ring while record k is on its way */
 	usp__lock(&s->self->recv_lock);
@@ -415,17 +424,11 @@ void usp__serve_flush(struct usp_sock *s)
 	usp__unlock(&shm->ep[0].send_lock);
 }
 
-struct flush_job {
-	struct usp_pair *pair;
-	int side;
-	int fd;
-};
-
 static bool collect_flush(struct usp_pair *pair, int side, int fd, void *arg)
 {
-	struct flush_job *job = arg;
+	struct entry_ref *job = arg;
 	if (atomic_load(&pair->shm->ep[side ^ 1].flush_wanted)) {
-		*job = (struct flush_job){pair, side, fd};
+		*job = (struct entry_ref){pair, side, fd};
 		return true;
 	}
 	return false;
@@ -441,7 +444,7 @@ static bool collect_flush(struct usp_pair *pair, int side, int fd, void *arg)
 void usp__serve_all_flushes(void)
 {
 	for (int rounds = 0; rounds < 1024; rounds++) {
-		struct flush_job job = {NULL, 0, -1};
+		struct entry_ref job = {NULL, 0, -1};
 		int dup_fd = -1;
 		usp__table_lock();
 		bool found = usp__table_find(collect_flush, &job);

@@ -189,7 +189,7 @@ struct usp_endpoint {
 	_Atomic uint32_t pass_flags; /* USP_PASS_*: options that ask for
 				      * ancillary data on every message */
 	_Atomic uint32_t oobinline;  /* SO_OOBINLINE */
-	/* The pair has fallen back to the kernel path (pair.c
+	/* The pair has fallen back to the kernel path (fallback.c
 	 * usp__fallback): set on both endpoints, never cleared.  No record
 	 * is published after it; a receiver reads what its ring still holds,
 	 * then the backing socket itself. */

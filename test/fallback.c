@@ -306,8 +306,19 @@ static void *order_read(struct order_run *o)
 		unsigned got;
 		memcpy(&got, buf + 2, sizeof(got));
 		if ((size_t)n != 8 + i % 32 || got != i || buf[0] != 'w') {
-			t_fail("order: %s message %u: got #%u of %zd bytes",
-			       o->type == SOCK_DGRAM ? "DGRAM" : "SEQPACKET", i, got, n);
+			/* what follows tells a loss from a reordering */
+			char next[200] = "";
+			size_t at = 0;
+			for (int k = 0; k < 12 && at < sizeof(next) - 12; k++) {
+				ssize_t m = usp_recv(o->rfd, buf, sizeof(buf), MSG_DONTWAIT);
+				if (m <= 0)
+					break;
+				unsigned g;
+				memcpy(&g, buf + 2, sizeof(g));
+				at += (size_t)snprintf(next + at, sizeof(next) - at, " #%u", g);
+			}
+			t_fail("order: %s message %u: got #%u of %zd bytes; then%s",
+			       o->type == SOCK_DGRAM ? "DGRAM" : "SEQPACKET", i, got, n, next);
 			o->bad = 1;
 			return NULL;
 		}

@@ -361,6 +361,44 @@ static int make_pair(int type, int nonblock, int sv[2])
 	return r;
 }
 
+static void step_fork(int type, int x, int y)
+{
+	fork_calls(x, y);
+}
+
+static void step_exec(int type, int x, int y)
+{
+	exec_calls(x, y, 0);
+}
+
+static void step_exec_without_other_end(int type, int x, int y)
+{
+	exec_calls(x, y, 1);
+}
+
+static void step_epoll_child(int type, int x, int y)
+{
+	epoll_child_calls(x, y);
+}
+
+static void step_scm(int type, int x, int y)
+{
+	scm_calls(x, y);
+}
+
+/* Steps on a fresh blocking pair of each type. */
+static const struct {
+	const char *name;
+	void (*fn)(int type, int x, int y);
+} pair_steps[] = {
+	{"fork", step_fork},
+	{"exec", step_exec},
+	{"exec, the child without the other end", step_exec_without_other_end},
+	{"fallback", fallback_calls},
+	{"epoll in a child without the other end", step_epoll_child},
+	{"SCM_RIGHTS over a kernel socket", step_scm},
+};
+
 static int steps(void)
 {
 	int sv[2];
@@ -376,42 +414,14 @@ static int steps(void)
 				descriptor_calls(sv[dir], sv[!dir]);
 			}
 		}
-		trace("== %s fork", type_name(types[t]));
-		if (make_pair(types[t], 0, sv) < 0)
-			return 1;
-		fork_calls(sv[0], sv[1]);
-		close(sv[0]);
-		close(sv[1]);
-		trace("== %s exec", type_name(types[t]));
-		if (make_pair(types[t], 0, sv) < 0)
-			return 1;
-		exec_calls(sv[0], sv[1], 0);
-		close(sv[0]);
-		close(sv[1]);
-		trace("== %s exec, the child without the other end", type_name(types[t]));
-		if (make_pair(types[t], 0, sv) < 0)
-			return 1;
-		exec_calls(sv[0], sv[1], 1);
-		close(sv[0]);
-		close(sv[1]);
-		trace("== %s fallback", type_name(types[t]));
-		if (make_pair(types[t], 0, sv) < 0)
-			return 1;
-		fallback_calls(types[t], sv[0], sv[1]);
-		close(sv[0]);
-		close(sv[1]);
-		trace("== %s epoll in a child without the other end", type_name(types[t]));
-		if (make_pair(types[t], 0, sv) < 0)
-			return 1;
-		epoll_child_calls(sv[0], sv[1]);
-		close(sv[0]);
-		close(sv[1]);
-		trace("== %s SCM_RIGHTS over a kernel socket", type_name(types[t]));
-		if (make_pair(types[t], 0, sv) < 0)
-			return 1;
-		scm_calls(sv[0], sv[1]);
-		close(sv[0]);
-		close(sv[1]);
+		for (size_t k = 0; k < sizeof(pair_steps) / sizeof(pair_steps[0]); k++) {
+			trace("== %s %s", type_name(types[t]), pair_steps[k].name);
+			if (make_pair(types[t], 0, sv) < 0)
+				return 1;
+			pair_steps[k].fn(types[t], sv[0], sv[1]);
+			close(sv[0]);
+			close(sv[1]);
+		}
 	}
 	return 0;
 }

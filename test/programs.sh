@@ -33,11 +33,13 @@ trap 'rm -rf "$work"' EXIT
 ran=0
 failed=0
 
-# check NAME NORMALIZE CMD...: runs CMD twice, compares the outputs (after
-# the sed expression NORMALIZE, for timings), checks the stats.
+# check NAME PATH NORMALIZE CMD...: runs CMD twice, compares the outputs
+# (after the sed expression NORMALIZE, for timings), checks the stats:
+# pairs made, and bytes on PATH: fast (shared memory) or fallback (the
+# pairs went to the kernel: epoll, exec, SCM_RIGHTS).
 check() {
-	local name=$1 normalize=$2
-	shift 2
+	local name=$1 path=$2 normalize=$3
+	shift 3
 	local stats="$work/stats"
 	rm -f "$stats"
 	"$@" >"$work/plain.out" 2>&1
@@ -52,10 +54,12 @@ check() {
 		END { printf "pairs=%d fast_bytes=%d fallback_bytes=%d sleeps=%d",
 		      s["pairs"], s["fast_bytes"], s["fallback_bytes"], s["sleeps"] }' \
 		"$stats" 2>/dev/null)
-	local pairs
+	local pairs bytes
 	pairs=$(echo "$sum" | sed 's/^pairs=\([0-9]*\).*/\1/')
+	bytes=$(echo "$sum" | sed "s/.* ${path}_bytes=\([0-9]*\).*/\1/")
 	if [ "$rc_plain" != 0 ] || [ "$rc_uspair" != 0 ] ||
-		! cmp -s "$work/plain.out" "$work/uspair.out" || [ "${pairs:-0}" = 0 ]; then
+		! cmp -s "$work/plain.out" "$work/uspair.out" || [ "${pairs:-0}" = 0 ] ||
+		[ "${bytes:-0}" = 0 ]; then
 		failed=$((failed + 1))
 		echo "FAIL $name: exit $rc_plain without uspair, $rc_uspair with; $sum"
 		diff "$work/plain.out" "$work/uspair.out" | head -20
@@ -71,23 +75,27 @@ skip() {
 
 timing='s/in [0-9.]*s$/in Xs/'
 if [ -x "$python" ] && "$python" -c 'import test.test_selectors, test.test_socket' 2>/dev/null; then
-	check "python test_selectors" "$timing" "$python" -m unittest test.test_selectors
-	check "python test_socket (socketpair tests)" "$timing" "$python" -m unittest -v \
+	check "python test_selectors" fast "$timing" "$python" -m unittest test.test_selectors
+	check "python test_socket (socketpair tests)" fast "$timing" "$python" -m unittest -v \
 		-k SocketPair -k test_socketpair -k sendall_interrupted -k SendRecvFds \
 		test.test_socket
 else
 	skip "python test_selectors, test_socket" "no $python with the test package (libpython3.11-testsuite)"
 fi
 if [ -x "$python" ]; then
-	for method in fork spawn forkserver; do
-		check "multiprocessing.Pipe ($method)" "" "$python" "$here/programs/mp_pipe.py" $method
+	check "multiprocessing.Pipe (fork)" fast "" "$python" "$here/programs/mp_pipe.py" fork
+	# the worker's end goes through exec or SCM_RIGHTS: the kernel path
+	for method in spawn forkserver; do
+		check "multiprocessing.Pipe ($method)" fallback "" "$python" \
+			"$here/programs/mp_pipe.py" $method
 	done
-	check "asyncio" "" "$python" "$here/programs/asyncio_pair.py"
+	check "asyncio" fast "" "$python" "$here/programs/asyncio_pair.py"
 else
 	skip "multiprocessing, asyncio" "no $python"
 fi
 if command -v node >/dev/null 2>&1; then
-	check "node child_process stdio" "" node "$here/programs/child_stdio.js"
+	# libuv's pipes go to the child by exec and into epoll: the kernel path
+	check "node child_process stdio" fallback "" node "$here/programs/child_stdio.js"
 else
 	skip "node child_process" "node is not installed"
 fi
@@ -103,7 +111,7 @@ if command -v rsync >/dev/null 2>&1; then
 	}
 	export -f copy_and_compare
 	export work
-	check "rsync local copy" "" bash -c copy_and_compare
+	check "rsync local copy" fast "" bash -c copy_and_compare
 else
 	skip "rsync" "rsync is not installed"
 fi
