@@ -145,6 +145,10 @@ bool usp__passthrough(struct usp_sock *s)
 	int saved = errno;
 	usp__serve_flush(s); /* before anything of ours goes to the kernel */
 	bool done = false;
+	/* our send_lock too: a flush of the peer's ring (which holds every
+	 * send_lock while it moves the ring into the kernel) must be over
+	 * before our sends go there straight */
+	usp__lock(&s->self->send_lock);
 	usp__lock(&s->self->recv_lock);
 	if (ring_drained(s) && usp__eat_junk(s) == 0) {
 		if (!(atomic_load(&s->peer->flush_wanted) && atomic_load(&s->peer->kernel_mode))) {
@@ -155,6 +159,7 @@ bool usp__passthrough(struct usp_sock *s)
 		}
 	}
 	usp__unlock(&s->self->recv_lock);
+	usp__unlock(&s->self->send_lock);
 	errno = saved;
 	return done;
 }
