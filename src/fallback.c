@@ -339,6 +339,7 @@ int usp__fallback(struct usp_sock *s, bool need_drained)
 	bool first = !atomic_load(&s->self->kernel_mode);
 	struct usp_sock side_sock[2];
 	bool flush[2] = {false, false};
+	int flush_via[2] = {-1, -1}; /* the other end's descriptor, to send */
 	bool ask_ancestors = false;
 	for (int t = 0; first && t < 2; t++) {
 		int fd = t == s->side ? s->fd : fd_of_side(s->pair, t);
@@ -348,6 +349,7 @@ int usp__fallback(struct usp_sock *s, bool need_drained)
 		atomic_fetch_add(&s->pair->refs, 1);
 		usp__sock_init(&side_sock[t], s->pair, t, fd);
 		flush[t] = !ring_drained(&side_sock[t]) && ring_plain(&side_sock[t]);
+		flush_via[t] = peer_fd;
 		if (!flush[t])
 			usp__put(&side_sock[t]);
 	}
@@ -371,7 +373,7 @@ int usp__fallback(struct usp_sock *s, bool need_drained)
 		if (!flush[t])
 			continue;
 		/* under both send_locks; the peer's descriptor sends */
-		int fr = r ? 0 : flush_ring(&side_sock[t], fd_of_side(s->pair, t ^ 1));
+		int fr = r ? 0 : flush_ring(&side_sock[t], flush_via[t]);
 		if (t == s->side && fr)
 			r = fr;
 		usp__put(&side_sock[t]);

@@ -803,7 +803,7 @@ again:
 				 * into the backing socket, as one kernel read
 				 * would (not with ancillary data: docs) */
 				if (copied && !peek && copied < len && !msg->msg_controllen &&
-				    !passcred && s->fd >= 0)
+				    !passcred && !s->recv_locked)
 					kernel_tail = usp__eat_junk(s) == 0;
 				if (!copied)
 					err = -USP_ERAW;
@@ -1374,7 +1374,11 @@ ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg, int flags)
 	if (len < 0)
 		return len;
 	ssize_t r;
+	size_t controllen = msg->msg_controllen;
+	int msg_flags = msg->msg_flags;
 	for (int tries = 0; tries < 1000; tries++) { /* bounded: a lying region */
+		msg->msg_controllen = controllen; /* as the caller gave it */
+		msg->msg_flags = msg_flags;
 		r = s->type == SOCK_STREAM ? stream_recvmsg(s, msg, (size_t)len, flags)
 					   : dgram_recvmsg(s, msg, (size_t)len, flags);
 		/* The ring is drained after the fallback and the caller will
@@ -1382,8 +1386,8 @@ ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg, int flags)
 		 * goes first (a sleeper woken by the fallback gets here before
 		 * any lookup has done it).  False: another reader is in the
 		 * middle of the ring's last record; read the ring again. */
-		if (r != -USP_ERAW || s->recv_locked || usp__passthrough(s))
-			break;
+		if (r != -USP_ERAW || s->recv_locked || usp__passthrough(s) || (flags & MSG_PEEK))
+			break; /* (a peek past the ring's data asks the kernel) */
 	}
 	usp__stat_add(&usp__stats.fast_bytes, r);
 	return r;

@@ -356,6 +356,45 @@ static void order_under_fallback(void)
 	printf("fallback: order under concurrent fallback: %d runs, %d broken\n", runs, bad);
 }
 
+/* A STREAM ring holding more than one read's worth (records of about
+ * SO_SNDBUF/2 each) moved into the kernel whole and in order, then read
+ * through the descriptor. */
+static void big_stream_ring(void)
+{
+	int sv[2];
+	if (usp_socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv) < 0) {
+		t_fail("usp_socketpair: %s", strerror(errno));
+		return;
+	}
+	static unsigned char chunk[100000], got[400000];
+	size_t sent = 0;
+	for (;;) {
+		for (size_t k = 0; k < sizeof(chunk); k++)
+			chunk[k] = (unsigned char)((sent + k) % 253);
+		ssize_t n = usp_send(sv[0], chunk, sizeof(chunk), 0);
+		if (n <= 0)
+			break;
+		sent += (size_t)n;
+	}
+	if (usp_fallback(sv[1]) < 0)
+		t_fail("usp_fallback: %s", strerror(errno));
+	size_t have = 0;
+	ssize_t n;
+	while (have < sizeof(got) && (n = recv(sv[1], got + have, sizeof(got) - have, MSG_DONTWAIT)) > 0)
+		have += (size_t)n;
+	size_t bad = have;
+	for (size_t k = 0; k < have && bad == have; k++)
+		if (got[k] != (unsigned char)(k % 253))
+			bad = k;
+	if (have != sent || bad != have)
+		t_fail("big STREAM ring: %zu bytes queued, %zu read from the descriptor, first wrong "
+		       "byte at %zu", sent, have, bad);
+	else
+		printf("fallback: big STREAM ring: %zu bytes moved into the kernel in order\n", sent);
+	usp_close(sv[0]);
+	usp_close(sv[1]);
+}
+
 static const struct fb_case cases[] = {
 	{0, 0}, {1, 0}, {0, 1}, {1, 1},
 };
@@ -390,5 +429,6 @@ int main(void)
 				 T_ALL_DIRS, (void *)&cases[i]);
 	}
 	order_under_fallback();
+	big_stream_ring();
 	return t_finish();
 }
