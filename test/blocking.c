@@ -255,37 +255,21 @@ static void scenario_send_woken_by_peer_close(struct t_ctx *c)
  * to the socket, which stays connected until that call returns, so a later
  * send is still received.
  */
-struct blocked_receiver {
-	int fd;
-	long result;
-	int err;
-	char data[16];
-};
-
-static void *receive_blocked(void *arg)
-{
-	struct blocked_receiver *br = arg;
-	errno = 0;
-	br->result = usp_recv(br->fd, br->data, sizeof(br->data), 0);
-	br->err = errno;
-	return NULL;
-}
-
 static void scenario_close_while_blocked(struct t_ctx *c)
 {
-	struct blocked_receiver br = { c->b, 0, 0, { 0 } };
+	struct t_blocked_recv br = {.fd = c->b, .cap = 16};
 	pthread_t th;
 	set_timeout(c->b, SO_RCVTIMEO, 500000); /* bound the wait either way */
-	t_thread_start(&th, receive_blocked, &br);
+	t_thread_start(&th, t_blocked_recv_thread, &br);
 	t_sleep_ms(DELAY_MS);
 	t_close(c, c->b);
 	t_sleep_ms(DELAY_MS);
 	t_send(c, c->a, "after close", 11, MSG_DONTWAIT | MSG_NOSIGNAL);
 	t_thread_join(th);
 	char res[64];
-	t_fmt_result(res, sizeof(res), br.result, br.err);
-	t_log(c, "the blocked recv(b) returned %s%s%.*s", res, br.result > 0 ? " " : "",
-	      br.result > 0 ? (int)br.result : 0, br.data);
+	t_fmt_result(res, sizeof(res), br.r, br.err);
+	t_log(c, "the blocked recv(b) returned %s%s%.*s", res, br.r > 0 ? " " : "",
+	      br.r > 0 ? (int)br.r : 0, br.buf);
 	t_poll1(c, c->a, POLLIN | POLLOUT | POLLRDHUP);
 	t_send(c, c->a, "later", 5, MSG_DONTWAIT | MSG_NOSIGNAL);
 }

@@ -196,22 +196,6 @@ static void scenario_straddle_wait(struct t_ctx *c)
 	t_recv(c, f, 100, MSG_DONTWAIT);
 }
 
-struct blocked_recv {
-	int fd;
-	ssize_t r;
-	int err;
-	char buf[64];
-};
-
-static void *recv_thread(void *arg)
-{
-	struct blocked_recv *br = arg;
-	errno = 0;
-	br->r = usp_recv(br->fd, br->buf, sizeof(br->buf), 0);
-	br->err = errno;
-	return NULL;
-}
-
 /* A receiver asleep in shared memory when the pair falls back: it must
  * wake and get the data that then comes through the kernel. */
 static void scenario_blocked_receiver(struct t_ctx *c)
@@ -219,9 +203,9 @@ static void scenario_blocked_receiver(struct t_ctx *c)
 	const struct fb_case *fc = c->user;
 	int f = fb_end(c), o = other_end(c);
 	(void)fc;
-	struct blocked_recv br = {.fd = o};
+	struct t_blocked_recv br = {.fd = o};
 	pthread_t th;
-	t_thread_start(&th, recv_thread, &br);
+	t_thread_start(&th, t_blocked_recv_thread, &br);
 	t_sleep_ms(50);
 	record_fallback(c, f);
 	t_sleep_ms(20);

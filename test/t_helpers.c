@@ -1432,6 +1432,16 @@ int t_count_open_fds(void)
 	return count - 1; /* the directory's own descriptor */
 }
 
+void *t_blocked_recv_thread(void *arg)
+{
+	struct t_blocked_recv *br = arg;
+	size_t cap = br->cap && br->cap < sizeof(br->buf) ? br->cap : sizeof(br->buf);
+	errno = 0;
+	br->r = usp_recv(br->fd, br->buf, cap, 0);
+	br->err = errno;
+	return NULL;
+}
+
 void t_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
 {
 	sigset_t block, old;

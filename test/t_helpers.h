@@ -244,6 +244,17 @@ void t_sleep_ms(unsigned ms);
 int t_count_open_fds(void);
 /* Starts a thread with SIGALRM and the step-watchdog signal blocked. */
 void t_thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
+
+/* A thread body for a receive that blocks: usp_recv(fd, buf, cap, 0),
+ * its result and errno kept (cap 0: the whole buffer). */
+struct t_blocked_recv {
+	int fd;
+	size_t cap;
+	ssize_t r;
+	int err;
+	char buf[64];
+};
+void *t_blocked_recv_thread(void *arg);
 void t_thread_join(pthread_t thread);
 /* Runs fn in a forked child, returns its exit status (or 128+signal). */
 int t_run_in_child(int (*fn)(void *), void *arg);
