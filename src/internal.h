@@ -151,10 +151,13 @@ struct usp_ring {
  * Wake protocol (see docs/DESIGN.md "Wake protocol"):
  *  - Anyone who changes something a holder of this endpoint may wait for
  *    (data into its queue, space in its peer's queue, shutdown, release,
- *    an error) calls usp__wake_endpoint() after making the change visible.
- *  - A sleeper increments `sleepers`, reads `event_seq`, re-checks its
- *    condition, then futex-waits on event_seq.  The waker, after its change,
- *    issues a seq_cst fence (W1) and reads `sleepers`; the sleeper's
+ *    an error) calls usp__wake_endpoint() after making the change visible;
+ *    new data wakes only receivers (USP_WAKE_DATA), new room only senders
+ *    (USP_WAKE_ROOM), anything else both (USP_WAKE_ALL).
+ *  - A sleeper increments `sleepers` (receivers) or `room_sleepers`
+ *    (senders), reads `event_seq` or `room_seq`, re-checks its condition,
+ *    then futex-waits on that word.  The waker, after its change, issues a
+ *    seq_cst fence (W1) and reads the sleeper count; the sleeper's
  *    increment is seq_cst (S1).  W1/S1 form a Dekker pair: either the waker
  *    sees the sleeper, or the sleeper's re-check sees the change.
  *  - A poller (usp_poll) counts itself in `pollers` (seq_cst, like S1)
@@ -167,6 +170,11 @@ struct usp_endpoint {
 	/* wake state: written only by sleepers and pollers */
 	_Alignas(USP_CACHELINE) _Atomic uint32_t event_seq; /* futex word */
 	_Atomic uint32_t sleepers;
+	/* senders waiting for room in the peer's queue sleep apart from
+	 * receivers (wait.c): a reader consuming a message must not wake a
+	 * peer that waits for its answer */
+	_Atomic uint32_t room_seq; /* futex word */
+	_Atomic uint32_t room_sleepers;
 	_Atomic uint32_t pollers;    /* usp_poll calls that may sleep */
 	_Atomic uint32_t token_sent; /* a wake token is on its way */
 	/* Bytes (STREAM) or messages that are not the user's, sent into this
@@ -418,17 +426,27 @@ USP_HIDDEN bool usp__ring_empty(struct usp_ring *r);
 
 /* wait.c */
 USP_HIDDEN int64_t usp__now_ns(void);
+/* Whom a change concerns: holders waiting for data (or any state change
+ * of their socket), for room in the peer's queue, or both. */
+#define USP_WAKE_DATA 1u
+#define USP_WAKE_ROOM 2u
+#define USP_WAKE_ALL (USP_WAKE_DATA | USP_WAKE_ROOM)
 /* true when it woke a futex sleeper */
-USP_HIDDEN bool usp__wake_endpoint(struct usp_endpoint *ep, int token_fd);
+USP_HIDDEN bool usp__wake(struct usp_endpoint *ep, int token_fd, unsigned which);
+static inline bool usp__wake_endpoint(struct usp_endpoint *ep, int token_fd)
+{
+	return usp__wake(ep, token_fd, USP_WAKE_ALL);
+}
 struct usp_wait {
 	int64_t deadline_ns; /* 0: none */
+	unsigned wait_for;   /* USP_WAKE_DATA or USP_WAKE_ROOM */
 	bool spun;
 	/* the call already moved data: any signal handler ends it with the
 	 * count (the kernel returns it rather than restart) */
 	bool moved_data;
 };
 typedef bool (*usp_ready_fn)(struct usp_sock *s);
-USP_HIDDEN void usp__wait_init(struct usp_wait *w, int64_t timeo_us);
+USP_HIDDEN void usp__wait_init(struct usp_wait *w, int64_t timeo_us, unsigned wait_for);
 USP_HIDDEN int usp__wait(struct usp_sock *s, struct usp_wait *w,
 			 usp_ready_fn ready, bool liveness);
 USP_HIDDEN int usp__send_junk(struct usp_endpoint *to, int kfd);

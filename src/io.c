@@ -274,7 +274,7 @@ static void publish(struct usp_sock *s, uint64_t tail, uint32_t len,
 			      atomic_load_explicit(&q->bytes_in, memory_order_relaxed) + len,
 			      memory_order_relaxed);
 	atomic_store_explicit(&q->tail, tail, memory_order_release); /* P1 */
-	bool woke = usp__wake_endpoint(s->peer, s->fd);
+	bool woke = usp__wake(s->peer, s->fd, USP_WAKE_DATA);
 	if (woke != atomic_load_explicit(&s->pair->woke_peer[s->side], memory_order_relaxed))
 		atomic_store_explicit(&s->pair->woke_peer[s->side], woke, memory_order_relaxed);
 }
@@ -315,7 +315,7 @@ static void consume(struct usp_sock *s, const struct usp_rec *rec,
 			      atomic_load_explicit(&q->released, memory_order_relaxed) + truesize,
 			      memory_order_release);
 	atomic_store_explicit(&q->head, rec->next, memory_order_release); /* C2 */
-	usp__wake_endpoint(s->peer, s->fd);
+	usp__wake(s->peer, s->fd, USP_WAKE_ROOM);
 }
 
 static int64_t timeo_of(_Atomic int64_t *t)
@@ -447,7 +447,7 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	struct iov_cursor cur;
 	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
 	struct usp_wait w;
-	usp__wait_init(&w, timeo_of(&s->self->sndtimeo_us));
+	usp__wait_init(&w, timeo_of(&s->self->sndtimeo_us), USP_WAKE_ROOM);
 	bool nonblock = sock_nonblock(s, flags);
 	bool bad_user = iov_has_bad(msg->msg_iov, msg->msg_iovlen);
 	/* explicit credentials go with every skb, descriptors with the first
@@ -626,7 +626,7 @@ static void drop_oob(struct usp_sock *s, const struct usp_rec *rec)
 				      usp__stream_truesize(1),
 			      memory_order_release);
 	atomic_store_explicit(&q->head, rec->next, memory_order_release); /* C2 */
-	usp__wake_endpoint(s->peer, s->fd);
+	usp__wake(s->peer, s->fd, USP_WAKE_ROOM);
 }
 
 /*
@@ -752,7 +752,7 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	if (!target)
 		target = 1;
 	struct usp_wait w;
-	usp__wait_init(&w, timeo_of(&s->self->rcvtimeo_us));
+	usp__wait_init(&w, timeo_of(&s->self->rcvtimeo_us), USP_WAKE_DATA);
 	size_t copied = 0;
 	ssize_t err = 0;
 	/* ancillary data (scm.c): with SO_PASSCRED, a read never glues data
@@ -1054,7 +1054,7 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	struct iov_cursor cur;
 	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
 	struct usp_wait w;
-	usp__wait_init(&w, timeo_of(&s->self->sndtimeo_us));
+	usp__wait_init(&w, timeo_of(&s->self->sndtimeo_us), USP_WAKE_ROOM);
 	bool nonblock = sock_nonblock(s, flags);
 	ssize_t err;
 
@@ -1164,7 +1164,7 @@ static ssize_t dgram_recvmsg(struct usp_sock *s, struct msghdr *msg,
 		return -EOPNOTSUPP;
 	bool nonblock = sock_nonblock(s, flags);
 	struct usp_wait w;
-	usp__wait_init(&w, timeo_of(&s->self->rcvtimeo_us));
+	usp__wait_init(&w, timeo_of(&s->self->rcvtimeo_us), USP_WAKE_DATA);
 	struct usp_rec rec;
 	size_t skip = 0;
 	ssize_t err;

@@ -15,6 +15,13 @@
  * sleeper's re-check sees the change; a bump between the sleeper's read of
  * event_seq and its futex_wait makes the wait return at once.
  *
+ * Receivers (waiting for data) and senders (waiting for room in the peer's
+ * queue) have a pair of words each: sleepers/event_seq and
+ * room_sleepers/room_seq.  A publish wakes only receivers, a consume only
+ * senders, other changes both.  With one pair, a reader that consumed a
+ * request woke the peer blocked waiting for the answer, which went back to
+ * sleep: a whole extra wake-up per round trip for a sleeping peer.
+ *
  * Pollers (poll.c) count themselves in `pollers` the same way (seq_cst,
  * pairs with W1), but sleep in the kernel's poll() on the backing socket.
  * A waker that sees pollers and turns token_sent from 0 to 1 sends one
@@ -99,13 +106,19 @@ int usp__send_junk(struct usp_endpoint *to, int kfd)
 	return r;
 }
 
-bool usp__wake_endpoint(struct usp_endpoint *ep, int token_fd)
+bool usp__wake(struct usp_endpoint *ep, int token_fd, unsigned which)
 {
 	bool woke = false;
 	atomic_thread_fence(memory_order_seq_cst); /* W1: pairs with S1 */
-	if (atomic_load_explicit(&ep->sleepers, memory_order_relaxed)) {
+	if ((which & USP_WAKE_DATA) && atomic_load_explicit(&ep->sleepers, memory_order_relaxed)) {
 		atomic_fetch_add(&ep->event_seq, 1);
 		futex_wake_all(&ep->event_seq);
+		woke = true;
+	}
+	if ((which & USP_WAKE_ROOM) &&
+	    atomic_load_explicit(&ep->room_sleepers, memory_order_relaxed)) {
+		atomic_fetch_add(&ep->room_seq, 1);
+		futex_wake_all(&ep->room_seq);
 		woke = true;
 	}
 	if (token_fd >= 0 && atomic_load_explicit(&ep->pollers, memory_order_relaxed) &&
@@ -115,8 +128,9 @@ bool usp__wake_endpoint(struct usp_endpoint *ep, int token_fd)
 	return woke;
 }
 
-void usp__wait_init(struct usp_wait *w, int64_t timeo_us)
+void usp__wait_init(struct usp_wait *w, int64_t timeo_us, unsigned wait_for)
 {
+	w->wait_for = wait_for;
 	w->spun = false;
 	w->moved_data = false;
 	/* SO_RCVTIMEO/SO_SNDTIMEO can be centuries (and the value comes from
@@ -131,7 +145,7 @@ void usp__wait_init(struct usp_wait *w, int64_t timeo_us)
 /* What a sleeper cancelled in its futex wait must undo (usp__wait). */
 struct wait_cancel {
 	struct usp_sock *s;
-	struct usp_endpoint *ep;
+	_Atomic uint32_t *sleepers;
 	bool watched;
 };
 
@@ -140,7 +154,7 @@ static void wait_cancelled(void *arg)
 	struct wait_cancel *wc = arg;
 	if (wc->watched)
 		usp__watch_end(wc->s);
-	atomic_fetch_sub(&wc->ep->sleepers, 1);
+	atomic_fetch_sub(wc->sleepers, 1);
 	usp__put(wc->s);
 }
 
@@ -156,6 +170,9 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 	      bool liveness)
 {
 	struct usp_endpoint *ep = s->self;
+	bool room = w->wait_for == USP_WAKE_ROOM;
+	_Atomic uint32_t *sleepers = room ? &ep->room_sleepers : &ep->sleepers;
+	_Atomic uint32_t *word = room ? &ep->room_seq : &ep->event_seq;
 	_Atomic int64_t *budget = &s->pair->spin_ns[s->side];
 	/* fallen back to the kernel path: the caller goes there (the
 	 * fallback wakes every sleeper after setting kernel_mode) */
@@ -189,14 +206,14 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 		if (limit > USP_SPIN_MIN_NS)
 			atomic_store_explicit(budget, limit / 2, memory_order_relaxed);
 	}
-	atomic_fetch_add(&ep->sleepers, 1); /* S1: pairs with W1 */
-	uint32_t seq = atomic_load(&ep->event_seq);
+	atomic_fetch_add(sleepers, 1); /* S1: pairs with W1 */
+	uint32_t seq = atomic_load(word);
 	if (usp__kernel_mode(s)) {
-		atomic_fetch_sub(&ep->sleepers, 1);
+		atomic_fetch_sub(sleepers, 1);
 		return -USP_ERAW;
 	}
 	if (ready(s)) {
-		atomic_fetch_sub(&ep->sleepers, 1);
+		atomic_fetch_sub(sleepers, 1);
 		return 0;
 	}
 	/* Without a socket timeout, sleep without a futex timeout: the
@@ -209,7 +226,7 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 	if (w->deadline_ns) {
 		timeout = w->deadline_ns - usp__now_ns();
 		if (timeout <= 0) {
-			atomic_fetch_sub(&ep->sleepers, 1);
+			atomic_fetch_sub(sleepers, 1);
 			return -EAGAIN;
 		}
 	}
@@ -226,13 +243,13 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 	 * (asynchronously, as glibc's own cancellable syscalls are: around
 	 * the system call only).  A cancelled caller never returns, so the
 	 * cleanup also drops its lookup's reference on the pair. */
-	struct wait_cancel wc = {s, ep, watched};
+	struct wait_cancel wc = {s, sleepers, watched};
 	int old_type;
 	long r;
 	int err;
 	pthread_cleanup_push(wait_cancelled, &wc);
 	pthread_setcanceltype(PTHREAD_CANCEL_ASYNCHRONOUS, &old_type);
-	r = futex_wait(&ep->event_seq, seq, timeout);
+	r = futex_wait(word, seq, timeout);
 	err = r < 0 ? errno : 0;
 	pthread_setcanceltype(old_type, NULL);
 	pthread_cleanup_pop(0);
@@ -246,7 +263,7 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 	}
 	if (watched)
 		usp__watch_end(s);
-	atomic_fetch_sub(&ep->sleepers, 1);
+	atomic_fetch_sub(sleepers, 1);
 	if (err == EINTR)
 		return -EINTR;
 	if (err == ETIMEDOUT) {
