@@ -161,6 +161,7 @@ void usp__sock_init(struct usp_sock *s, struct usp_pair *pair, int side, int fd)
 	s->side = side;
 	s->fd = fd;
 	s->recv_locked = false;
+	s->spun = false;
 	s->type = pair->type;
 	s->self = &shm->ep[side];
 	s->peer = &shm->ep[side ^ 1];

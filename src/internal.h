@@ -298,6 +298,8 @@ struct usp_sock {
 	/* the caller holds self->recv_lock across several non-blocking
 	 * receives (fallback.c flush_ring): the receive paths leave it */
 	bool recv_locked;
+	/* the fast path spun already in this call: a wait sleeps at once */
+	bool spun;
 };
 
 /* Public calls return -1 and errno; internals return -errno. */
@@ -426,6 +428,8 @@ USP_HIDDEN bool usp__ring_empty(struct usp_ring *r);
 
 /* wait.c */
 USP_HIDDEN int64_t usp__now_ns(void);
+/* CLOCK_MONOTONIC_COARSE: cheaper, a jiffy's resolution */
+USP_HIDDEN int64_t usp__coarse_now_ns(void);
 /* Whom a change concerns: holders waiting for data (or any state change
  * of their socket), for room in the peer's queue, or both. */
 #define USP_WAKE_DATA 1u
@@ -446,6 +450,7 @@ struct usp_wait {
 	bool moved_data;
 };
 typedef bool (*usp_ready_fn)(struct usp_sock *s);
+USP_HIDDEN bool usp__spin(struct usp_sock *s, usp_ready_fn ready);
 USP_HIDDEN void usp__wait_init(struct usp_wait *w, int64_t timeo_us, unsigned wait_for);
 USP_HIDDEN int usp__wait(struct usp_sock *s, struct usp_wait *w,
 			 usp_ready_fn ready, bool liveness);

@@ -204,9 +204,21 @@ static uint64_t tx_wmem(struct usp_sock *s)
 	return usp__ring_wmem(s->pair, s->txq);
 }
 
+/* unix_writable(): the charge, plus the socket's own reference on
+ * sk_wmem_alloc, at most a quarter of SO_SNDBUF */
+static bool wmem_writable(uint64_t wmem, int sndbuf)
+{
+	return ((wmem + 1) << 2) <= (uint64_t)sndbuf;
+}
+
+/* A blocked sender goes on when the kernel would wake it: unix_write_space()
+ * wakes writers only once the socket is writable again, not at every
+ * freed byte (and waking it at every consume made the two sides of a
+ * full queue trade one message per wake-up).  The send itself then takes
+ * any room there is, as sock_alloc_send_pskb() does. */
 static bool send_ready(struct usp_sock *s)
 {
-	return tx_wmem(s) < (uint64_t)sndbuf_of(s) || usp__peer_gone(s) ||
+	return wmem_writable(tx_wmem(s), sndbuf_of(s)) || usp__peer_gone(s) ||
 	       (shutdown_bits(s->self) & USP_SEND_SHUTDOWN) ||
 	       (shutdown_bits(s->peer) & USP_RCV_SHUTDOWN) ||
 	       atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) ||
@@ -301,6 +313,24 @@ static uint64_t rx_tail(struct usp_sock *s, uint64_t pos)
 	return t;
 }
 
+/* After a consume: wake the peer's senders (and pollers) once it is
+ * writable again (unix_write_space(); send_ready).  The charge is read
+ * only when someone waits, so the common case costs the fence and two
+ * loads of the sleeper counts. */
+static void wake_room(struct usp_sock *s)
+{
+	struct usp_endpoint *sender = s->peer;
+	atomic_thread_fence(memory_order_seq_cst); /* W1: pairs with S1 */
+	if (USP_LIKELY(!atomic_load_explicit(&sender->room_sleepers, memory_order_relaxed) &&
+		       !atomic_load_explicit(&sender->pollers, memory_order_relaxed)))
+		return;
+	int sndbuf = atomic_load_explicit(&sender->sndbuf, memory_order_relaxed);
+	if (sndbuf < 1 || sndbuf > (int)USP_MAX_SNDBUF)
+		sndbuf = (int)USP_MAX_SNDBUF; /* as sndbuf_of() */
+	if (wmem_writable(usp__ring_wmem(s->pair, s->rxq), sndbuf))
+		usp__wake(sender, s->fd, USP_WAKE_ROOM);
+}
+
 /* Consume the record at head (C2: pairs with P2 in the sender). */
 static void consume(struct usp_sock *s, const struct usp_rec *rec,
 		    uint32_t truesize)
@@ -315,7 +345,7 @@ static void consume(struct usp_sock *s, const struct usp_rec *rec,
 			      atomic_load_explicit(&q->released, memory_order_relaxed) + truesize,
 			      memory_order_release);
 	atomic_store_explicit(&q->head, rec->next, memory_order_release); /* C2 */
-	usp__wake(s->peer, s->fd, USP_WAKE_ROOM);
+	wake_room(s);
 }
 
 static int64_t timeo_of(_Atomic int64_t *t)
@@ -626,7 +656,7 @@ static void drop_oob(struct usp_sock *s, const struct usp_rec *rec)
 				      usp__stream_truesize(1),
 			      memory_order_release);
 	atomic_store_explicit(&q->head, rec->next, memory_order_release); /* C2 */
-	usp__wake(s->peer, s->fd, USP_WAKE_ROOM);
+	wake_room(s);
 }
 
 /*
@@ -1393,6 +1423,134 @@ ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg, int flags)
 	return r;
 }
 
+/* ---- fast paths -------------------------------------------------------
+ *
+ * send(2)/write(2) and recv(2)/read(2) of one buffer, on a socket in the
+ * plain state, take a short path: no msghdr, no cursor, no ancillary data
+ * checks.  It is an abbreviation, not another implementation: it takes the
+ * same locks, reserves, publishes and consumes with the same functions, and
+ * does only what the general path would do in that state.  Whenever
+ * anything is unusual (flags, a pending error, shutdown, SO_PASS*, the
+ * fallback, corruption, no room, a record that is not plain data, a STREAM
+ * read that would go on into the next record), it returns -USP_SLOW before
+ * changing anything, and the caller runs the general path from scratch.
+ */
+#define USP_SLOW 4097 /* internal answer: take the general path */
+
+/* Nothing about this socket or its peer that the general path would act
+ * on; checked under the lock the path takes. */
+static bool plain_state(struct usp_sock *s)
+{
+	struct usp_endpoint *self = s->self, *peer = s->peer;
+	uint32_t unusual = USP_ACCESS_ONCE_U32(&self->kernel_mode) |
+			   (uint32_t)atomic_load_explicit(&self->sk_err, memory_order_relaxed) |
+			   shutdown_bits(self) | shutdown_bits(peer) |
+			   USP_ACCESS_ONCE_U32(&self->pass_flags) |
+			   USP_ACCESS_ONCE_U32(&peer->pass_flags);
+	return !unusual && !usp__is_corrupt(s);
+}
+
+static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int flags)
+{
+	if ((flags & ~(MSG_DONTWAIT | MSG_NOSIGNAL)) || len == 0 || bad_ptr(buf))
+		return -USP_SLOW;
+	int sndbuf = sndbuf_of(s);
+	uint32_t truesize;
+	if (s->type == SOCK_STREAM) {
+		if (usp__stream_chunk(len, sndbuf) != len)
+			return -USP_SLOW; /* more than one skb */
+		truesize = usp__stream_truesize(len);
+	} else {
+		if (len > (size_t)sndbuf - 32 ||
+		    (s->type == SOCK_DGRAM &&
+		     USP_ACCESS_ONCE_U32(&s->self->dgram_state) != USP_DGRAM_CONNECTED))
+			return -USP_SLOW;
+		truesize = usp__dgram_truesize(len);
+	}
+	/* where the general path asks the kernel about the peer (STREAM and
+	 * DGRAM before the lock, SEQPACKET never) */
+	if (s->type != SOCK_SEQPACKET)
+		usp__check_peer(s, false);
+	usp__lock(&s->self->send_lock);
+	uint64_t tail;
+	unsigned char *payload;
+	if (!plain_state(s) || usp__peer_gone(s) ||
+	    !usp__ring_has_room(s->pair, s->txq, (uint64_t)sndbuf) ||
+	    usp__ring_reserve(s->pair, s->txq, s->txdata, (uint32_t)len, USP_REC_DATA,
+			      (uint64_t)sndbuf, &s->peer->recv_lock, &tail, &payload) != 0) {
+		usp__unlock(&s->self->send_lock);
+		return -USP_SLOW;
+	}
+	memcpy(payload, buf, len);
+	publish(s, tail, (uint32_t)len, truesize);
+	usp__unlock(&s->self->send_lock);
+	usp__stat_add(&usp__stats.fast_bytes, (ssize_t)len);
+	return (ssize_t)len;
+}
+
+/* What a receive blocked on an empty queue waits for (recv_ready_past)
+ * with the recv_lock not held. */
+static ssize_t fast_recv(struct usp_sock *s, void *buf, size_t len, int flags)
+{
+	struct usp_endpoint *self = s->self;
+	if ((flags & ~MSG_DONTWAIT) || len == 0 || bad_ptr(buf) ||
+	    atomic_load_explicit(&self->peek_off, memory_order_relaxed) >= 0)
+		return -USP_SLOW;
+	bool stream = s->type == SOCK_STREAM;
+	/* STREAM: SO_RCVLOWAT and out-of-band data change what a read takes */
+	if (stream && (atomic_load_explicit(&self->rcvlowat, memory_order_relaxed) > 1 ||
+		       atomic_load_explicit(&self->oob_pos, memory_order_relaxed)))
+		return -USP_SLOW;
+	struct usp_rec rec;
+	for (;;) {
+		usp__lock(&self->recv_lock);
+		uint64_t pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
+		uint64_t tail = rx_tail(s, pos); /* C1 */
+		int r = plain_state(s) ? usp__ring_peek(s->pair, s->rxq, s->rxdata, pos, tail, &rec)
+				       : -EIO;
+		if (r == 0)
+			break;
+		usp__unlock(&self->recv_lock);
+		/* empty: a blocking call spins here once, unlocked, as the
+		 * general path's wait would; then the general path sleeps */
+		if (r != -EAGAIN || s->spun || sock_nonblock(s, flags))
+			return -USP_SLOW;
+		s->wait_tail = tail;
+		s->spun = true;
+		if (!usp__spin(s, recv_ready_past))
+			return -USP_SLOW;
+	}
+	size_t chunk;
+	if (rec.kernel || rec.oob)
+		goto slow;
+	if (stream) {
+		uint32_t used = atomic_load_explicit(&s->rxq->head_used, memory_order_relaxed);
+		if (used >= rec.len || atomic_load_explicit(&s->rxq->head_marked, memory_order_relaxed))
+			goto slow;
+		size_t avail = rec.len - used;
+		chunk = avail < len ? avail : len;
+		/* a read with room left goes on into the next record */
+		if (chunk < len && rx_tail(s, rec.next) != rec.next)
+			goto slow;
+		memcpy(buf, rec.data + used, chunk);
+		if (used + chunk < rec.len)
+			atomic_store_explicit(&s->rxq->head_used, used + (uint32_t)chunk,
+					      memory_order_relaxed);
+		else
+			consume(s, &rec, usp__stream_truesize(rec.len));
+	} else {
+		chunk = rec.len < len ? rec.len : len; /* the rest is dropped */
+		memcpy(buf, rec.data, chunk);
+		consume(s, &rec, usp__dgram_truesize(rec.len));
+	}
+	usp__unlock(&self->recv_lock);
+	usp__stat_add(&usp__stats.fast_bytes, (ssize_t)chunk);
+	return (ssize_t)chunk;
+slow:
+	usp__unlock(&self->recv_lock);
+	return -USP_SLOW;
+}
+
 /* ---- public calls ---------------------------------------------------- */
 
 /* A call done on the descriptor itself: for USPAIR_STATS, bytes that a
@@ -1590,9 +1748,12 @@ ssize_t usp_send(int fd, const void *buf, size_t len, int flags)
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return raw_done(fd, send(fd, buf, len, flags));
-	struct iovec iov = {(void *)buf, len};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-	ssize_t r = usp__sendmsg(&s, &msg, flags);
+	ssize_t r = fast_send(&s, buf, len, flags);
+	if (r == -USP_SLOW) {
+		struct iovec iov = {(void *)buf, len};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+		r = usp__sendmsg(&s, &msg, flags);
+	}
 	usp__put(&s);
 	if (r == -USP_ERAW)
 		return raw_done(fd, send(fd, buf, len, flags));
@@ -1604,9 +1765,12 @@ ssize_t usp_recv(int fd, void *buf, size_t len, int flags)
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return raw_done(fd, recv(fd, buf, len, flags));
-	struct iovec iov = {buf, len};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-	ssize_t r = usp__recvmsg(&s, &msg, flags);
+	ssize_t r = fast_recv(&s, buf, len, flags);
+	if (r == -USP_SLOW) {
+		struct iovec iov = {buf, len};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+		r = usp__recvmsg(&s, &msg, flags);
+	}
 	usp__put(&s);
 	if (r == -USP_ERAW)
 		return raw_done(fd, recv(fd, buf, len, flags));
@@ -1675,9 +1839,12 @@ ssize_t usp_write(int fd, const void *buf, size_t count)
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return raw_done(fd, write(fd, buf, count));
-	struct iovec iov = {(void *)buf, count};
-	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-	ssize_t r = usp__sendmsg(&s, &msg, 0);
+	ssize_t r = fast_send(&s, buf, count, 0);
+	if (r == -USP_SLOW) {
+		struct iovec iov = {(void *)buf, count};
+		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+		r = usp__sendmsg(&s, &msg, 0);
+	}
 	usp__put(&s);
 	if (r == -USP_ERAW)
 		return raw_done(fd, write(fd, buf, count));
@@ -1691,7 +1858,7 @@ ssize_t usp_read(int fd, void *buf, size_t count)
 		return raw_done(fd, read(fd, buf, count));
 	ssize_t r = 0;
 	/* sock_read_iter(): a zero-length read returns 0 without looking */
-	if (count) {
+	if (count && (r = fast_recv(&s, buf, count, 0)) == -USP_SLOW) {
 		struct iovec iov = {buf, count};
 		struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
 		r = usp__recvmsg(&s, &msg, 0);

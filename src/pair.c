@@ -414,7 +414,9 @@ void usp__check_peer(struct usp_sock *s, bool force)
 	/* after the fallback the kernel itself answers for the peer */
 	if (usp__peer_gone(s) || usp__kernel_mode(s))
 		return;
-	int64_t now = usp__now_ns();
+	/* the coarse clock (a jiffy's resolution, no TSC read) is plenty for
+	 * a 40 ms interval, and a send pays for it on every call */
+	int64_t now = usp__coarse_now_ns();
 	_Atomic int64_t *last = &s->pair->last_check_ns[s->side];
 	if (!force && now - atomic_load_explicit(last, memory_order_relaxed) <
 			      USP_LIVENESS_NS)

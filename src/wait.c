@@ -54,6 +54,13 @@ int64_t usp__now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
+int64_t usp__coarse_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 static void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -159,6 +166,39 @@ static void wait_cancelled(void *arg)
 }
 
 /*
+ * The spin phase of a wait: re-check ready(s) for the adaptive budget
+ * (doubled when a spin succeeds, halved when it fails).  False at once,
+ * without spinning, right after this side's send woke the peer from its
+ * futex (woke_peer, left set for usp__wait): the answer then needs the
+ * peer's wake-up first, and spinning meanwhile only takes CPU from the
+ * peer (on these 2-vCPU machines it made a sleeping reader's round trip
+ * 1.5 times slower than with no spin at all).  Two busy sides do not
+ * settle into waking each other: the peer, woken, usually finds our next
+ * message before it reaches its own futex wait.
+ */
+bool usp__spin(struct usp_sock *s, usp_ready_fn ready)
+{
+	if (atomic_load_explicit(&s->pair->woke_peer[s->side], memory_order_relaxed))
+		return false;
+	_Atomic int64_t *budget = &s->pair->spin_ns[s->side];
+	int64_t limit = atomic_load_explicit(budget, memory_order_relaxed);
+	int64_t start = usp__now_ns();
+	for (unsigned i = 1;; i++) {
+		if (ready(s)) {
+			if (limit < USP_SPIN_MAX_NS)
+				atomic_store_explicit(budget, limit * 2, memory_order_relaxed);
+			return true;
+		}
+		cpu_relax();
+		if ((i & 31) == 0 && usp__now_ns() - start > limit)
+			break;
+	}
+	if (limit > USP_SPIN_MIN_NS)
+		atomic_store_explicit(budget, limit / 2, memory_order_relaxed);
+	return false;
+}
+
+/*
  * Wait until ready(s) may be true.  liveness: a released peer would make
  * ready(s) true, so have the watchdog ask the kernel about the peer while
  * we sleep.  Returns 0 (re-check), -EAGAIN (the SO_RCVTIMEO/SO_SNDTIMEO
@@ -178,33 +218,18 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 	 * fallback wakes every sleeper after setting kernel_mode) */
 	if (usp__kernel_mode(s))
 		return -USP_ERAW;
-	/* Just woke the peer from its futex: its answer takes a wake-up,
-	 * and spinning meanwhile only takes CPU from the peer (on these
-	 * 2-vCPU machines it made a sleeping reader's round trip 1.5 times
-	 * slower than with no spin at all): sleep at once.  Two busy sides
-	 * do not settle into waking each other: the peer, woken, usually
-	 * finds our next message before it reaches its own futex wait. */
+	/* Just woke the peer from its futex (usp__spin): sleep at once */
 	if (!w->spun && atomic_load_explicit(&s->pair->woke_peer[s->side], memory_order_relaxed)) {
 		atomic_store_explicit(&s->pair->woke_peer[s->side], false, memory_order_relaxed);
 		w->spun = true;
 	}
+	/* the fast path (io.c) spun already in this call */
+	if (s->spun)
+		w->spun = true;
 	if (!w->spun) {
 		w->spun = true;
-		int64_t limit = atomic_load_explicit(budget, memory_order_relaxed);
-		int64_t start = usp__now_ns();
-		for (unsigned i = 1;; i++) {
-			if (ready(s)) {
-				if (limit < USP_SPIN_MAX_NS)
-					atomic_store_explicit(budget, limit * 2,
-							      memory_order_relaxed);
-				return 0;
-			}
-			cpu_relax();
-			if ((i & 31) == 0 && usp__now_ns() - start > limit)
-				break;
-		}
-		if (limit > USP_SPIN_MIN_NS)
-			atomic_store_explicit(budget, limit / 2, memory_order_relaxed);
+		if (usp__spin(s, ready))
+			return 0;
 	}
 	atomic_fetch_add(sleepers, 1); /* S1: pairs with W1 */
 	uint32_t seq = atomic_load(word);
