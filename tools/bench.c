@@ -2021,6 +2021,7 @@ static void plan_build(struct bench *b)
 			plan_add(b, TEST_RTT, SOCK_STREAM, 1, peers[p]);
 			plan_add(b, TEST_THROUGHPUT, SOCK_STREAM, 65536, peers[p]);
 		}
+		plan_add(b, TEST_SLEEP, SOCK_STREAM, 1, PEER_PROCESS);
 		plan_add(b, TEST_CREATE, SOCK_STREAM, 0, PEER_PROCESS);
 		return;
 	}
@@ -2888,18 +2889,19 @@ static bool check_cell(const struct cell *c, bool print, bool final)
 			       bad == k ? "kernel" : "uspair", status_names[bad->status], bad->error);
 		return false;
 	}
-	if (c->test == TEST_RTT) {
+	if (c->test == TEST_RTT || c->test == TEST_SLEEP) {
 		double speedup = cell_latency_speedup(c, 0.50);
+		double bound = c->test == TEST_RTT ? BENCH_CHECK_MIN_RTT_SPEEDUP
+						   : BENCH_CHECK_MIN_SLEEP_SPEEDUP;
 		char kus[32], uus[32];
 
-		pass = speedup >= BENCH_CHECK_MIN_RTT_SPEEDUP;
+		pass = speedup >= bound;
 		format_us(kus, sizeof(kus), result_latency(k, 0.50));
 		format_us(uus, sizeof(uus), result_latency(u, 0.50));
 		if (print && (pass || final))
 			printf("%s %s: uspair %.2fx faster than the kernel (p50 %s us vs %s us; "
 			       "need >= %.1fx)\n",
-			       pass ? "PASS" : "FAIL", label, speedup, uus, kus,
-			       BENCH_CHECK_MIN_RTT_SPEEDUP);
+			       pass ? "PASS" : "FAIL", label, speedup, uus, kus, bound);
 	} else if (c->test == TEST_CREATE) {
 		double speedup = cell_create_speedup(c);
 
