@@ -175,6 +175,10 @@ struct usp_endpoint {
 	 * peer that waits for its answer */
 	_Atomic uint32_t room_seq; /* futex word */
 	_Atomic uint32_t room_sleepers;
+	/* when the last receiver went to sleep (CLOCK_MONOTONIC ns): a waker
+	 * tells a peer idle for long from one that slept a moment ago
+	 * (wait.c usp__spin); a hint only, never trusted for anything else */
+	_Atomic int64_t data_sleep_since_ns;
 	_Atomic uint32_t pollers;    /* usp_poll calls that may sleep */
 	_Atomic uint32_t token_sent; /* a wake token is on its way */
 	/* Bytes (STREAM) or messages that are not the user's, sent into this
@@ -259,7 +263,8 @@ struct usp_pair {
 	_Atomic int refs;	/* table entries + calls in progress */
 	/* per side: adaptive spin budget and last kernel liveness check */
 	_Atomic int64_t spin_ns[2];
-	/* this side's last publish woke a sleeping peer (wait.c) */
+	/* this side's last publish woke a peer that had slept for long
+	 * (wait.c usp__spin) */
 	_Atomic bool woke_peer[2];
 	/* the tail of each side's receive ring as this process's readers
 	 * last read it (io.c rx_tail); written under that side's recv_lock */
@@ -435,7 +440,8 @@ USP_HIDDEN int64_t usp__coarse_now_ns(void);
 #define USP_WAKE_DATA 1u
 #define USP_WAKE_ROOM 2u
 #define USP_WAKE_ALL (USP_WAKE_DATA | USP_WAKE_ROOM)
-/* true when it woke a futex sleeper */
+/* true when it woke a receiver that had been asleep for longer than the
+ * longest spin (an idle peer, not one that slept a moment ago) */
 USP_HIDDEN bool usp__wake(struct usp_endpoint *ep, int token_fd, unsigned which);
 static inline bool usp__wake_endpoint(struct usp_endpoint *ep, int token_fd)
 {

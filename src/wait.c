@@ -120,13 +120,14 @@ bool usp__wake(struct usp_endpoint *ep, int token_fd, unsigned which)
 	if ((which & USP_WAKE_DATA) && atomic_load_explicit(&ep->sleepers, memory_order_relaxed)) {
 		atomic_fetch_add(&ep->event_seq, 1);
 		futex_wake_all(&ep->event_seq);
-		woke = true;
+		int64_t since = atomic_load_explicit(&ep->data_sleep_since_ns, memory_order_relaxed);
+		/* unsigned: the word is untrusted, a wild value must not overflow */
+		woke = (uint64_t)usp__now_ns() - (uint64_t)since > (uint64_t)USP_SPIN_MAX_NS;
 	}
 	if ((which & USP_WAKE_ROOM) &&
 	    atomic_load_explicit(&ep->room_sleepers, memory_order_relaxed)) {
 		atomic_fetch_add(&ep->room_seq, 1);
 		futex_wake_all(&ep->room_seq);
-		woke = true;
 	}
 	if (token_fd >= 0 && atomic_load_explicit(&ep->pollers, memory_order_relaxed) &&
 	    !atomic_load_explicit(&ep->token_sent, memory_order_relaxed) &&
@@ -168,13 +169,15 @@ static void wait_cancelled(void *arg)
 /*
  * The spin phase of a wait: re-check ready(s) for the adaptive budget
  * (doubled when a spin succeeds, halved when it fails).  False at once,
- * without spinning, right after this side's send woke the peer from its
- * futex (woke_peer, left set for usp__wait): the answer then needs the
- * peer's wake-up first, and spinning meanwhile only takes CPU from the
- * peer (on these 2-vCPU machines it made a sleeping reader's round trip
- * 1.5 times slower than with no spin at all).  Two busy sides do not
- * settle into waking each other: the peer, woken, usually finds our next
- * message before it reaches its own futex wait.
+ * without spinning, right after this side's send woke a peer that had
+ * been asleep for longer than any spin (woke_peer, left set for
+ * usp__wait): the answer then needs an idle peer's wake-up first, and
+ * spinning meanwhile only takes CPU from it (a sleeping reader's round
+ * trip was 1.5 times slower with the spin on these 2-vCPU machines).  A
+ * peer that went to sleep only a moment ago does not count: two busy
+ * sides would otherwise settle into waking each other, each skipping its
+ * spin because it had just woken the other (4 KiB round trips took 60 us
+ * instead of 3).
  */
 bool usp__spin(struct usp_sock *s, usp_ready_fn ready)
 {
@@ -262,6 +265,8 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 	    (timeout < 0 || timeout > USP_TICK_NS))
 		timeout = USP_TICK_NS;
 	int64_t slept_from = usp__now_ns();
+	if (!room)
+		atomic_store_explicit(&ep->data_sleep_since_ns, slept_from, memory_order_relaxed);
 	usp__stat_add(&usp__stats.sleeps, 1);
 	/* A blocking socket call is a cancellation point: the futex wait is
 	 * the one place a uspair call blocks, so it is cancellable there

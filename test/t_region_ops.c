@@ -616,7 +616,7 @@ struct tro_field {
 #define F_RING(i, f) F_SHM(ring[i].f, "ring" #i "." #f)
 #define F_EP_ALL(i)                                                                  \
 	F_EP(i, event_seq), F_EP(i, sleepers), F_EP(i, room_seq),                  \
-		F_EP(i, room_sleepers), F_EP(i, pollers),                            \
+		F_EP(i, room_sleepers), F_EP(i, data_sleep_since_ns), F_EP(i, pollers), \
 		F_EP(i, token_sent), F_EP(i, state), F_EP(i, shutdown),              \
 		F_EP(i, sk_err), F_EP(i, dgram_state),                               \
 		F_EP(i, reset_on_release), F_EP(i, nonblock), F_EP(i, sndbuf),       \

@@ -2019,6 +2019,9 @@ static void plan_build(struct bench *b)
 	if (o->check) {
 		for (size_t p = 0; p < peer_count; p++) {
 			plan_add(b, TEST_RTT, SOCK_STREAM, 1, peers[p]);
+			/* two busy sides once settled into waking each other
+			 * at this size (60 us round trips instead of 3) */
+			plan_add(b, TEST_RTT, SOCK_STREAM, 4096, peers[p]);
 			plan_add(b, TEST_THROUGHPUT, SOCK_STREAM, 65536, peers[p]);
 		}
 		plan_add(b, TEST_SLEEP, SOCK_STREAM, 1, PEER_PROCESS);
