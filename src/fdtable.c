@@ -18,7 +18,33 @@
  * fork: the child inherits this table and the mappings, and each entry is
  * one more holder of its endpoint (usp_endpoint.holders), counted in the
  * pthread_atfork prepare handler while table_mutex is held.
+ *
+ * The lookup cache.  Taking and dropping a reference costs two atomic
+ * read-modify-writes per call, each of which waits for the store buffer
+ * to drain (the previous send's stores into the peer's cache lines): about
+ * a sixth of a streaming sender's time.  So send/recv/read/write look up
+ * through a small per-thread cache (usp__lookup_cached) whose entries
+ * each hold one reference of their own, valid while table_gen has not
+ * moved since the entry was filled.
+ *  - Ownership: an entry is read and written only by its thread, except
+ *    by the fork child handler (the other threads are gone) and by the
+ *    thread-exit destructor; the list of caches is under table_mutex.
+ *    While a call of the thread uses the cache (`busy`, from the lookup
+ *    to usp__put), a signal handler of that thread looks up without it:
+ *    self-pipe handlers write to socketpairs, and a refill from a handler
+ *    could drop the reference the interrupted call runs on.
+ *  - Ordering: every slot change is followed by a bump of table_gen
+ *    (G1, release); a fill reads table_gen (G2, acquire, pairs with G1)
+ *    before it reads the slot, so an entry never carries a generation
+ *    newer than its slot value.  A hit whose slot changed concurrently
+ *    acts as the call would have before the change (a call racing a close
+ *    in the kernel may also go through); the entry's reference keeps the
+ *    pair and its region valid meanwhile.
+ *  - A pair stays mapped while some thread's entry holds it: until that
+ *    thread's next miss on the entry, its exit, or (for the closing thread)
+ *    the close itself (usp__lookup_cache_forget).
  */
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -30,6 +56,36 @@
 #define MAX_CHUNKS (1u << 14) /* descriptors up to 16M */
 
 static _Atomic(_Atomic uintptr_t *) chunks[MAX_CHUNKS];
+
+#define LOOKUP_CACHE_WAYS 4 /* direct-mapped by descriptor number */
+struct lookup_cache {
+	struct {
+		int fd; /* -1: empty */
+		int side;
+		uint64_t gen;
+		struct usp_pair *pair; /* holds a reference */
+	} way[LOOKUP_CACHE_WAYS];
+	struct lookup_cache *next; /* caches_list, under table_mutex */
+	bool listed;
+	/* A call of this thread is using the cache (filling an entry, or
+	 * working on a pair through an entry's reference): a signal handler
+	 * that interrupts it must not touch the entries (a refill could drop
+	 * the reference the call runs on, or tear an entry) and looks up
+	 * without the cache.  Only this thread and its handlers touch it. */
+	volatile sig_atomic_t busy;
+};
+static _Atomic uint64_t table_gen = 1;
+static _Thread_local struct lookup_cache tl_cache = {
+	.way = {{.fd = -1}, {.fd = -1}, {.fd = -1}, {.fd = -1}}};
+static struct lookup_cache *caches_list;
+static pthread_key_t cache_key;
+static pthread_once_t cache_key_once = PTHREAD_ONCE_INIT;
+
+/* G1: after every change of a slot (caller holds table_mutex) */
+static void table_changed(void)
+{
+	atomic_fetch_add_explicit(&table_gen, 1, memory_order_release);
+}
 static pthread_mutex_t table_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
@@ -107,9 +163,27 @@ static void atfork_parent(void)
 	pthread_mutex_unlock(&table_mutex);
 }
 
+/* In a fork child only the forking thread lives on: the references held
+ * by the other threads' caches would never be dropped.  Caller holds
+ * table_mutex. */
+static void caches_atfork_child(void)
+{
+	for (struct lookup_cache *c = caches_list; c; c = c->next) {
+		if (c == &tl_cache)
+			continue;
+		for (int i = 0; i < LOOKUP_CACHE_WAYS; i++)
+			if (c->way[i].pair)
+				usp__pair_unref(c->way[i].pair);
+	}
+	caches_list = tl_cache.listed ? &tl_cache : NULL;
+	tl_cache.next = NULL;
+	table_changed();
+}
+
 static void atfork_child(void)
 {
 	atomic_fetch_add(&usp__fork_gen, 1);
+	caches_atfork_child();
 	usp__region_cache_atfork_child();
 	pthread_mutex_unlock(&table_mutex);
 	usp__watch_atfork_child();
@@ -162,6 +236,7 @@ void usp__sock_init(struct usp_sock *s, struct usp_pair *pair, int side, int fd)
 	s->fd = fd;
 	s->recv_locked = false;
 	s->spun = false;
+	s->cached = false;
 	s->type = pair->type;
 	s->self = &shm->ep[side];
 	s->peer = &shm->ep[side ^ 1];
@@ -203,7 +278,108 @@ bool usp__lookup_entry(int fd, struct usp_sock *s)
 
 void usp__put(struct usp_sock *s)
 {
-	usp__pair_unref(s->pair);
+	if (!s->cached) {
+		usp__pair_unref(s->pair);
+		return;
+	}
+	atomic_signal_fence(memory_order_seq_cst);
+	tl_cache.busy = 0; /* the call is done with the entry */
+}
+
+/* Thread exit: drop this thread's cache references. */
+static void cache_destroy(void *arg)
+{
+	struct lookup_cache *c = arg;
+	pthread_mutex_lock(&table_mutex);
+	for (struct lookup_cache **p = &caches_list; *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			break;
+		}
+	c->listed = false;
+	pthread_mutex_unlock(&table_mutex);
+	for (int i = 0; i < LOOKUP_CACHE_WAYS; i++)
+		if (c->way[i].pair) {
+			struct usp_pair *pair = c->way[i].pair;
+			c->way[i].pair = NULL;
+			c->way[i].fd = -1;
+			usp__pair_unref(pair);
+		}
+}
+
+static void cache_key_create(void)
+{
+	pthread_key_create(&cache_key, cache_destroy);
+}
+
+bool usp__lookup_cached(int fd, struct usp_sock *s)
+{
+	struct lookup_cache *c = &tl_cache;
+	if (c->busy || fd < 0)
+		return usp__lookup(fd, s); /* a handler inside a call of ours */
+	c->busy = 1;
+	atomic_signal_fence(memory_order_seq_cst);
+	int w = fd & (LOOKUP_CACHE_WAYS - 1);
+	uint64_t gen = atomic_load_explicit(&table_gen, memory_order_acquire); /* G2 */
+	if (USP_LIKELY(c->way[w].fd == fd && c->way[w].gen == gen)) {
+		usp__sock_init(s, c->way[w].pair, c->way[w].side, fd);
+		s->cached = true; /* busy until usp__put */
+	} else {
+		bool found = usp__lookup_entry(fd, s);
+		if (found && !c->listed) {
+			pthread_once(&cache_key_once, cache_key_create);
+			if (pthread_setspecific(cache_key, c) == 0) {
+				pthread_mutex_lock(&table_mutex);
+				c->next = caches_list;
+				caches_list = c;
+				c->listed = true;
+				pthread_mutex_unlock(&table_mutex);
+			}
+		}
+		if (found && c->listed) {
+			/* the entry's own reference (s holds one: refs > 0) */
+			atomic_fetch_add_explicit(&s->pair->refs, 1, memory_order_relaxed);
+			struct usp_pair *old = c->way[w].pair;
+			c->way[w].pair = s->pair;
+			c->way[w].side = s->side;
+			c->way[w].fd = fd;
+			c->way[w].gen = gen;
+			if (old)
+				usp__pair_unref(old);
+		}
+		/* s carries the lookup's own reference: the cache is free */
+		atomic_signal_fence(memory_order_seq_cst);
+		c->busy = 0;
+		if (!found)
+			return false;
+	}
+	/* as usp__lookup */
+	if (USP_UNLIKELY(atomic_load_explicit(&s->self->kernel_mode, memory_order_relaxed)) &&
+	    !usp__is_corrupt(s) && usp__passthrough(s)) {
+		usp__put(s);
+		return false;
+	}
+	return true;
+}
+
+/* The calling thread's entries for pair go (its last descriptor here was
+ * just closed by this thread), so that a program closing pairs from the
+ * thread that used them unmaps them at once. */
+void usp__lookup_cache_forget(struct usp_pair *pair)
+{
+	struct lookup_cache *c = &tl_cache;
+	if (c->busy)
+		return; /* a handler inside a call of ours: leave the entries */
+	c->busy = 1;
+	atomic_signal_fence(memory_order_seq_cst);
+	for (int i = 0; i < LOOKUP_CACHE_WAYS; i++)
+		if (c->way[i].pair == pair) {
+			c->way[i].pair = NULL;
+			c->way[i].fd = -1;
+			usp__pair_unref(pair);
+		}
+	atomic_signal_fence(memory_order_seq_cst);
+	c->busy = 0;
 }
 
 void usp__pair_unref(struct usp_pair *pair)
@@ -223,6 +399,7 @@ int usp__install(int fd, struct usp_pair *pair, int side)
 	if (!slot)
 		return -ENOMEM;
 	uintptr_t old = atomic_exchange(slot, (uintptr_t)pair | (uintptr_t)side);
+	table_changed();
 	atomic_store(&pair->fd_hint[side], fd);
 	if (old) {
 		struct usp_pair *stale = (struct usp_pair *)(old & ~(uintptr_t)1);
@@ -257,6 +434,7 @@ struct usp_pair *usp__uninstall(int fd, int *side)
 	uintptr_t v = atomic_exchange(slot, 0);
 	if (!v)
 		return NULL;
+	table_changed();
 	*side = (int)(v & 1);
 	return (struct usp_pair *)(v & ~(uintptr_t)1);
 }

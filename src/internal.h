@@ -305,6 +305,9 @@ struct usp_sock {
 	bool recv_locked;
 	/* the fast path spun already in this call: a wait sleeps at once */
 	bool spun;
+	/* the reference on pair is the calling thread's lookup cache's, not
+	 * this lookup's (fdtable.c usp__lookup_cached): usp__put leaves it */
+	bool cached;
 };
 
 /* Public calls return -1 and errno; internals return -errno. */
@@ -347,6 +350,9 @@ static inline void usp__stat_add(_Atomic uint64_t *counter, ssize_t n)
  * usp__lookup_entry: any table entry */
 USP_HIDDEN bool usp__lookup(int fd, struct usp_sock *s);
 USP_HIDDEN bool usp__lookup_entry(int fd, struct usp_sock *s);
+/* usp__lookup through the calling thread's cache: for the hot calls only */
+USP_HIDDEN bool usp__lookup_cached(int fd, struct usp_sock *s);
+USP_HIDDEN void usp__lookup_cache_forget(struct usp_pair *pair);
 USP_HIDDEN void usp__sock_init(struct usp_sock *s, struct usp_pair *pair, int side, int fd);
 USP_HIDDEN void usp__put(struct usp_sock *s);
 USP_HIDDEN int usp__install(int fd, struct usp_pair *pair, int side);

@@ -211,14 +211,14 @@ static bool wmem_writable(uint64_t wmem, int sndbuf)
 	return ((wmem + 1) << 2) <= (uint64_t)sndbuf;
 }
 
-/* A blocked sender goes on when the kernel would wake it: unix_write_space()
- * wakes writers only once the socket is writable again, not at every
- * freed byte (and waking it at every consume made the two sides of a
- * full queue trade one message per wake-up).  The send itself then takes
- * any room there is, as sock_alloc_send_pskb() does. */
+/* A blocked sender may go on: there is room (sock_alloc_send_pskb()
+ * admits an skb while the charge is below SO_SNDBUF), or something
+ * changed that makes the send fail.  A spinning sender goes on at the
+ * first room; a sleeping one is woken only once the socket is writable
+ * again (wake_room), as unix_write_space() wakes writers. */
 static bool send_ready(struct usp_sock *s)
 {
-	return wmem_writable(tx_wmem(s), sndbuf_of(s)) || usp__peer_gone(s) ||
+	return tx_wmem(s) < (uint64_t)sndbuf_of(s) || usp__peer_gone(s) ||
 	       (shutdown_bits(s->self) & USP_SEND_SHUTDOWN) ||
 	       (shutdown_bits(s->peer) & USP_RCV_SHUTDOWN) ||
 	       atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) ||
@@ -313,10 +313,14 @@ static uint64_t rx_tail(struct usp_sock *s, uint64_t pos)
 	return t;
 }
 
-/* After a consume: wake the peer's senders (and pollers) once it is
- * writable again (unix_write_space(); send_ready).  The charge is read
- * only when someone waits, so the common case costs the fence and two
- * loads of the sleeper counts. */
+/* After a consume: wake the peer's sleeping senders (and pollers) only
+ * once it is writable again, as unix_write_space() does: waking them at
+ * every consume made the two sides of a full queue trade one message per
+ * wake-up.  A sleeper's last check before its futex wait asks only for
+ * room (send_ready), which writable implies, so no wake-up is lost; like
+ * the kernel's writer, it then sleeps on while the reader keeps the
+ * queue above a quarter.  The charge is read only when someone waits, so
+ * the common case costs the fence and two loads of the sleeper counts. */
 static void wake_room(struct usp_sock *s)
 {
 	struct usp_endpoint *sender = s->peer;
@@ -1746,7 +1750,7 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 ssize_t usp_send(int fd, const void *buf, size_t len, int flags)
 {
 	struct usp_sock s;
-	if (!usp__lookup(fd, &s))
+	if (!usp__lookup_cached(fd, &s))
 		return raw_done(fd, send(fd, buf, len, flags));
 	ssize_t r = fast_send(&s, buf, len, flags);
 	if (r == -USP_SLOW) {
@@ -1763,7 +1767,7 @@ ssize_t usp_send(int fd, const void *buf, size_t len, int flags)
 ssize_t usp_recv(int fd, void *buf, size_t len, int flags)
 {
 	struct usp_sock s;
-	if (!usp__lookup(fd, &s))
+	if (!usp__lookup_cached(fd, &s))
 		return raw_done(fd, recv(fd, buf, len, flags));
 	ssize_t r = fast_recv(&s, buf, len, flags);
 	if (r == -USP_SLOW) {
@@ -1837,7 +1841,7 @@ ssize_t usp_recvfrom(int fd, void *buf, size_t len, int flags,
 ssize_t usp_write(int fd, const void *buf, size_t count)
 {
 	struct usp_sock s;
-	if (!usp__lookup(fd, &s))
+	if (!usp__lookup_cached(fd, &s))
 		return raw_done(fd, write(fd, buf, count));
 	ssize_t r = fast_send(&s, buf, count, 0);
 	if (r == -USP_SLOW) {
@@ -1854,7 +1858,7 @@ ssize_t usp_write(int fd, const void *buf, size_t count)
 ssize_t usp_read(int fd, void *buf, size_t count)
 {
 	struct usp_sock s;
-	if (!usp__lookup(fd, &s))
+	if (!usp__lookup_cached(fd, &s))
 		return raw_done(fd, read(fd, buf, count));
 	ssize_t r = 0;
 	/* sock_read_iter(): a zero-length read returns 0 without looking */

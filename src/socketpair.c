@@ -136,6 +136,7 @@ int usp_close(int fd)
 			usp__check_peer(&peer, true);
 		usp__put(&peer);
 	}
+	usp__lookup_cache_forget(pair);
 	usp__pair_unref(pair);
 	errno = saved;
 	return r;

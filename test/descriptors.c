@@ -12,10 +12,16 @@
  *     the pipe end and forgets the stale entry; afterwards usp_* pass
  *     through to the kernel for that number.
  *  4. A reader blocked for a second uses well under 5% of a core.
+ *  5. A thread keeps using a descriptor number while another thread
+ *     closes it and gets the number again for a new pair, then dup2()s a
+ *     third pair's end over it: each send of the first thread reaches
+ *     whatever the number refers to at that moment, for kernel pairs and
+ *     uspair pairs alike (uspair's per-thread lookup cache must notice).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -138,6 +144,74 @@ static void idle_reader_cpu(void)
 	usp_close(sv[1]);
 }
 
+/* 5: the number `num` changes meaning under a thread that sends on it */
+struct reuse_job {
+	bool kernel;
+	int num;
+	pthread_barrier_t step;
+	ssize_t sent[3];
+};
+
+static void *reuse_sender(void *arg)
+{
+	struct reuse_job *j = arg;
+	for (int i = 0; i < 3; i++) {
+		char c = (char)('1' + i);
+		j->sent[i] = j->kernel ? send(j->num, &c, 1, MSG_DONTWAIT)
+				       : usp_send(j->num, &c, 1, MSG_DONTWAIT);
+		pthread_barrier_wait(&j->step); /* main checks and changes num */
+		pthread_barrier_wait(&j->step);
+	}
+	return NULL;
+}
+
+static char recv_one(bool kernel, int fd)
+{
+	char c = 0;
+	ssize_t r = kernel ? recv(fd, &c, 1, MSG_DONTWAIT) : usp_recv(fd, &c, 1, MSG_DONTWAIT);
+	return r == 1 ? c : '?';
+}
+
+static void number_reused_under_thread(bool kernel, int type)
+{
+	const char *kind = kernel ? "kernel" : "uspair";
+	int p1[2], p2[2], p3[2];
+	int (*mk)(int, int, int, int *) = kernel ? socketpair : usp_socketpair;
+	int (*cl)(int) = kernel ? close : usp_close;
+	CHECK(mk(AF_UNIX, type, 0, p1) == 0, "%s: pair 1", kind);
+	struct reuse_job j = {.kernel = kernel, .num = p1[0]};
+	pthread_barrier_init(&j.step, NULL, 2);
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, reuse_sender, &j) == 0, "pthread_create");
+	pthread_barrier_wait(&j.step);
+	CHECK(j.sent[0] == 1 && recv_one(kernel, p1[1]) == '1', "%s: first send", kind);
+	cl(p1[0]);
+	cl(p1[1]);
+	CHECK(mk(AF_UNIX, type, 0, p2) == 0, "%s: pair 2", kind);
+	CHECK(p2[0] == j.num, "%s: pair 2 got %d, not the number %d again", kind, p2[0], j.num);
+	pthread_barrier_wait(&j.step);
+	pthread_barrier_wait(&j.step);
+	CHECK(j.sent[1] == 1 && recv_one(kernel, p2[1]) == '2',
+	      "%s: a send after close and reuse reached the new pair", kind);
+	CHECK(mk(AF_UNIX, type, 0, p3) == 0, "%s: pair 3", kind);
+	if (kernel)
+		CHECK(dup2(p3[0], j.num) == j.num, "dup2");
+	else
+		CHECK(usp_dup2(p3[0], j.num) == j.num, "usp_dup2");
+	pthread_barrier_wait(&j.step);
+	pthread_barrier_wait(&j.step);
+	CHECK(j.sent[2] == 1 && recv_one(kernel, p3[1]) == '3',
+	      "%s: a send after dup2 over the number reached the third pair", kind);
+	CHECK(recv_one(kernel, p2[1]) == '?', "%s: nothing went to pair 2", kind);
+	pthread_barrier_wait(&j.step); /* the sender's last wait */
+	pthread_join(t, NULL);
+	pthread_barrier_destroy(&j.step);
+	cl(p2[0]);
+	cl(p2[1]);
+	cl(p3[0]);
+	cl(p3[1]);
+}
+
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -147,6 +221,11 @@ int main(void)
 	libc_close_then_reuse(SOCK_DGRAM);
 	libc_close_then_kernel_reuse();
 	idle_reader_cpu();
+	for (int k = 0; k < 2; k++) {
+		number_reused_under_thread(k == 0, SOCK_STREAM);
+		number_reused_under_thread(k == 0, SOCK_SEQPACKET);
+		number_reused_under_thread(k == 0, SOCK_DGRAM);
+	}
 	if (failures) {
 		fprintf(stderr, "descriptors: %d failures\n", failures);
 		return 1;

@@ -1,0 +1,177 @@
+/*
+ * handler_io: a signal handler that writes to one pair (the self-pipe
+ * trick: Python's wakeup fd, libuv's signal pipe) while the thread it
+ * interrupts is in the middle of send/recv on another pair whose
+ * descriptor number shares its slot in uspair's per-thread lookup cache,
+ * and while another thread keeps closing and re-creating pairs (every
+ * table change invalidates the cache).  For kernel pairs and uspair pairs
+ * alike: every byte a handler wrote arrives, and the interrupted stream
+ * stays intact and in order.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <uspair.h>
+
+static int failures;
+
+/* Under ThreadSanitizer: the handler takes the wake pair's lock while the
+ * call it interrupted holds the other pair's; regions (and so lock
+ * addresses) are reused from run to run, so the lock graph gains edges
+ * between locks of different pairs in both orders, a cycle no thread here
+ * can close (only the main thread takes a lock in a handler).  Deadlock
+ * detection is off for this program only; races are still reported. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+	return "detect_deadlocks=0";
+}
+
+#define CHECK(cond, ...)                                                       \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "FAIL line %d: ", __LINE__);           \
+			fprintf(stderr, __VA_ARGS__);                          \
+			fprintf(stderr, "\n");                                 \
+			failures++;                                            \
+		}                                                              \
+	} while (0)
+
+static bool use_kernel;
+static int wake_fd = -1;
+static volatile sig_atomic_t handler_writes, handler_errors;
+static atomic_bool churn_stop;
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	int saved = errno;
+	ssize_t r = use_kernel ? write(wake_fd, "s", 1) : usp_write(wake_fd, "s", 1);
+	if (r == 1)
+		handler_writes = handler_writes + 1;
+	else if (errno != EAGAIN)
+		handler_errors = handler_errors + 1;
+	errno = saved;
+}
+
+/* Another thread changes the table all the time. */
+static void *churn(void *arg)
+{
+	(void)arg;
+	sigset_t alrm;
+	sigemptyset(&alrm);
+	sigaddset(&alrm, SIGALRM);
+	pthread_sigmask(SIG_BLOCK, &alrm, NULL); /* the handlers run on main */
+	while (!atomic_load(&churn_stop)) {
+		int sv[2];
+		if ((use_kernel ? socketpair : usp_socketpair)(AF_UNIX, SOCK_STREAM, 0, sv) == 0) {
+			(use_kernel ? close : usp_close)(sv[0]);
+			(use_kernel ? close : usp_close)(sv[1]);
+		}
+	}
+	return NULL;
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void run(bool kernel, int type)
+{
+	const char *kind = kernel ? "kernel" : "uspair";
+	int (*mk)(int, int, int, int *) = kernel ? socketpair : usp_socketpair;
+	int (*cl)(int) = kernel ? close : usp_close;
+	use_kernel = kernel;
+	int a[2], w[2], spare[4];
+	int nspare = 0;
+	CHECK(mk(AF_UNIX, type, 0, a) == 0, "%s: pair a", kind);
+	/* give the wake pair a number in a[0]'s cache slot */
+	for (;;) {
+		CHECK(mk(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, w) == 0, "%s: pair w", kind);
+		if ((w[0] & 3) == (a[0] & 3) || nspare == 4)
+			break;
+		spare[nspare++] = w[0];
+		spare[nspare++] = w[1];
+	}
+	wake_fd = w[0];
+	handler_writes = handler_errors = 0;
+	atomic_store(&churn_stop, false);
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, churn, NULL) == 0, "pthread_create");
+	struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = SA_RESTART};
+	sigaction(SIGALRM, &sa, NULL);
+	struct itimerval it = {{0, 150}, {0, 150}};
+	setitimer(ITIMER_REAL, &it, NULL);
+
+	long received = 0, rounds = 0;
+	bool intact = true;
+	double end = now_s() + 0.5;
+	char out[64], in[64], sink[256];
+	while (now_s() < end && intact) {
+		memset(out, (int)(rounds & 0x7f), sizeof(out));
+		ssize_t s = kernel ? send(a[0], out, sizeof(out), 0) : usp_send(a[0], out, sizeof(out), 0);
+		size_t got = 0;
+		while (s == (ssize_t)sizeof(out) && got < sizeof(in)) {
+			ssize_t r = kernel ? recv(a[1], in + got, sizeof(in) - got, 0)
+					   : usp_recv(a[1], in + got, sizeof(in) - got, 0);
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+		}
+		intact = s == (ssize_t)sizeof(out) && got == sizeof(in) &&
+			 memcmp(in, out, sizeof(in)) == 0;
+		ssize_t r = kernel ? read(w[1], sink, sizeof(sink)) : usp_read(w[1], sink, sizeof(sink));
+		if (r > 0)
+			received += r;
+		rounds++;
+	}
+	struct itimerval off = {{0, 0}, {0, 0}};
+	setitimer(ITIMER_REAL, &off, NULL);
+	atomic_store(&churn_stop, true);
+	pthread_join(t, NULL);
+	for (;;) {
+		ssize_t r = kernel ? read(w[1], sink, sizeof(sink)) : usp_read(w[1], sink, sizeof(sink));
+		if (r <= 0)
+			break;
+		received += r;
+	}
+	CHECK(intact, "%s %d: the interrupted stream broke after %ld rounds", kind, type, rounds);
+	CHECK(handler_errors == 0, "%s %d: %d handler writes failed", kind, type,
+	      (int)handler_errors);
+	CHECK(received == handler_writes, "%s %d: handlers wrote %d bytes, %ld arrived", kind,
+	      type, (int)handler_writes, received);
+	CHECK(handler_writes > 0, "%s %d: no signal arrived", kind, type);
+	cl(a[0]);
+	cl(a[1]);
+	cl(w[0]);
+	cl(w[1]);
+	for (int i = 0; i < nspare; i++)
+		cl(spare[i]);
+}
+
+int main(void)
+{
+	for (int k = 0; k < 2; k++) {
+		run(k == 0, SOCK_STREAM);
+		run(k == 0, SOCK_SEQPACKET);
+		run(k == 0, SOCK_DGRAM);
+	}
+	if (failures) {
+		fprintf(stderr, "handler_io: %d failures\n", failures);
+		return 1;
+	}
+	printf("handler_io: ok\n");
+	return 0;
+}
