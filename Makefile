@@ -56,7 +56,7 @@ STLIB := $(BUILD)/libuspair.a
 PRELOAD := $(BUILD)/libuspair-preload.so
 
 .PHONY: all lib tests tools check runtests check-all check-install bench install uninstall clean \
-	fuzz fuzz-run hotpath
+	fuzz fuzz-run hotpath aggregate
 all: lib tests tools
 lib: $(SHLIB) $(STLIB) $(PRELOAD)
 tests: $(TEST_BINS)
@@ -136,6 +136,12 @@ check-all:
 # measure for hot-path work.
 hotpath: lib
 	BUILD=$(BUILD) CC=$(CC) bash scripts/hotpath.sh
+
+# Aggregate one-way throughput over 1, 2, 4 and 8 pairs, kernel and
+# uspair alternating.
+aggregate: lib
+	$(CC) -O2 -Iinclude scripts/aggregate.c $(STLIB) -pthread -o $(BUILD)/aggregate
+	$(BUILD)/aggregate $(AGGREGATE_ROUNDS)
 
 # libFuzzer targets: every fuzz/NAME.c becomes build-fuzz/NAME, built with
 # clang from the library sources directly (not from $(BUILD)), together
