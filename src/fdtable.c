@@ -211,18 +211,23 @@ static void register_atfork(void)
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
-bool usp__lookup(int fd, struct usp_sock *s)
+/* The looked-up end has fallen back to the kernel path with its ring
+ * drained: drop s, the caller uses the descriptor itself.  A corrupt pair
+ * answers EIO on both ends even after the fallback: a hostile peer must
+ * not be able to end that by setting kernel_mode. */
+static bool gone_to_kernel(struct usp_sock *s)
 {
-	if (!usp__lookup_entry(fd, s))
-		return false;
-	/* a corrupt pair answers EIO on both ends even after the fallback:
-	 * a hostile peer must not be able to end that by setting kernel_mode */
 	if (USP_UNLIKELY(atomic_load_explicit(&s->self->kernel_mode, memory_order_relaxed)) &&
 	    !usp__is_corrupt(s) && usp__passthrough(s)) {
 		usp__put(s);
-		return false;
+		return true;
 	}
-	return true;
+	return false;
+}
+
+bool usp__lookup(int fd, struct usp_sock *s)
+{
+	return usp__lookup_entry(fd, s) && !gone_to_kernel(s);
 }
 
 /* s describes (pair, side) as seen through descriptor fd; the caller
@@ -353,13 +358,7 @@ bool usp__lookup_cached(int fd, struct usp_sock *s)
 		if (!found)
 			return false;
 	}
-	/* as usp__lookup */
-	if (USP_UNLIKELY(atomic_load_explicit(&s->self->kernel_mode, memory_order_relaxed)) &&
-	    !usp__is_corrupt(s) && usp__passthrough(s)) {
-		usp__put(s);
-		return false;
-	}
-	return true;
+	return !gone_to_kernel(s);
 }
 
 /* The calling thread's entries for pair go (its last descriptor here was

@@ -8,6 +8,8 @@
  * alike: every byte a handler wrote arrives, and the interrupted stream
  * stays intact and in order.
  */
+#include "t_helpers.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -20,9 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <uspair.h>
-
-static int failures;
+#define CHECK(cond, ...) ((cond) ? (void)0 : t_fail(__VA_ARGS__))
 
 /* Under ThreadSanitizer: the handler takes the wake pair's lock while the
  * call it interrupted holds the other pair's; regions (and so lock
@@ -35,16 +35,6 @@ const char *__tsan_default_options(void)
 {
 	return "detect_deadlocks=0";
 }
-
-#define CHECK(cond, ...)                                                       \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			fprintf(stderr, "FAIL line %d: ", __LINE__);           \
-			fprintf(stderr, __VA_ARGS__);                          \
-			fprintf(stderr, "\n");                                 \
-			failures++;                                            \
-		}                                                              \
-	} while (0)
 
 static bool use_kernel;
 static int wake_fd = -1;
@@ -163,15 +153,11 @@ static void run(bool kernel, int type)
 
 int main(void)
 {
+	t_init("handler_io"); /* its SIGALRM watchdog is replaced by run()'s handler */
 	for (int k = 0; k < 2; k++) {
 		run(k == 0, SOCK_STREAM);
 		run(k == 0, SOCK_SEQPACKET);
 		run(k == 0, SOCK_DGRAM);
 	}
-	if (failures) {
-		fprintf(stderr, "handler_io: %d failures\n", failures);
-		return 1;
-	}
-	printf("handler_io: ok\n");
-	return 0;
+	return t_finish();
 }
