@@ -42,7 +42,12 @@
  *    pair and its region valid meanwhile.
  *  - A pair stays mapped while some thread's entry holds it: until that
  *    thread's next miss on the entry, its exit, or (for the closing thread)
- *    the close itself (usp__lookup_cache_forget).
+ *    the close itself (usp__lookup_cache_forget); in a fork child, the
+ *    entries of the threads that did not follow stay held.
+ *  - A thread inside a section that holds a library lock (usp__local_lock)
+ *    does not use the cache either: a handler's miss may take table_mutex
+ *    and a refill may release a pair (the region cache's and free list's
+ *    locks).
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -75,6 +80,7 @@ struct lookup_cache {
 	volatile sig_atomic_t busy;
 };
 static _Atomic uint64_t table_gen = 1;
+_Thread_local unsigned usp__tl_local_locks;
 static _Thread_local struct lookup_cache tl_cache = {
 	.way = {{.fd = -1}, {.fd = -1}, {.fd = -1}, {.fd = -1}}};
 static struct lookup_cache *caches_list;
@@ -94,12 +100,12 @@ bool usp__stats_on;
 
 void usp__table_lock(void)
 {
-	pthread_mutex_lock(&table_mutex);
+	usp__local_lock(&table_mutex);
 }
 
 void usp__table_unlock(void)
 {
-	pthread_mutex_unlock(&table_mutex);
+	usp__local_unlock(&table_mutex);
 }
 
 static _Atomic uintptr_t *slot_of(int fd, bool create)
@@ -150,7 +156,7 @@ static bool count_fork_holder(struct usp_pair *pair, int side, int fd, void *arg
 
 static void atfork_prepare(void)
 {
-	pthread_mutex_lock(&table_mutex);
+	usp__local_lock(&table_mutex);
 	for_each_entry(count_fork_holder, NULL);
 	usp__region_cache_atfork_prepare();
 	usp__watch_atfork_prepare();
@@ -160,21 +166,17 @@ static void atfork_parent(void)
 {
 	atomic_fetch_add(&usp__fork_gen, 1); /* the child sees every region */
 	usp__region_cache_atfork_parent();
-	pthread_mutex_unlock(&table_mutex);
+	usp__local_unlock(&table_mutex);
 }
 
-/* In a fork child only the forking thread lives on: the references held
- * by the other threads' caches would never be dropped.  Caller holds
- * table_mutex. */
+/* In a fork child only the forking thread lives on.  The references held
+ * by the other threads' caches are not dropped: a release here could
+ * need the region cache's or the free list's lock, which another thread
+ * may have held at the fork.  The pairs they hold stay mapped in the
+ * child (memory only: their endpoints' holders are counted apart).
+ * Caller holds table_mutex. */
 static void caches_atfork_child(void)
 {
-	for (struct lookup_cache *c = caches_list; c; c = c->next) {
-		if (c == &tl_cache)
-			continue;
-		for (int i = 0; i < LOOKUP_CACHE_WAYS; i++)
-			if (c->way[i].pair)
-				usp__pair_unref(c->way[i].pair);
-	}
 	caches_list = tl_cache.listed ? &tl_cache : NULL;
 	tl_cache.next = NULL;
 	table_changed();
@@ -185,7 +187,7 @@ static void atfork_child(void)
 	atomic_fetch_add(&usp__fork_gen, 1);
 	caches_atfork_child();
 	usp__region_cache_atfork_child();
-	pthread_mutex_unlock(&table_mutex);
+	usp__local_unlock(&table_mutex);
 	usp__watch_atfork_child();
 }
 
@@ -199,11 +201,15 @@ static bool exit_drop_holder(struct usp_pair *pair, int side, int fd, void *arg)
  * they see EOF without waiting for the kernel liveness check. */
 __attribute__((destructor)) static void usp__at_exit(void)
 {
-	if (pthread_mutex_trylock(&table_mutex) != 0)
+	usp__tl_local_locks++;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (pthread_mutex_trylock(&table_mutex) != 0) {
+		usp__tl_local_locks--;
 		return; /* another thread is mid-change: leave it to the kernel */
+	}
 	for_each_entry(exit_drop_holder, NULL);
 	/* The entries stay: other threads may still run until exit ends. */
-	pthread_mutex_unlock(&table_mutex);
+	usp__local_unlock(&table_mutex);
 }
 
 static void register_atfork(void)
@@ -295,14 +301,18 @@ void usp__put(struct usp_sock *s)
 static void cache_destroy(void *arg)
 {
 	struct lookup_cache *c = arg;
-	pthread_mutex_lock(&table_mutex);
+	/* for good: a handler, or a later key destructor that does I/O, looks
+	 * up without the cache (and never lists it again) */
+	c->busy = 1;
+	atomic_signal_fence(memory_order_seq_cst);
+	usp__local_lock(&table_mutex);
 	for (struct lookup_cache **p = &caches_list; *p; p = &(*p)->next)
 		if (*p == c) {
 			*p = c->next;
 			break;
 		}
 	c->listed = false;
-	pthread_mutex_unlock(&table_mutex);
+	usp__local_unlock(&table_mutex);
 	for (int i = 0; i < LOOKUP_CACHE_WAYS; i++)
 		if (c->way[i].pair) {
 			struct usp_pair *pair = c->way[i].pair;
@@ -320,8 +330,10 @@ static void cache_key_create(void)
 bool usp__lookup_cached(int fd, struct usp_sock *s)
 {
 	struct lookup_cache *c = &tl_cache;
-	if (c->busy || fd < 0)
-		return usp__lookup(fd, s); /* a handler inside a call of ours */
+	/* a handler inside a call of ours, or inside a section holding a
+	 * library lock that a miss or a refill may take */
+	if (c->busy || usp__tl_local_locks || fd < 0)
+		return usp__lookup(fd, s);
 	c->busy = 1;
 	atomic_signal_fence(memory_order_seq_cst);
 	int w = fd & (LOOKUP_CACHE_WAYS - 1);
@@ -334,11 +346,11 @@ bool usp__lookup_cached(int fd, struct usp_sock *s)
 		if (found && !c->listed) {
 			pthread_once(&cache_key_once, cache_key_create);
 			if (pthread_setspecific(cache_key, c) == 0) {
-				pthread_mutex_lock(&table_mutex);
+				usp__local_lock(&table_mutex);
 				c->next = caches_list;
 				caches_list = c;
 				c->listed = true;
-				pthread_mutex_unlock(&table_mutex);
+				usp__local_unlock(&table_mutex);
 			}
 		}
 		if (found && c->listed) {
@@ -361,7 +373,7 @@ bool usp__lookup_cached(int fd, struct usp_sock *s)
 	return !gone_to_kernel(s);
 }
 
-/* The calling thread's entries for pair go (its last descriptor here was
+/* The calling thread's entries for pair go (one of its descriptors was
  * just closed by this thread), so that a program closing pairs from the
  * thread that used them unmaps them at once. */
 void usp__lookup_cache_forget(struct usp_pair *pair)
@@ -369,6 +381,8 @@ void usp__lookup_cache_forget(struct usp_pair *pair)
 	struct lookup_cache *c = &tl_cache;
 	if (c->busy)
 		return; /* a handler inside a call of ours: leave the entries */
+	if (usp__tl_local_locks)
+		return; /* (a close inside a locked section: not reached today) */
 	c->busy = 1;
 	atomic_signal_fence(memory_order_seq_cst);
 	for (int i = 0; i < LOOKUP_CACHE_WAYS; i++)

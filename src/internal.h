@@ -400,6 +400,24 @@ static inline bool usp__kernel_mode(const struct usp_sock *s)
 {
 	return USP_UNLIKELY(atomic_load_explicit(&s->self->kernel_mode, memory_order_acquire));
 }
+/* The process-local library locks (table_mutex, the region cache's, the
+ * pair free list's) are taken through these, which count them per thread:
+ * a signal handler that interrupts such a section must not take any of
+ * them, so the lookup cache, whose misses and refills may, is bypassed
+ * while the count is not zero (fdtable.c usp__lookup_cached). */
+USP_HIDDEN extern _Thread_local unsigned usp__tl_local_locks;
+static inline void usp__local_lock(pthread_mutex_t *m)
+{
+	usp__tl_local_locks++;
+	atomic_signal_fence(memory_order_seq_cst);
+	pthread_mutex_lock(m);
+}
+static inline void usp__local_unlock(pthread_mutex_t *m)
+{
+	pthread_mutex_unlock(m);
+	atomic_signal_fence(memory_order_seq_cst);
+	usp__tl_local_locks--;
+}
 USP_HIDDEN void usp__lock(pthread_mutex_t *m);
 USP_HIDDEN void usp__unlock(pthread_mutex_t *m);
 USP_HIDDEN void usp__lock_init(pthread_mutex_t *m);

@@ -473,6 +473,10 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	/* a corrupt pair answers EIO to everything but argument errors */
 	if (pair_corrupt(s))
 		return -EIO;
+	/* a peer found dead here shuts us down first: EPIPE and SIGPIPE, as
+	 * unix_stream_sendmsg() checks SEND_SHUTDOWN before the pending
+	 * ECONNRESET (and as fast_send, which asks before anything) */
+	usp__check_peer(s, false);
 	if (shutdown_bits(s->self) & USP_SEND_SHUTDOWN)
 		return pipe_error(flags, true);
 	if (oob)
@@ -494,7 +498,6 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	size_t sent = 0;
 	ssize_t err = 0;
 
-	usp__check_peer(s, false);
 	usp__lock(&s->self->send_lock);
 	while (sent < len) {
 		/* fallen back to the kernel path (as in queue_oob) */

@@ -92,12 +92,12 @@ static int region_cache_n;
  * that the child never copies a half-updated cache. */
 void usp__region_cache_atfork_prepare(void)
 {
-	pthread_mutex_lock(&cache_lock);
+	usp__local_lock(&cache_lock);
 }
 
 void usp__region_cache_atfork_parent(void)
 {
-	pthread_mutex_unlock(&cache_lock);
+	usp__local_unlock(&cache_lock);
 }
 
 void usp__region_cache_atfork_child(void)
@@ -111,7 +111,7 @@ static void *region_take(void)
 	void *stale[USP_REGION_CACHE];
 	int n_stale = 0;
 	void *mem = NULL;
-	pthread_mutex_lock(&cache_lock);
+	usp__local_lock(&cache_lock);
 	while (region_cache_n > 0 && !mem) {
 		region_cache_n--;
 		if (region_cache[region_cache_n].epoch == cache_epoch)
@@ -120,7 +120,7 @@ static void *region_take(void)
 			stale[n_stale++] = region_cache[region_cache_n].mem;
 		region_cache[region_cache_n].mem = NULL;
 	}
-	pthread_mutex_unlock(&cache_lock);
+	usp__local_unlock(&cache_lock);
 	for (int i = 0; i < n_stale; i++)
 		munmap(stale[i], USP_REGION_BYTES);
 	if (mem) {
@@ -144,18 +144,18 @@ static void *region_take(void)
 bool usp__region_cached(const void *mem)
 {
 	bool found = false;
-	pthread_mutex_lock(&cache_lock);
+	usp__local_lock(&cache_lock);
 	for (int i = 0; i < region_cache_n; i++)
 		found |= region_cache[i].mem == mem;
-	pthread_mutex_unlock(&cache_lock);
+	usp__local_unlock(&cache_lock);
 	return found;
 }
 
 int usp__region_cache_count(void)
 {
-	pthread_mutex_lock(&cache_lock);
+	usp__local_lock(&cache_lock);
 	int n = region_cache_n;
-	pthread_mutex_unlock(&cache_lock);
+	usp__local_unlock(&cache_lock);
 	return n;
 }
 
@@ -171,20 +171,20 @@ static struct usp_pair *free_pairs; /* linked through ->shm */
 
 static void pair_free(struct usp_pair *pair)
 {
-	pthread_mutex_lock(&free_pairs_lock);
+	usp__local_lock(&free_pairs_lock);
 	pair->shm = (struct usp_shared *)free_pairs;
 	free_pairs = pair;
-	pthread_mutex_unlock(&free_pairs_lock);
+	usp__local_unlock(&free_pairs_lock);
 }
 
 /* A zeroed pair with refs 0 (refs left alone: see above). */
 static struct usp_pair *pair_alloc(void)
 {
-	pthread_mutex_lock(&free_pairs_lock);
+	usp__local_lock(&free_pairs_lock);
 	struct usp_pair *pair = free_pairs;
 	if (pair)
 		free_pairs = (struct usp_pair *)pair->shm;
-	pthread_mutex_unlock(&free_pairs_lock);
+	usp__local_unlock(&free_pairs_lock);
 	if (!pair)
 		return calloc(1, sizeof(*pair));
 	pair->shm = NULL;
@@ -209,7 +209,7 @@ void usp__region_release(struct usp_pair *pair)
 				madvise((unsigned char *)shm + USP_DATA_OFFSET +
 						(size_t)i * USP_RING_BYTES + USP_RING_HOT_BYTES,
 					USP_RING_BYTES - USP_RING_HOT_BYTES, MADV_REMOVE);
-		pthread_mutex_lock(&cache_lock);
+		usp__local_lock(&cache_lock);
 		/* a second release of the same region (a lookup racing the
 		 * last close of a descriptor) neither caches it again, which
 		 * would give it to two pairs, nor unmaps it under the cache */
@@ -221,7 +221,7 @@ void usp__region_release(struct usp_pair *pair)
 			region_cache[region_cache_n].epoch = cache_epoch;
 			region_cache_n++;
 		}
-		pthread_mutex_unlock(&cache_lock);
+		usp__local_unlock(&cache_lock);
 	}
 	if (!keep && !twice)
 		munmap(shm, USP_REGION_BYTES);

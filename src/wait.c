@@ -234,6 +234,10 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 		if (usp__spin(s, ready))
 			return 0;
 	}
+	/* the hint first: a waker that sees this sleeper sees its time */
+	if (!room)
+		atomic_store_explicit(&ep->data_sleep_since_ns, usp__now_ns(),
+				      memory_order_relaxed);
 	atomic_fetch_add(sleepers, 1); /* S1: pairs with W1 */
 	uint32_t seq = atomic_load(word);
 	if (usp__kernel_mode(s)) {
@@ -265,8 +269,6 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 	    (timeout < 0 || timeout > USP_TICK_NS))
 		timeout = USP_TICK_NS;
 	int64_t slept_from = usp__now_ns();
-	if (!room)
-		atomic_store_explicit(&ep->data_sleep_since_ns, slept_from, memory_order_relaxed);
 	usp__stat_add(&usp__stats.sleeps, 1);
 	/* A blocking socket call is a cancellation point: the futex wait is
 	 * the one place a uspair call blocks, so it is cancellable there

@@ -13,7 +13,8 @@
  *     through to the kernel for that number.
  *  4. A reader blocked for a second uses well under 5% of a core.
  *  5. A thread keeps using a descriptor number while another thread
- *     closes it and gets the number again for a new pair, then dup2()s a
+ *     closes it (EBADF meanwhile) and gets the number again for a new
+ *     pair, then dup2()s a
  *     third pair's end over it: each send of the first thread reaches
  *     whatever the number refers to at that moment, for kernel pairs and
  *     uspair pairs alike (uspair's per-thread lookup cache must notice).
@@ -149,16 +150,19 @@ struct reuse_job {
 	bool kernel;
 	int num;
 	pthread_barrier_t step;
-	ssize_t sent[3];
+	ssize_t sent[4];
+	int err[4];
 };
 
 static void *reuse_sender(void *arg)
 {
 	struct reuse_job *j = arg;
-	for (int i = 0; i < 3; i++) {
-		char c = (char)('1' + i);
+	for (int i = 0; i < 4; i++) {
+		char c = (char)('0' + i);
+		errno = 0;
 		j->sent[i] = j->kernel ? send(j->num, &c, 1, MSG_DONTWAIT)
 				       : usp_send(j->num, &c, 1, MSG_DONTWAIT);
+		j->err[i] = errno;
 		pthread_barrier_wait(&j->step); /* main checks and changes num */
 		pthread_barrier_wait(&j->step);
 	}
@@ -184,14 +188,18 @@ static void number_reused_under_thread(bool kernel, int type)
 	pthread_t t;
 	CHECK(pthread_create(&t, NULL, reuse_sender, &j) == 0, "pthread_create");
 	pthread_barrier_wait(&j.step);
-	CHECK(j.sent[0] == 1 && recv_one(kernel, p1[1]) == '1', "%s: first send", kind);
+	CHECK(j.sent[0] == 1 && recv_one(kernel, p1[1]) == '0', "%s: first send", kind);
 	cl(p1[0]);
 	cl(p1[1]);
+	pthread_barrier_wait(&j.step);
+	pthread_barrier_wait(&j.step);
+	CHECK(j.sent[1] == -1 && j.err[1] == EBADF, "%s: a send after close gave %zd (%s)",
+	      kind, j.sent[1], strerror(j.err[1]));
 	CHECK(mk(AF_UNIX, type, 0, p2) == 0, "%s: pair 2", kind);
 	CHECK(p2[0] == j.num, "%s: pair 2 got %d, not the number %d again", kind, p2[0], j.num);
 	pthread_barrier_wait(&j.step);
 	pthread_barrier_wait(&j.step);
-	CHECK(j.sent[1] == 1 && recv_one(kernel, p2[1]) == '2',
+	CHECK(j.sent[2] == 1 && recv_one(kernel, p2[1]) == '2',
 	      "%s: a send after close and reuse reached the new pair", kind);
 	CHECK(mk(AF_UNIX, type, 0, p3) == 0, "%s: pair 3", kind);
 	if (kernel)
@@ -200,7 +208,7 @@ static void number_reused_under_thread(bool kernel, int type)
 		CHECK(usp_dup2(p3[0], j.num) == j.num, "usp_dup2");
 	pthread_barrier_wait(&j.step);
 	pthread_barrier_wait(&j.step);
-	CHECK(j.sent[2] == 1 && recv_one(kernel, p3[1]) == '3',
+	CHECK(j.sent[3] == 1 && recv_one(kernel, p3[1]) == '3',
 	      "%s: a send after dup2 over the number reached the third pair", kind);
 	CHECK(recv_one(kernel, p2[1]) == '?', "%s: nothing went to pair 2", kind);
 	pthread_barrier_wait(&j.step); /* the sender's last wait */

@@ -6,7 +6,9 @@
  * and while another thread keeps closing and re-creating pairs (every
  * table change invalidates the cache).  For kernel pairs and uspair pairs
  * alike: every byte a handler wrote arrives, and the interrupted stream
- * stays intact and in order.
+ * stays intact and in order.  The churn thread's own handlers interrupt
+ * it inside usp_socketpair()/usp_close() (a handler must not take the
+ * library's table lock there).
  */
 #include "t_helpers.h"
 
@@ -38,7 +40,8 @@ const char *__tsan_default_options(void)
 
 static bool use_kernel;
 static int wake_fd = -1;
-static volatile sig_atomic_t handler_writes, handler_errors;
+/* atomics: handlers run on the main thread and on the churn thread */
+static atomic_int handler_writes, handler_errors;
 static atomic_bool churn_stop;
 
 static void on_alarm(int sig)
@@ -47,20 +50,25 @@ static void on_alarm(int sig)
 	int saved = errno;
 	ssize_t r = use_kernel ? write(wake_fd, "s", 1) : usp_write(wake_fd, "s", 1);
 	if (r == 1)
-		handler_writes = handler_writes + 1;
+		atomic_fetch_add(&handler_writes, 1);
 	else if (errno != EAGAIN)
-		handler_errors = handler_errors + 1;
+		atomic_fetch_add(&handler_errors, 1);
 	errno = saved;
 }
 
-/* Another thread changes the table all the time. */
+/* Another thread changes the table all the time.  SIGALRM goes to the
+ * main thread only; the churn thread gets SIGUSR1 from main (the same
+ * handler), mostly while it is inside usp_socketpair() or usp_close() with
+ * the library's table lock held, and before it ever sent or received: its
+ * handler's lookups must neither deadlock on that lock nor on the first
+ * use of its cache. */
 static void *churn(void *arg)
 {
 	(void)arg;
 	sigset_t alrm;
 	sigemptyset(&alrm);
 	sigaddset(&alrm, SIGALRM);
-	pthread_sigmask(SIG_BLOCK, &alrm, NULL); /* the handlers run on main */
+	pthread_sigmask(SIG_BLOCK, &alrm, NULL);
 	while (!atomic_load(&churn_stop)) {
 		int sv[2];
 		if ((use_kernel ? socketpair : usp_socketpair)(AF_UNIX, SOCK_STREAM, 0, sv) == 0) {
@@ -96,12 +104,14 @@ static void run(bool kernel, int type)
 		spare[nspare++] = w[1];
 	}
 	wake_fd = w[0];
-	handler_writes = handler_errors = 0;
+	atomic_store(&handler_writes, 0);
+	atomic_store(&handler_errors, 0);
 	atomic_store(&churn_stop, false);
 	pthread_t t;
 	CHECK(pthread_create(&t, NULL, churn, NULL) == 0, "pthread_create");
 	struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = SA_RESTART};
 	sigaction(SIGALRM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	struct itimerval it = {{0, 150}, {0, 150}};
 	setitimer(ITIMER_REAL, &it, NULL);
 
@@ -125,6 +135,8 @@ static void run(bool kernel, int type)
 		ssize_t r = kernel ? read(w[1], sink, sizeof(sink)) : usp_read(w[1], sink, sizeof(sink));
 		if (r > 0)
 			received += r;
+		if (rounds % 16 == 0)
+			pthread_kill(t, SIGUSR1);
 		rounds++;
 	}
 	struct itimerval off = {{0, 0}, {0, 0}};
@@ -138,11 +150,11 @@ static void run(bool kernel, int type)
 		received += r;
 	}
 	CHECK(intact, "%s %d: the interrupted stream broke after %ld rounds", kind, type, rounds);
-	CHECK(handler_errors == 0, "%s %d: %d handler writes failed", kind, type,
-	      (int)handler_errors);
-	CHECK(received == handler_writes, "%s %d: handlers wrote %d bytes, %ld arrived", kind,
-	      type, (int)handler_writes, received);
-	CHECK(handler_writes > 0, "%s %d: no signal arrived", kind, type);
+	int writes = atomic_load(&handler_writes), errors = atomic_load(&handler_errors);
+	CHECK(errors == 0, "%s %d: %d handler writes failed", kind, type, errors);
+	CHECK(received == writes, "%s %d: handlers wrote %d bytes, %ld arrived", kind, type,
+	      writes, received);
+	CHECK(writes > 0, "%s %d: no signal arrived", kind, type);
 	cl(a[0]);
 	cl(a[1]);
 	cl(w[0]);
