@@ -201,12 +201,8 @@ static bool exit_drop_holder(struct usp_pair *pair, int side, int fd, void *arg)
  * they see EOF without waiting for the kernel liveness check. */
 __attribute__((destructor)) static void usp__at_exit(void)
 {
-	usp__tl_local_locks++;
-	atomic_signal_fence(memory_order_seq_cst);
-	if (pthread_mutex_trylock(&table_mutex) != 0) {
-		usp__tl_local_locks--;
+	if (!usp__local_trylock(&table_mutex))
 		return; /* another thread is mid-change: leave it to the kernel */
-	}
 	for_each_entry(exit_drop_holder, NULL);
 	/* The entries stay: other threads may still run until exit ends. */
 	usp__local_unlock(&table_mutex);
@@ -297,6 +293,15 @@ void usp__put(struct usp_sock *s)
 	tl_cache.busy = 0; /* the call is done with the entry */
 }
 
+/* Empty entry i of c and drop its reference. */
+static void cache_drop(struct lookup_cache *c, int i)
+{
+	struct usp_pair *pair = c->way[i].pair;
+	c->way[i].pair = NULL;
+	c->way[i].fd = -1;
+	usp__pair_unref(pair);
+}
+
 /* Thread exit: drop this thread's cache references. */
 static void cache_destroy(void *arg)
 {
@@ -314,12 +319,8 @@ static void cache_destroy(void *arg)
 	c->listed = false;
 	usp__local_unlock(&table_mutex);
 	for (int i = 0; i < LOOKUP_CACHE_WAYS; i++)
-		if (c->way[i].pair) {
-			struct usp_pair *pair = c->way[i].pair;
-			c->way[i].pair = NULL;
-			c->way[i].fd = -1;
-			usp__pair_unref(pair);
-		}
+		if (c->way[i].pair)
+			cache_drop(c, i);
 }
 
 static void cache_key_create(void)
@@ -379,18 +380,13 @@ bool usp__lookup_cached(int fd, struct usp_sock *s)
 void usp__lookup_cache_forget(struct usp_pair *pair)
 {
 	struct lookup_cache *c = &tl_cache;
-	if (c->busy)
-		return; /* a handler inside a call of ours: leave the entries */
-	if (usp__tl_local_locks)
-		return; /* (a close inside a locked section: not reached today) */
+	if (c->busy || usp__tl_local_locks)
+		return; /* a handler inside a call or a locked section of ours */
 	c->busy = 1;
 	atomic_signal_fence(memory_order_seq_cst);
 	for (int i = 0; i < LOOKUP_CACHE_WAYS; i++)
-		if (c->way[i].pair == pair) {
-			c->way[i].pair = NULL;
-			c->way[i].fd = -1;
-			usp__pair_unref(pair);
-		}
+		if (c->way[i].pair == pair)
+			cache_drop(c, i);
 	atomic_signal_fence(memory_order_seq_cst);
 	c->busy = 0;
 }

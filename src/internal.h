@@ -412,6 +412,16 @@ static inline void usp__local_lock(pthread_mutex_t *m)
 	atomic_signal_fence(memory_order_seq_cst);
 	pthread_mutex_lock(m);
 }
+static inline bool usp__local_trylock(pthread_mutex_t *m)
+{
+	usp__tl_local_locks++;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (pthread_mutex_trylock(m) == 0)
+		return true;
+	atomic_signal_fence(memory_order_seq_cst);
+	usp__tl_local_locks--;
+	return false;
+}
 static inline void usp__local_unlock(pthread_mutex_t *m)
 {
 	pthread_mutex_unlock(m);
@@ -548,6 +558,14 @@ USP_HIDDEN void usp__scm_defer_end(void);
 USP_HIDDEN void usp__kernel_purge(struct usp_sock *s);
 USP_HIDDEN bool usp__drain_tokens(struct usp_sock *s);
 USP_HIDDEN struct ucred usp__no_creds(void);
+
+/* unix_writable(): the charge, plus the socket's own reference on
+ * sk_wmem_alloc, at most a quarter of SO_SNDBUF (io.c wakes sleeping
+ * senders then; poll.c shows POLLOUT) */
+static inline bool usp__wmem_writable(uint64_t wmem, int sndbuf)
+{
+	return ((wmem + 1) << 2) <= (uint64_t)(sndbuf < 0 ? 0 : sndbuf);
+}
 
 /* poll.c */
 USP_HIDDEN short usp__poll_mask(struct usp_sock *s, short events);

@@ -187,12 +187,18 @@ static bool pair_corrupt(struct usp_sock *s)
 	return usp__is_corrupt(s);
 }
 
-static int sndbuf_of(struct usp_sock *s)
+/* What endpoint ep's ring admits (its SO_SNDBUF) */
+static int endpoint_sndbuf(struct usp_endpoint *ep)
 {
-	int v = atomic_load_explicit(&s->self->sndbuf, memory_order_relaxed);
+	int v = atomic_load_explicit(&ep->sndbuf, memory_order_relaxed);
 	if (v < 1 || v > (int)USP_MAX_SNDBUF)
 		v = (int)USP_MAX_SNDBUF; /* untrusted: keep it in range */
 	return v;
+}
+
+static int sndbuf_of(struct usp_sock *s)
+{
+	return endpoint_sndbuf(s->self);
 }
 
 /* Our charge in the peer's queue (sk_wmem_alloc); zero once the peer is
@@ -202,13 +208,6 @@ static uint64_t tx_wmem(struct usp_sock *s)
 	if (usp__peer_gone(s))
 		return 0;
 	return usp__ring_wmem(s->pair, s->txq);
-}
-
-/* unix_writable(): the charge, plus the socket's own reference on
- * sk_wmem_alloc, at most a quarter of SO_SNDBUF */
-static bool wmem_writable(uint64_t wmem, int sndbuf)
-{
-	return ((wmem + 1) << 2) <= (uint64_t)sndbuf;
 }
 
 /* A blocked sender may go on: there is room (sock_alloc_send_pskb()
@@ -328,10 +327,7 @@ static void wake_room(struct usp_sock *s)
 	if (USP_LIKELY(!atomic_load_explicit(&sender->room_sleepers, memory_order_relaxed) &&
 		       !atomic_load_explicit(&sender->pollers, memory_order_relaxed)))
 		return;
-	int sndbuf = atomic_load_explicit(&sender->sndbuf, memory_order_relaxed);
-	if (sndbuf < 1 || sndbuf > (int)USP_MAX_SNDBUF)
-		sndbuf = (int)USP_MAX_SNDBUF; /* as sndbuf_of() */
-	if (wmem_writable(usp__ring_wmem(s->pair, s->rxq), sndbuf))
+	if (usp__wmem_writable(usp__ring_wmem(s->pair, s->rxq), endpoint_sndbuf(sender)))
 		usp__wake(sender, s->fd, USP_WAKE_ROOM);
 }
 
@@ -1495,8 +1491,8 @@ static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int fl
 	return (ssize_t)len;
 }
 
-/* What a receive blocked on an empty queue waits for (recv_ready_past)
- * with the recv_lock not held. */
+/* A receive from the record at the head; an empty queue is waited for
+ * by one unlocked spin (recv_ready_past), the rest by the general path. */
 static ssize_t fast_recv(struct usp_sock *s, void *buf, size_t len, int flags)
 {
 	struct usp_endpoint *self = s->self;

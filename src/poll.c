@@ -31,8 +31,8 @@ static bool peer_writable(struct usp_sock *s)
 	/* unix_writable(): (refcount of sk_wmem_alloc << 2) <= sndbuf, and
 	 * that refcount is the charge plus the socket's own reference */
 	uint64_t wmem = usp__peer_gone(s) ? 0 : usp__ring_wmem(s->pair, s->txq);
-	int sndbuf = atomic_load_explicit(&s->self->sndbuf, memory_order_relaxed);
-	return ((wmem + 1) << 2) <= (uint64_t)(sndbuf < 0 ? 0 : sndbuf);
+	return usp__wmem_writable(wmem, atomic_load_explicit(&s->self->sndbuf,
+							     memory_order_relaxed));
 }
 
 /* unix_poll() for STREAM, unix_dgram_poll() for DGRAM and SEQPACKET. */
