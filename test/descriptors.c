@@ -99,6 +99,37 @@ static void libc_close_then_reuse(int type)
 	usp_close(sv[0]);
 }
 
+/* 1b: a STREAM send after the peer's libc close() with data unread, once
+ * the liveness interval has passed: through send() and through sendmsg(),
+ * the kernel says EPIPE (SEND_SHUTDOWN comes before the pending
+ * ECONNRESET); so must uspair on both paths. */
+static void send_after_libc_close(bool kernel, bool use_sendmsg, int *err)
+{
+	int sv[2];
+	*err = 0;
+	CHECK((kernel ? socketpair : usp_socketpair)(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "pair");
+	CHECK(usp_send(sv[0], "u", 1, 0) == 1, "send unread");
+	close(sv[1]); /* behind uspair's back, data unread */
+	usleep(60 * 1000); /* past uspair's 40 ms liveness interval */
+	struct iovec iov = {"x", 1};
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t r = use_sendmsg ? usp_sendmsg(sv[0], &msg, MSG_NOSIGNAL)
+				: usp_send(sv[0], "x", 1, MSG_NOSIGNAL);
+	*err = r < 0 ? errno : 0;
+	usp_close(sv[0]);
+}
+
+static void send_after_libc_close_compare(void)
+{
+	for (int m = 0; m < 2; m++) {
+		int k, u;
+		send_after_libc_close(true, m, &k);
+		send_after_libc_close(false, m, &u);
+		CHECK(k == u, "%s after the peer's libc close: kernel %s, uspair %s",
+		      m ? "sendmsg" : "send", strerror(k), strerror(u));
+	}
+}
+
 static void libc_close_then_kernel_reuse(void)
 {
 	int sv[2], p[2];
@@ -228,6 +259,7 @@ int main(void)
 	libc_close_then_reuse(SOCK_SEQPACKET);
 	libc_close_then_reuse(SOCK_DGRAM);
 	libc_close_then_kernel_reuse();
+	send_after_libc_close_compare();
 	idle_reader_cpu();
 	for (int k = 0; k < 2; k++) {
 		number_reused_under_thread(k == 0, SOCK_STREAM);
