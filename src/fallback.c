@@ -327,6 +327,13 @@ int usp__fallback(struct usp_sock *s, bool need_drained)
 {
 	if (usp__is_corrupt(s))
 		return -EIO;
+	/* An AF_TIPC pair's backing sockets are AF_UNIX: after the fallback
+	 * it is an AF_UNIX pair of the backing type (docs/DESIGN.md, known
+	 * differences).  TIPC messages cannot become AF_UNIX ones, so only
+	 * a pair with nothing queued either way falls back. */
+	if (s->tipc_type && (!usp__ring_empty(&s->shm->ring[0]) ||
+			     !usp__ring_empty(&s->shm->ring[1])))
+		return -EBUSY;
 	struct usp_shared *shm = s->shm;
 	/* lock order: send_locks, then recv_locks, each in side order (a
 	 * sender holds one send_lock and at most the peer's recv_lock; a

@@ -245,6 +245,7 @@ void usp__sock_init(struct usp_sock *s, struct usp_pair *pair, int side, int fd)
 	s->spun = false;
 	s->cached = false;
 	s->type = pair->type;
+	s->tipc_type = pair->tipc_type;
 	s->self = &shm->ep[side];
 	s->peer = &shm->ep[side ^ 1];
 	s->rxq = &shm->ring[side];

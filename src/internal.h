@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -66,6 +67,14 @@
  * MSG_PEEK returns an empty SEQPACKET/DGRAM record: the kernel's
  * skb->peeked, which makes a later peek at a peek offset skip it. */
 #define USP_REC_PEEKED 0x100u
+/* AF_TIPC: a rejected or returned message (tipc.c): payload is a u32
+ * TIPC error code, then up to USP_TIPC_MAX_RETDATA bytes of returned data */
+#define USP_REC_TIPC_ERR 5u
+/* AF_TIPC flags or'ed into a record's kind by its producer: the sender
+ * made the message droppable (TIPC_DEST_DROPPABLE: never returned when
+ * rejected), and the message was sent to its own sender's port */
+#define USP_REC_TIPC_DROPPABLE 0x200u
+#define USP_REC_TIPC_SELF 0x400u
 #define USP_OOB_SPAN 8u
 
 struct usp_rec_hdr {
@@ -141,6 +150,37 @@ struct usp_ring {
 	 * head of the backing queue, in front of any wake token, and its
 	 * bytes must never be taken for tokens */
 	_Atomic uint32_t head_marked;
+};
+
+/*
+ * The TIPC socket state of an AF_TIPC endpoint (tipc.c; struct tipc_sock
+ * in net/tipc/socket.c).  Connection flow control counts 1 KiB blocks, as
+ * TIPC does: the sender adds to snt_unacked and may send while it is at
+ * most snd_win; the receiver counts what it consumed in rcv_unacked and,
+ * at a quarter of rcv_win, acknowledges it by subtracting it from the
+ * sender's snt_unacked (an atomic read-modify-write: the only counter both
+ * sides write) and opening the sender's window.
+ */
+#define USP_TIPC_ESTABLISHED 1u
+#define USP_TIPC_DISCONNECTING 2u
+struct usp_tipc_ep {
+	_Atomic uint32_t port;	    /* port id (getsockname's ref) */
+	_Atomic uint32_t state;	    /* USP_TIPC_ESTABLISHED or _DISCONNECTING */
+	_Atomic int32_t snt_unacked; /* blocks sent and not acknowledged */
+	_Atomic int32_t snd_win;     /* the peer's advertised window */
+	_Atomic int32_t rcv_unacked; /* blocks consumed, not yet acknowledged */
+	_Atomic int32_t rcv_win;
+	_Atomic int32_t rcvbuf;	    /* sk_rcvbuf */
+	_Atomic uint32_t importance; /* TIPC_IMPORTANCE */
+	_Atomic uint32_t src_droppable;
+	_Atomic uint32_t dest_droppable;
+	_Atomic uint32_t conn_timeout;
+	_Atomic uint32_t nodelay;
+	/* STREAM Nagle state (tipc.c conn_sendmsg): messages sent since the
+	 * last one received, and after how many the next one asks for an
+	 * immediate acknowledgement */
+	_Atomic uint32_t oneway;
+	_Atomic uint32_t nagle_start;
 };
 
 /*
@@ -234,6 +274,8 @@ struct usp_endpoint {
 	_Atomic int32_t peek_off; /* SO_PEEK_OFF; -1 = off; under recv_lock */
 	_Atomic int64_t rcvtimeo_us; /* 0 = none */
 	_Atomic int64_t sndtimeo_us;
+	/* AF_TIPC pairs only (tipc.c); untrusted like the rest */
+	_Alignas(USP_CACHELINE) struct usp_tipc_ep tipc;
 	_Alignas(USP_CACHELINE) _Atomic int32_t holders; /* fds in all processes */
 	/* robust, process-shared; each on its own line */
 	_Alignas(USP_CACHELINE) pthread_mutex_t send_lock;
@@ -243,6 +285,10 @@ struct usp_endpoint {
 struct usp_shared {
 	uint64_t magic;
 	uint32_t type; /* SOCK_STREAM, SOCK_SEQPACKET or SOCK_DGRAM */
+	/* AF_TIPC pairs: SOCK_STREAM, SOCK_SEQPACKET, SOCK_RDM or SOCK_DGRAM
+	 * as the user sees it (type is then the backing sockets' type);
+	 * 0 for AF_UNIX */
+	uint32_t tipc_type;
 	uint32_t corrupt;
 	struct usp_endpoint ep[2];
 	struct usp_ring ring[2];
@@ -260,6 +306,7 @@ struct usp_shared {
 struct usp_pair {
 	struct usp_shared *shm; /* the region, USP_REGION_BYTES long */
 	int type;		/* copied at creation: never read from shm */
+	int tipc_type;		/* the same, for AF_TIPC pairs; 0 for AF_UNIX */
 	_Atomic int refs;	/* table entries + calls in progress */
 	/* per side: adaptive spin budget and last kernel liveness check */
 	_Atomic int64_t spin_ns[2];
@@ -298,6 +345,7 @@ struct usp_sock {
 	int fd;
 	int side;
 	int type;
+	int tipc_type; /* AF_TIPC: the type the user sees; 0 for AF_UNIX */
 	/* a blocked receive waits for the tail to move past this (io.c) */
 	uint64_t wait_tail;
 	/* the caller holds self->recv_lock across several non-blocking
@@ -309,6 +357,59 @@ struct usp_sock {
 	 * this lookup's (fdtable.c usp__lookup_cached): usp__put leaves it */
 	bool cached;
 };
+
+/* An iovec array walked in order (io.c, tipc.c). */
+struct usp_iov_cursor {
+	const struct iovec *iov;
+	size_t cnt;
+	size_t idx;
+	size_t off;
+};
+
+static inline void usp__cursor_init(struct usp_iov_cursor *c, const struct iovec *iov, size_t cnt)
+{
+	c->iov = iov;
+	c->cnt = cnt;
+	c->idx = 0;
+	c->off = 0;
+}
+
+/* The next piece of at most n (> 0) bytes of the cursor, advancing it;
+ * the caller has checked that the iovecs hold n more bytes. */
+static inline size_t usp__cursor_next(struct usp_iov_cursor *c, size_t n, unsigned char **piece)
+{
+	while (c->iov[c->idx].iov_len == c->off) {
+		c->idx++;
+		c->off = 0;
+	}
+	size_t avail = c->iov[c->idx].iov_len - c->off;
+	size_t k = n < avail ? n : avail;
+	*piece = (unsigned char *)c->iov[c->idx].iov_base + c->off;
+	c->off += k;
+	return k;
+}
+
+static inline void usp__cursor_copy_out(struct usp_iov_cursor *c, unsigned char *dst, size_t n)
+{
+	while (n) {
+		unsigned char *p;
+		size_t k = usp__cursor_next(c, n, &p);
+		memcpy(dst, p, k);
+		dst += k;
+		n -= k;
+	}
+}
+
+static inline void usp__cursor_copy_in(struct usp_iov_cursor *c, const unsigned char *src, size_t n)
+{
+	while (n) {
+		unsigned char *p;
+		size_t k = usp__cursor_next(c, n, &p);
+		memcpy(p, src, k);
+		src += k;
+		n -= k;
+	}
+}
 
 /* Public calls return -1 and errno; internals return -errno. */
 static inline ssize_t usp__ret_errno(ssize_t r)
@@ -366,7 +467,8 @@ USP_HIDDEN bool usp__table_find(bool (*fn)(struct usp_pair *, int, int, void *),
 USP_HIDDEN bool usp__find_by_inode(uint64_t ino, struct usp_pair **pair, int *side);
 
 /* pair.c */
-USP_HIDDEN int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out);
+USP_HIDDEN int usp__pair_create(int type, int tipc_type, int kernel_sv[2],
+				 struct usp_pair **out);
 USP_HIDDEN void usp__region_release(struct usp_pair *pair);
 USP_HIDDEN void usp__region_cache_atfork_prepare(void);
 USP_HIDDEN void usp__region_cache_atfork_parent(void);
@@ -450,6 +552,9 @@ struct usp_rec {
 	bool oob;		   /* USP_REC_OOB */
 	bool oob_consumed;	   /* ... already read with MSG_OOB */
 	bool peeked;		   /* USP_REC_PEEKED */
+	bool tipc_err;		   /* USP_REC_TIPC_ERR */
+	bool droppable;		   /* USP_REC_TIPC_DROPPABLE */
+	bool from_self;		   /* USP_REC_TIPC_SELF */
 	struct usp_kernel_meta meta;
 };
 USP_HIDDEN void usp__ring_mark_peeked(unsigned char *data, const struct usp_rec *rec);
@@ -464,6 +569,38 @@ USP_HIDDEN bool usp__ring_has_room(struct usp_pair *pair, struct usp_ring *r,
 				   uint64_t sndbuf);
 USP_HIDDEN uint64_t usp__ring_wmem(struct usp_pair *pair, struct usp_ring *r);
 USP_HIDDEN bool usp__ring_empty(struct usp_ring *r);
+
+/* The producer's half of publishing a record: its charge and bytes, then
+ * the tail (P1: pairs with C1 in the consumer).  Caller holds the
+ * producer's send_lock and wrote the record below tail. */
+static inline void usp__ring_publish(struct usp_ring *q, uint64_t tail, uint32_t len,
+				     uint32_t truesize)
+{
+	atomic_store_explicit(&q->charged,
+			      atomic_load_explicit(&q->charged, memory_order_relaxed) + truesize,
+			      memory_order_relaxed);
+	atomic_store_explicit(&q->bytes_in,
+			      atomic_load_explicit(&q->bytes_in, memory_order_relaxed) + len,
+			      memory_order_relaxed);
+	atomic_store_explicit(&q->tail, tail, memory_order_release); /* P1 */
+}
+
+/* The consumer's half of consuming the record at head: the head record's
+ * partial-read state, bytes and release, then head (C2: pairs with P2 in
+ * the producer).  Caller holds the consumer's recv_lock. */
+static inline void usp__ring_consume(struct usp_ring *q, const struct usp_rec *rec,
+				     uint32_t truesize)
+{
+	atomic_store_explicit(&q->head_used, 0, memory_order_relaxed);
+	atomic_store_explicit(&q->head_marked, 0, memory_order_relaxed);
+	atomic_store_explicit(&q->bytes_out,
+			      atomic_load_explicit(&q->bytes_out, memory_order_relaxed) + rec->len,
+			      memory_order_relaxed);
+	atomic_store_explicit(&q->released,
+			      atomic_load_explicit(&q->released, memory_order_relaxed) + truesize,
+			      memory_order_release);
+	atomic_store_explicit(&q->head, rec->next, memory_order_release); /* C2 */
+}
 
 /* wait.c */
 USP_HIDDEN int64_t usp__now_ns(void);
@@ -566,6 +703,32 @@ static inline bool usp__wmem_writable(uint64_t wmem, int sndbuf)
 {
 	return ((wmem + 1) << 2) <= (uint64_t)(sndbuf < 0 ? 0 : sndbuf);
 }
+
+/* tipc.c: AF_TIPC pairs */
+USP_HIDDEN void usp__tipc_init(struct usp_shared *shm, int tipc_type);
+USP_HIDDEN void usp__tipc_released(struct usp_pair *pair, struct usp_shared *shm, int side);
+USP_HIDDEN ssize_t usp__tipc_sendmsg(struct usp_sock *s, const struct msghdr *msg,
+				     size_t len, int flags);
+USP_HIDDEN ssize_t usp__tipc_recvmsg(struct usp_sock *s, struct msghdr *msg,
+				     size_t len, int flags);
+USP_HIDDEN short usp__tipc_poll_mask(struct usp_sock *s, short events);
+USP_HIDDEN int usp__tipc_shutdown(struct usp_sock *s, int how);
+USP_HIDDEN int usp__tipc_getname(struct usp_sock *s, struct sockaddr *addr,
+				 socklen_t *addrlen, bool peer);
+USP_HIDDEN int usp__tipc_getsockopt(struct usp_sock *s, int level, int optname,
+				    void *optval, socklen_t *optlen);
+USP_HIDDEN int usp__tipc_setsockopt(struct usp_sock *s, int level, int optname,
+				    const void *optval, socklen_t optlen);
+USP_HIDDEN bool usp__tipc_ioctl_refused(unsigned long request);
+USP_HIDDEN uint32_t usp__tipc_truesize(size_t msg_size);
+/* sockopt.c: move_addr_to_user(); a timeval in microseconds, saturated */
+struct timeval;
+USP_HIDDEN int usp__put_name(struct sockaddr *addr, socklen_t *addrlen, const void *name,
+			     socklen_t namelen);
+USP_HIDDEN int64_t usp__timeval_us(const struct timeval *tv);
+/* scm.c: put_cmsg() */
+USP_HIDDEN void usp__put_cmsg(struct msghdr *msg, size_t *used, int level, int type,
+			      const void *data, size_t len);
 
 /* poll.c */
 USP_HIDDEN short usp__poll_mask(struct usp_sock *s, short events);

@@ -28,59 +28,7 @@
 #define UIO_MAXIOV 1024
 #endif
 
-/* ---- iovec cursor ---------------------------------------------------- */
-
-struct iov_cursor {
-	const struct iovec *iov;
-	size_t cnt;
-	size_t idx;
-	size_t off;
-};
-
-static void cursor_init(struct iov_cursor *c, const struct iovec *iov, size_t cnt)
-{
-	c->iov = iov;
-	c->cnt = cnt;
-	c->idx = 0;
-	c->off = 0;
-}
-
-/* The next piece of at most n (> 0) bytes of the cursor, advancing it;
- * the caller has checked that the iovecs hold n more bytes. */
-static inline size_t cursor_next(struct iov_cursor *c, size_t n, unsigned char **piece)
-{
-	while (c->iov[c->idx].iov_len == c->off) {
-		c->idx++;
-		c->off = 0;
-	}
-	size_t avail = c->iov[c->idx].iov_len - c->off;
-	size_t k = n < avail ? n : avail;
-	*piece = (unsigned char *)c->iov[c->idx].iov_base + c->off;
-	c->off += k;
-	return k;
-}
-
-static void cursor_copy_out(struct iov_cursor *c, unsigned char *dst, size_t n)
-{
-	while (n) {
-		unsigned char *p;
-		size_t k = cursor_next(c, n, &p);
-		memcpy(dst, p, k);
-		dst += k;
-		n -= k;
-	}
-}
-
-static void cursor_copy_in(struct iov_cursor *c, const unsigned char *src, size_t n)
-{
-	while (n) {
-		unsigned char *p;
-		size_t k = cursor_next(c, n, &p);
-		memcpy(p, src, k);
-		src += k;
-		n -= k;
-	}
-}
+/* ---- iovec slices (the cursor is in internal.h) ------------------- */
 
 /* The next n bytes of the cursor as an iovec array behind an optional
  * prefix entry, advancing the cursor (for a kernel record, scm.c). */
@@ -90,7 +38,7 @@ struct iov_slice {
 	size_t cnt;
 };
 
-static int cursor_slice(struct iov_cursor *c, size_t n, struct iov_slice *sl,
+static int cursor_slice(struct usp_iov_cursor *c, size_t n, struct iov_slice *sl,
 			void *prefix, size_t prefix_len)
 {
 	size_t need = c->cnt - c->idx + 1;
@@ -102,7 +50,7 @@ static int cursor_slice(struct iov_cursor *c, size_t n, struct iov_slice *sl,
 		sl->iov[sl->cnt++] = (struct iovec){prefix, prefix_len};
 	while (n) {
 		unsigned char *p;
-		size_t k = cursor_next(c, n, &p);
+		size_t k = usp__cursor_next(c, n, &p);
 		sl->iov[sl->cnt++] = (struct iovec){p, k};
 		n -= k;
 	}
@@ -277,14 +225,7 @@ static int send_alloc_error(struct usp_sock *s)
 static void publish(struct usp_sock *s, uint64_t tail, uint32_t len,
 		    uint32_t truesize)
 {
-	struct usp_ring *q = s->txq;
-	atomic_store_explicit(&q->charged,
-			      atomic_load_explicit(&q->charged, memory_order_relaxed) + truesize,
-			      memory_order_relaxed);
-	atomic_store_explicit(&q->bytes_in,
-			      atomic_load_explicit(&q->bytes_in, memory_order_relaxed) + len,
-			      memory_order_relaxed);
-	atomic_store_explicit(&q->tail, tail, memory_order_release); /* P1 */
+	usp__ring_publish(s->txq, tail, len, truesize);
 	bool woke = usp__wake(s->peer, s->fd, USP_WAKE_DATA);
 	if (woke != atomic_load_explicit(&s->pair->woke_peer[s->side], memory_order_relaxed))
 		atomic_store_explicit(&s->pair->woke_peer[s->side], woke, memory_order_relaxed);
@@ -335,16 +276,7 @@ static void wake_room(struct usp_sock *s)
 static void consume(struct usp_sock *s, const struct usp_rec *rec,
 		    uint32_t truesize)
 {
-	struct usp_ring *q = s->rxq;
-	atomic_store_explicit(&q->head_used, 0, memory_order_relaxed);
-	atomic_store_explicit(&q->head_marked, 0, memory_order_relaxed);
-	atomic_store_explicit(&q->bytes_out,
-			      atomic_load_explicit(&q->bytes_out, memory_order_relaxed) + rec->len,
-			      memory_order_relaxed);
-	atomic_store_explicit(&q->released,
-			      atomic_load_explicit(&q->released, memory_order_relaxed) + truesize,
-			      memory_order_release);
-	atomic_store_explicit(&q->head, rec->next, memory_order_release); /* C2 */
+	usp__ring_consume(s->rxq, rec, truesize);
 	wake_room(s);
 }
 
@@ -384,7 +316,7 @@ static bool pass_any(struct usp_sock *s)
  * the cursor.  Caller holds the send_lock and has reserved the ring
  * record; on success it must publish it.
  */
-static ssize_t send_kernel_part(struct usp_sock *s, struct iov_cursor *cur,
+static ssize_t send_kernel_part(struct usp_sock *s, struct usp_iov_cursor *cur,
 				size_t chunk, const void *control,
 				size_t controllen, int flags)
 {
@@ -406,7 +338,7 @@ static ssize_t send_kernel_part(struct usp_sock *s, struct iov_cursor *cur,
  * order: our send_lock, then the peer's recv_lock, as early_wrap()).
  * Caller holds our send_lock.  No SIGURG (docs/DESIGN.md).
  */
-static ssize_t queue_oob(struct usp_sock *s, struct iov_cursor *cur, bool bad_user,
+static ssize_t queue_oob(struct usp_sock *s, struct usp_iov_cursor *cur, bool bad_user,
 			 bool nonblock, struct usp_wait *w)
 {
 	for (;;) {
@@ -442,7 +374,7 @@ static ssize_t queue_oob(struct usp_sock *s, struct iov_cursor *cur, bool bad_us
 		if (usp__peer_gone(s) || (shutdown_bits(s->peer) & USP_RCV_SHUTDOWN))
 			return -EPIPE; /* queue_oob() sends no SIGPIPE */
 		memset(payload, 0, USP_OOB_SPAN);
-		cursor_copy_out(cur, payload, 1);
+		usp__cursor_copy_out(cur, payload, 1);
 		usp__lock(&s->peer->recv_lock);
 		publish(s, tail, 1, usp__stream_truesize(1));
 		atomic_store(&s->peer->oob_pos, tail - (USP_REC_HDR + USP_OOB_SPAN) + 1);
@@ -478,8 +410,8 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	if (oob)
 		len--;
 
-	struct iov_cursor cur;
-	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+	struct usp_iov_cursor cur;
+	usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
 	struct usp_wait w;
 	usp__wait_init(&w, timeo_of(&s->self->sndtimeo_us), USP_WAKE_ROOM);
 	bool nonblock = sock_nonblock(s, flags);
@@ -565,7 +497,7 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 				usp__scm_hold_endpoints(msg, +1);
 				holding = true;
 			}
-			struct iov_cursor before = cur;
+			struct usp_iov_cursor before = cur;
 			ssize_t n = send_kernel_part(s, &cur, chunk,
 						     with_control ? msg->msg_control : creds_ctl,
 						     with_control ? msg->msg_controllen : creds_len,
@@ -590,7 +522,7 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 				(with_control && scm->nfds ? USP_KMETA_FDS : 0) | USP_KMETA_CREDS, 0};
 			memcpy(payload, &meta, sizeof(meta));
 		} else {
-			cursor_copy_out(&cur, payload, chunk);
+			usp__cursor_copy_out(&cur, payload, chunk);
 		}
 		publish(s, tail, (uint32_t)chunk, usp__stream_truesize(chunk));
 		sent += chunk;
@@ -614,7 +546,7 @@ static ssize_t stream_sendmsg(struct usp_sock *s, const struct msghdr *msg,
  * rest of the message is dropped.  Returns the payload bytes received past
  * skip, or -errno (-EAGAIN: the queue is empty).  Caller holds recv_lock.
  */
-static ssize_t read_kernel_part(struct usp_sock *s, struct iov_cursor *cur, bool mark,
+static ssize_t read_kernel_part(struct usp_sock *s, struct usp_iov_cursor *cur, bool mark,
 				size_t skip, size_t size, int flags,
 				struct usp_scm_recv *scm)
 {
@@ -634,7 +566,7 @@ static ssize_t read_kernel_part(struct usp_sock *s, struct iov_cursor *cur, bool
 }
 
 /* STREAM: a published kernel record's part must be there. */
-static ssize_t stream_read_kernel(struct usp_sock *s, struct iov_cursor *cur,
+static ssize_t stream_read_kernel(struct usp_sock *s, struct usp_iov_cursor *cur,
 				  bool mark, size_t skip, size_t chunk,
 				  int flags, struct usp_scm_recv *scm)
 {
@@ -695,9 +627,9 @@ static ssize_t stream_recv_oob(struct usp_sock *s, struct msghdr *msg, size_t le
 		err = -EFAULT;
 		chunk = 0;
 	} else if (chunk) {
-		struct iov_cursor c;
-		cursor_init(&c, msg->msg_iov, msg->msg_iovlen);
-		cursor_copy_in(&c, rec.data, 1);
+		struct usp_iov_cursor c;
+		usp__cursor_init(&c, msg->msg_iov, msg->msg_iovlen);
+		usp__cursor_copy_in(&c, rec.data, 1);
 	}
 	if (!peek) {
 		/* consumed += 1 and inq_len - 1 even into an empty buffer */
@@ -724,7 +656,7 @@ out:
  * a blocking read waits for exactly those, then takes what else is queued
  * without waiting, as one kernel read would.  Returns the bytes received
  * (errors are left for the next call, which goes to the descriptor). */
-static size_t stream_kernel_tail(struct usp_sock *s, struct iov_cursor *cur,
+static size_t stream_kernel_tail(struct usp_sock *s, struct usp_iov_cursor *cur,
 				 size_t room, size_t need, bool nonblock)
 {
 	struct iov_slice sl;
@@ -770,8 +702,8 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg,
 	if (flags & MSG_OOB)
 		return stream_recv_oob(s, msg, len, flags);
 
-	struct iov_cursor cur;
-	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+	struct usp_iov_cursor cur;
+	usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
 	bool peek = flags & MSG_PEEK;
 	bool nonblock = sock_nonblock(s, flags);
 	bool bad_user = iov_has_bad(msg->msg_iov, msg->msg_iovlen);
@@ -959,7 +891,7 @@ again:
 				break;
 			}
 		} else {
-			cursor_copy_in(&cur, rec.data + used, chunk);
+			usp__cursor_copy_in(&cur, rec.data + used, chunk);
 		}
 		skip = 0;
 		skipped_to = false;
@@ -1084,8 +1016,8 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 	if (len > (size_t)sndbuf_of(s) - 32)
 		return -EMSGSIZE;
 
-	struct iov_cursor cur;
-	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+	struct usp_iov_cursor cur;
+	usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
 	struct usp_wait w;
 	usp__wait_init(&w, timeo_of(&s->self->sndtimeo_us), USP_WAKE_ROOM);
 	bool nonblock = sock_nonblock(s, flags);
@@ -1145,7 +1077,7 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 							     msg->msg_controllen, flags);
 				if (n == -EAGAIN && !nonblock) {
 					usp__scm_hold_endpoints(msg, -1);
-					cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+					usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
 					usp__unlock(&s->self->send_lock);
 					struct pollfd p = {.fd = s->fd, .events = POLLOUT};
 					poll(&p, 1, 40);
@@ -1161,7 +1093,7 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 					(scm->nfds ? USP_KMETA_FDS : 0) | USP_KMETA_CREDS, 0};
 				memcpy(payload, &meta, sizeof(meta));
 			} else {
-				cursor_copy_out(&cur, payload, len);
+				usp__cursor_copy_out(&cur, payload, len);
 			}
 			publish(s, tail, (uint32_t)len, usp__dgram_truesize(len));
 			err = (ssize_t)len;
@@ -1286,8 +1218,8 @@ again:
 		size = len;
 		msg->msg_flags |= MSG_TRUNC;
 	}
-	struct iov_cursor cur;
-	cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+	struct usp_iov_cursor cur;
+	usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
 	bool bad_user = size && iov_has_bad(msg->msg_iov, msg->msg_iovlen);
 	if (rec.kernel) {
 		ssize_t n = read_kernel_part(s, &cur, true, skip, bad_user ? 0 : size, flags, &scm);
@@ -1316,7 +1248,7 @@ again:
 		goto out;
 	}
 	if (!rec.kernel)
-		cursor_copy_in(&cur, rec.data + skip, size);
+		usp__cursor_copy_in(&cur, rec.data + skip, size);
 	if (flags & MSG_PEEK) {
 		peek_off_move(s, (int64_t)size);
 	} else {
@@ -1373,6 +1305,8 @@ ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 		return -ENOBUFS;
 	if (msg->msg_controllen && bad_ptr(msg->msg_control))
 		return -EFAULT;
+	if (s->tipc_type)
+		return usp__tipc_sendmsg(s, msg, (size_t)len, flags);
 	if (s->type == SOCK_SEQPACKET) {
 		/* unix_seqpacket_sendmsg(): a pending error comes first, even
 		 * before unix_dgram_sendmsg() looks at the control buffer (a
@@ -1406,6 +1340,8 @@ ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg, int flags)
 	ssize_t len = iov_total(msg->msg_iov, msg->msg_iovlen);
 	if (len < 0)
 		return len;
+	if (s->tipc_type)
+		return usp__tipc_recvmsg(s, msg, (size_t)len, flags);
 	ssize_t r;
 	size_t controllen = msg->msg_controllen;
 	int msg_flags = msg->msg_flags;
@@ -1455,7 +1391,7 @@ static bool plain_state(struct usp_sock *s)
 
 static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int flags)
 {
-	if ((flags & ~(MSG_DONTWAIT | MSG_NOSIGNAL)) || len == 0 || bad_ptr(buf))
+	if ((flags & ~(MSG_DONTWAIT | MSG_NOSIGNAL)) || len == 0 || bad_ptr(buf) || s->tipc_type)
 		return -USP_SLOW;
 	int sndbuf = sndbuf_of(s);
 	uint32_t truesize;
@@ -1496,7 +1432,7 @@ static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int fl
 static ssize_t fast_recv(struct usp_sock *s, void *buf, size_t len, int flags)
 {
 	struct usp_endpoint *self = s->self;
-	if ((flags & ~MSG_DONTWAIT) || len == 0 || bad_ptr(buf) ||
+	if ((flags & ~MSG_DONTWAIT) || len == 0 || bad_ptr(buf) || s->tipc_type ||
 	    atomic_load_explicit(&self->peek_off, memory_order_relaxed) >= 0)
 		return -USP_SLOW;
 	bool stream = s->type == SOCK_STREAM;

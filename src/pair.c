@@ -228,7 +228,7 @@ void usp__region_release(struct usp_pair *pair)
 	pair_free(pair);
 }
 
-int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
+int usp__pair_create(int type, int tipc_type, int kernel_sv[2], struct usp_pair **out)
 {
 	struct usp_pair *pair = pair_alloc();
 	if (!pair)
@@ -244,10 +244,14 @@ int usp__pair_create(int type, int kernel_sv[2], struct usp_pair **out)
 	struct usp_shared *shm = mem;
 	shm->magic = USP_MAGIC;
 	shm->type = (uint32_t)type;
+	shm->tipc_type = (uint32_t)tipc_type;
 	endpoint_init(&shm->ep[0]);
 	endpoint_init(&shm->ep[1]);
+	if (tipc_type)
+		usp__tipc_init(shm, tipc_type);
 	pair->shm = shm;
 	pair->type = type;
+	pair->tipc_type = tipc_type;
 	atomic_store(&pair->refs, 2); /* one per table entry */
 	for (int i = 0; i < 2; i++)
 		atomic_init(&pair->spin_ns[i], 20000);
@@ -348,6 +352,17 @@ void usp__endpoint_released(struct usp_shared *shm, int side)
 	uint32_t open = USP_EP_OPEN;
 	if (!atomic_compare_exchange_strong(&ep->state, &open, USP_EP_GONE))
 		return;
+	if (shm->tipc_type) {
+		/* tipc_release() (tipc.c).  The region is all it has: a pair
+		 * on the stack carries it to the ring checks, which mark the
+		 * region itself corrupt if they must.  (tipc_type lives in
+		 * the region too; either release is safe on either kind.) */
+		struct usp_pair region = {.shm = shm};
+		usp__tipc_released(&region, shm, side);
+		usp__wake_endpoint(peer, -1);
+		usp__wake_endpoint(ep, -1);
+		return;
+	}
 	struct usp_ring *rx = &shm->ring[side];
 	uint64_t head = atomic_load(&rx->head), tail = usp__ld_acq(&rx->tail);
 	bool unread = head != tail;

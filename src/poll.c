@@ -38,6 +38,8 @@ static bool peer_writable(struct usp_sock *s)
 /* unix_poll() for STREAM, unix_dgram_poll() for DGRAM and SEQPACKET. */
 short usp__poll_mask(struct usp_sock *s, short events)
 {
+	if (s->tipc_type)
+		return usp__tipc_poll_mask(s, events);
 	unsigned mask = 0;
 	uint32_t shut = atomic_load(&s->self->shutdown);
 	if (atomic_load_explicit(&s->self->sk_err, memory_order_relaxed))

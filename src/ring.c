@@ -63,13 +63,14 @@ int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 		struct usp_rec_hdr h;
 		memcpy(&h, data + off, sizeof(h));
 		bool peeked = h.kind & USP_REC_PEEKED;
-		h.kind &= ~USP_REC_PEEKED;
+		uint32_t tipc_flags = h.kind & (USP_REC_TIPC_DROPPABLE | USP_REC_TIPC_SELF);
+		h.kind &= ~(USP_REC_PEEKED | USP_REC_TIPC_DROPPABLE | USP_REC_TIPC_SELF);
 		if (h.kind == USP_REC_WRAP) {
 			pos += USP_RING_BYTES - off;
 			continue;
 		}
 		if ((h.kind != USP_REC_DATA && h.kind != USP_REC_KERNEL &&
-		     h.kind != USP_REC_OOB) ||
+		     h.kind != USP_REC_OOB && h.kind != USP_REC_TIPC_ERR) ||
 		    h.len > USP_MAX_SNDBUF || (h.kind == USP_REC_OOB && h.len != 1))
 			goto corrupt;
 		uint32_t span = rec_span(h.len, h.kind);
@@ -81,6 +82,9 @@ int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 		rec->data = data + off + USP_REC_HDR;
 		rec->kernel = h.kind == USP_REC_KERNEL;
 		rec->oob = h.kind == USP_REC_OOB;
+		rec->tipc_err = h.kind == USP_REC_TIPC_ERR;
+		rec->droppable = tipc_flags & USP_REC_TIPC_DROPPABLE;
+		rec->from_self = tipc_flags & USP_REC_TIPC_SELF;
 		rec->oob_consumed = rec->oob && __atomic_load_n(rec->data + 1, __ATOMIC_RELAXED);
 		rec->peeked = peeked;
 		if (USP_UNLIKELY(rec->kernel)) {

@@ -745,8 +745,8 @@ void usp__scm_merge(struct usp_scm_recv *into, struct usp_scm_recv *from)
 }
 
 /* put_cmsg(): as much of the message as fits; MSG_CTRUNC if cut. */
-static void put_cmsg(struct msghdr *msg, size_t *used, int level, int type,
-		     const void *data, size_t len)
+void usp__put_cmsg(struct msghdr *msg, size_t *used, int level, int type,
+		   const void *data, size_t len)
 {
 	size_t room = msg->msg_controllen - *used;
 	if (room < sizeof(struct cmsghdr)) {
@@ -774,7 +774,7 @@ void usp__scm_put_creds(struct msghdr *msg, const struct ucred *c)
 		return;
 	size_t used = 0;
 	struct msghdr m = *msg;
-	put_cmsg(&m, &used, SOL_SOCKET, SCM_CREDENTIALS, c, sizeof(*c));
+	usp__put_cmsg(&m, &used, SOL_SOCKET, SCM_CREDENTIALS, c, sizeof(*c));
 }
 
 /*
@@ -806,12 +806,12 @@ void usp__scm_deliver(struct usp_sock *s, struct msghdr *msg,
 	size_t used = 0;
 	if (want_creds) {
 		struct ucred c = scm->has_creds ? scm->creds : usp__no_creds();
-		put_cmsg(msg, &used, SOL_SOCKET, SCM_CREDENTIALS, &c, sizeof(c));
+		usp__put_cmsg(msg, &used, SOL_SOCKET, SCM_CREDENTIALS, &c, sizeof(c));
 	}
 	for (size_t off = 0; off < scm->extra_len;) {
 		struct cmsghdr h;
 		memcpy(&h, scm->extra + off, sizeof(h));
-		put_cmsg(msg, &used, h.cmsg_level, h.cmsg_type,
+		usp__put_cmsg(msg, &used, h.cmsg_level, h.cmsg_type,
 			 scm->extra + off + CMSG_LEN(0), h.cmsg_len - CMSG_LEN(0));
 		off += CMSG_SPACE(h.cmsg_len - CMSG_LEN(0));
 	}
@@ -845,7 +845,7 @@ void usp__scm_deliver(struct usp_sock *s, struct msghdr *msg,
 			if (pass & USP_PASS_PIDFD)
 				msg->msg_flags |= MSG_CTRUNC;
 		} else if (scm->pidfd >= 0) {
-			put_cmsg(msg, &used, SOL_SOCKET, SCM_PIDFD, &scm->pidfd, sizeof(int));
+			usp__put_cmsg(msg, &used, SOL_SOCKET, SCM_PIDFD, &scm->pidfd, sizeof(int));
 			scm->pidfd = -1;
 		}
 		if (scm->pidfd >= 0)

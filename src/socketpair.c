@@ -39,9 +39,54 @@ static void close_keep_errno(int fd)
 	errno = saved;
 }
 
+/*
+ * AF_TIPC: the kernel is not asked for a TIPC socket (most kernels here
+ * have none, and the answer must not depend on it).  The backing pair is
+ * AF_UNIX (tipc.c), created first so that EMFILE and ENFILE come from the
+ * kernel, in the order of __sys_socketpair(): the flag bits, the
+ * descriptors, writing sv (EFAULT), then __sock_create()'s type range and
+ * tipc_sk_create()'s protocol and type.  Returns the TIPC type.
+ */
+static int tipc_backing_pair(int type, int protocol, int sv[2], int k[2])
+{
+	int flags = type & ~0xf;
+	type &= 0xf;
+	if (flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK))
+		return -EINVAL;
+	int backing = type == SOCK_STREAM ? SOCK_STREAM : SOCK_SEQPACKET;
+	if (socketpair(AF_UNIX, backing | flags, 0, k) < 0)
+		return -errno;
+	int err = 0;
+	if (!sv_writable(sv))
+		err = -EFAULT;
+	else if (type >= 11) /* SOCK_MAX */
+		err = -EINVAL;
+	else if (protocol != 0)
+		err = -EPROTONOSUPPORT;
+	else if (type != SOCK_STREAM && type != SOCK_SEQPACKET && type != SOCK_RDM &&
+		 type != SOCK_DGRAM)
+		err = -EPROTOTYPE;
+	if (err) {
+		close(k[0]);
+		close(k[1]);
+		return err;
+	}
+	return type;
+}
+
 int usp_socketpair(int domain, int type, int protocol, int sv[2])
 {
 	int k[2];
+	int real_type, tipc_type = 0;
+	if (domain == AF_TIPC) {
+		tipc_type = tipc_backing_pair(type, protocol, sv, k);
+		if (tipc_type < 0) {
+			errno = -tipc_type;
+			return -1;
+		}
+		real_type = tipc_type == SOCK_STREAM ? SOCK_STREAM : SOCK_SEQPACKET;
+		goto create;
+	}
 	if (socketpair(domain, type, protocol, k) < 0) {
 		/* Linux reserves the descriptors (EMFILE) and writes sv (EFAULT)
 		 * before it creates the sockets. */
@@ -58,9 +103,8 @@ int usp_socketpair(int domain, int type, int protocol, int sv[2])
 		return -1;
 	}
 	if (domain != AF_UNIX) {
-		/* AF_UNIX is the only family a kernel here pairs (AF_TIPC
-		 * where loaded): keep the kernel's pair (issue 7 brings
-		 * AF_TIPC to user space). */
+		/* AF_UNIX and AF_TIPC are the families socketpair() supports;
+		 * whatever else a kernel pairs stays the kernel's */
 		sv[0] = k[0];
 		sv[1] = k[1];
 		return 0;
@@ -68,7 +112,7 @@ int usp_socketpair(int domain, int type, int protocol, int sv[2])
 	/* the kernel accepted the type: unix_create() keeps STREAM,
 	 * SEQPACKET and DGRAM and makes SOCK_RAW a DGRAM socket; ask it
 	 * about anything else */
-	int real_type = type & 0xf;
+	real_type = type & 0xf;
 	if (real_type == SOCK_RAW)
 		real_type = SOCK_DGRAM;
 	if (real_type != SOCK_STREAM && real_type != SOCK_SEQPACKET && real_type != SOCK_DGRAM) {
@@ -76,8 +120,9 @@ int usp_socketpair(int domain, int type, int protocol, int sv[2])
 		if (getsockopt(k[0], SOL_SOCKET, SO_TYPE, &real_type, &len) < 0)
 			real_type = type & 0xf;
 	}
+create:;
 	struct usp_pair *pair;
-	int r = usp__pair_create(real_type, k, &pair);
+	int r = usp__pair_create(real_type, tipc_type, k, &pair);
 	if (r < 0)
 		goto fail;
 	if (type & SOCK_NONBLOCK) {

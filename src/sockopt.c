@@ -22,7 +22,7 @@
 
 #include "internal.h"
 
-static int64_t timeval_us(const struct timeval *tv)
+int64_t usp__timeval_us(const struct timeval *tv)
 {
 	/* the kernel keeps timeouts up to MAX_SCHEDULE_TIMEOUT jiffies, far
 	 * more microseconds than an int64_t holds: saturate */
@@ -90,13 +90,13 @@ static void mirror_option(struct usp_sock *s, int optname)
 	case SO_RCVTIMEO_NEW:
 		len = sizeof(tv);
 		if (!getsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO_OLD, &tv, &len))
-			atomic_store(&s->self->rcvtimeo_us, timeval_us(&tv));
+			atomic_store(&s->self->rcvtimeo_us, usp__timeval_us(&tv));
 		break;
 	case SO_SNDTIMEO_OLD:
 	case SO_SNDTIMEO_NEW:
 		len = sizeof(tv);
 		if (!getsockopt(s->fd, SOL_SOCKET, SO_SNDTIMEO_OLD, &tv, &len))
-			atomic_store(&s->self->sndtimeo_us, timeval_us(&tv));
+			atomic_store(&s->self->sndtimeo_us, usp__timeval_us(&tv));
 		break;
 	}
 }
@@ -107,6 +107,11 @@ int usp_setsockopt(int fd, int level, int optname, const void *optval,
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return setsockopt(fd, level, optname, optval, optlen);
+	if (s.tipc_type) {
+		int t = usp__tipc_setsockopt(&s, level, optname, optval, optlen);
+		usp__put(&s);
+		return (int)usp__ret_errno(t);
+	}
 	/* the backing socket's room is resized under the send_lock (pair.c
 	 * usp__backing_ready), after the user's value is set */
 	bool sndbuf = level == SOL_SOCKET && (optname == SO_SNDBUF || optname == SO_SNDBUFFORCE);
@@ -136,6 +141,11 @@ int usp_getsockopt(int fd, int level, int optname, void *optval,
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return getsockopt(fd, level, optname, optval, optlen);
+	if (s.tipc_type) {
+		int t = usp__tipc_getsockopt(&s, level, optname, optval, optlen);
+		usp__put(&s);
+		return (int)usp__ret_errno(t);
+	}
 	/* The kernel checks optlen and the buffers and writes its value. */
 	int r = getsockopt(fd, level, optname, optval, optlen);
 	if (r == 0 && level == SOL_SOCKET && optname == SO_SNDBUF) {
@@ -161,29 +171,30 @@ int usp_getsockopt(int fd, int level, int optname, void *optval,
 	return r;
 }
 
+/* move_addr_to_user(): as much of the name as fits, and its whole length */
+int usp__put_name(struct sockaddr *addr, socklen_t *addrlen, const void *name,
+		  socklen_t namelen)
+{
+	/* its order: EFAULT for the length's pointer (one into the first
+	 * page: DESIGN.md, known difference 4), EINVAL for a negative
+	 * length, EFAULT for the address if anything is copied */
+	if ((uintptr_t)addrlen < 4096)
+		return -EFAULT;
+	if ((int)*addrlen < 0)
+		return -EINVAL;
+	if (*addrlen && (uintptr_t)addr < 4096)
+		return -EFAULT;
+	if (*addrlen)
+		memcpy(addr, name, *addrlen < namelen ? *addrlen : namelen);
+	*addrlen = namelen;
+	return 0;
+}
+
 /* unix_getname() of a socket without a name: the family alone. */
 static int unnamed(struct sockaddr *addr, socklen_t *addrlen)
 {
 	sa_family_t family = AF_UNIX;
-	/* move_addr_to_user()'s order: EFAULT for the length's pointer (one
-	 * into the first page: DESIGN.md, known difference 4), EINVAL for a
-	 * negative length, EFAULT for the address if anything is copied */
-	if ((uintptr_t)addrlen < 4096) {
-		errno = EFAULT;
-		return -1;
-	}
-	if ((int)*addrlen < 0) {
-		errno = EINVAL;
-		return -1;
-	}
-	if (*addrlen && (uintptr_t)addr < 4096) {
-		errno = EFAULT;
-		return -1;
-	}
-	if (*addrlen)
-		memcpy(addr, &family, *addrlen < sizeof(family) ? *addrlen : sizeof(family));
-	*addrlen = sizeof(family);
-	return 0;
+	return (int)usp__ret_errno(usp__put_name(addr, addrlen, &family, sizeof(family)));
 }
 
 int usp_getsockname(int fd, struct sockaddr *addr, socklen_t *addrlen)
@@ -191,6 +202,11 @@ int usp_getsockname(int fd, struct sockaddr *addr, socklen_t *addrlen)
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return getsockname(fd, addr, addrlen);
+	if (s.tipc_type) {
+		int t = usp__tipc_getname(&s, addr, addrlen, false);
+		usp__put(&s);
+		return (int)usp__ret_errno(t);
+	}
 	bool named = s.type != SOCK_DGRAM || atomic_load(&s.self->maybe_named);
 	usp__put(&s);
 	if (named || (uintptr_t)addr < 4096 || (uintptr_t)addrlen < 4096 || (int)*addrlen < 0)
@@ -215,6 +231,11 @@ int usp_getpeername(int fd, struct sockaddr *addr, socklen_t *addrlen)
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return getpeername(fd, addr, addrlen);
+	if (s.tipc_type) {
+		int t = usp__tipc_getname(&s, addr, addrlen, true);
+		usp__put(&s);
+		return (int)usp__ret_errno(t);
+	}
 	/* The backing DGRAM socket is disconnected by uspair's liveness
 	 * probe, not by the user's send; answer from uspair's state.  An
 	 * unnamed peer's name is the same as an unnamed socket's own. */
@@ -248,6 +269,10 @@ int usp_shutdown(int fd, int how)
 	if (!usp__lookup(fd, &s))
 		return shutdown(fd, how);
 	int r = 0;
+	if (s.tipc_type) {
+		r = usp__tipc_shutdown(&s, how);
+		goto out;
+	}
 	if (how < SHUT_RD || how > SHUT_RDWR) {
 		r = -EINVAL;
 		goto out;
@@ -331,6 +356,11 @@ int usp_ioctl(int fd, unsigned long request, ...)
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return ioctl(fd, request, arg);
+	if (s.tipc_type && usp__tipc_ioctl_refused(request)) {
+		usp__put(&s);
+		errno = ENOTTY;
+		return -1;
+	}
 	/* The kernel validates the argument (EFAULT) and answers what it
 	 * owns; uspair overwrites the queue lengths, which it owns. */
 	int r = ioctl(fd, request, arg);

@@ -130,3 +130,13 @@ int usp__default_rcvbuf(void)
 			       "/proc/sys/net/core/rmem_default", 212992);
 	return v > INT32_MAX ? INT32_MAX : (int)v;
 }
+
+/* tipc_buf_acquire(): a linear skb with BUF_HEADROOM in front of the
+ * message (header included) and BUF_TAILROOM behind it, as Debian's 6.1
+ * builds them (CONFIG_TIPC_CRYPTO, LL_MAX_HEADER 128).  TIPC charges
+ * truesize to the receiver (sk_rmem_alloc) against its queue limits. */
+#define TIPC_BUF_OVERHEAD 224u
+uint32_t usp__tipc_truesize(size_t msg_size)
+{
+	return skb_truesize(TIPC_BUF_OVERHEAD + msg_size, 0);
+}

@@ -1,0 +1,1136 @@
+/*
+ * AF_TIPC pairs: socketpair(AF_TIPC, type, 0) in user space (issue 7).
+ *
+ * The kernels uspair runs on usually have no TIPC, so these pairs never ask
+ * the kernel for an AF_TIPC socket: the descriptors are an AF_UNIX pair of
+ * the backing type (SOCK_STREAM for STREAM, SOCK_SEQPACKET for the others),
+ * which gives the descriptor model, liveness and poll wake-ups exactly as
+ * for AF_UNIX pairs, and this file answers every call with the semantics of
+ * net/tipc/socket.c on a node: one operations table per kind of socket as
+ * there (tipc_sendstream/tipc_recvstream for STREAM, tipc_send_packet and
+ * tipc_recvmsg for SEQPACKET, __tipc_sendmsg and tipc_recvmsg for RDM and
+ * DGRAM), on the same shared-memory rings as AF_UNIX pairs.  The oracle is
+ * a real TIPC kernel: test/tipc_transcript compares every step of its
+ * transcript, and docs/DESIGN.md lists what is deliberately different.
+ *
+ * What TIPC does that AF_UNIX does not, and how it is kept here:
+ *  - Every socket has a random 32-bit port id (usp_tipc_ep.port); names
+ *    are struct sockaddr_tipc with that id, and every receive fills
+ *    msg_name with the sender's.
+ *  - A pair is connected as tipc_socketpair() leaves it, for every type
+ *    (TIPC_ESTABLISHED).  STREAM and SEQPACKET become TIPC_DISCONNECTING
+ *    on a shutdown or release of either end; RDM and DGRAM never do.
+ *  - Connection flow control counts 1 KiB blocks (struct usp_tipc_ep).
+ *  - A socket that shuts down or is released rejects what it has not
+ *    read: connected types return the first message to the peer inside
+ *    the "FIN" (a USP_REC_TIPC_ERR record: TIPC_ERRINFO and TIPC_RETDATA
+ *    on receive) and drop the rest; RDM and DGRAM return each message
+ *    whose sender made it returnable (TIPC_DEST_DROPPABLE 0) and drop the
+ *    others.  RDM/DGRAM messages beyond the receive queue's limit, or to
+ *    a socket that is gone, are rejected the same way.
+ *  - Zero-length messages are queued (they make poll() readable) but
+ *    never delivered.
+ *
+ * Locking is that of io.c: a sender holds its endpoint's send_lock while
+ * it writes into the peer's queue, a receiver its recv_lock.  A shutdown
+ * or release of endpoint X takes X's send_lock, then X's recv_lock (all
+ * send_locks before any recv_lock, the order fallback.c documents).  A
+ * message returned to its own sender is written under the peer's
+ * send_lock (the producer lock of the sender's queue), taken with no other
+ * lock held.  The flow-control counters are atomics: snt_unacked is the
+ * only one both sides write (the receiver's acknowledgement subtracts).
+ * Everything read from the region is untrusted: records are checked by
+ * ring.c, and a lying counter can only stall or open the window.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/sockios.h>
+#include <linux/tipc.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define TIPC_MAX_USER 66000u	 /* TIPC_MAX_USER_MSG_SIZE */
+#define FLOWCTL_BLK 1024	 /* FLOWCTL_BLK_SZ */
+#define RCVBUF_MIN (FLOWCTL_BLK * 512)
+#define RCVBUF_DEF (FLOWCTL_BLK * 1024 * 2) /* sysctl_tipc_rmem[1] */
+#define ACK_RATE 4		 /* acknowledge at a quarter of the window */
+#define SHORT_H 24		 /* header of a connection message */
+#define BASIC_H 32		 /* of a direct (RDM/DGRAM) or returned one */
+#define MAX_FORWARD 1024	 /* data a rejected message carries back */
+#define CONN_TIMEOUT_DEFAULT 8000
+#define NAGLE_START_INIT 4
+#define NAGLE_START_MAX 1024
+#define MAX_NAGLE 1500		 /* tsk_set_nagle() for a node-local peer */
+/* what the ring must hold beyond the data in flight (ring.c early wrap):
+ * the connection window is 512 blocks, RDM/DGRAM queues 2 MiB of truesize
+ * at the default importance */
+#define TIPC_QUEUE_BOUND (4u << 20)
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* Linux 6.5 */
+#endif
+#ifndef SIOCUNIXFILE
+#define SIOCUNIXFILE (SIOCPROTOPRIVATE + 0) /* AF_UNIX's own, Linux 6.0 */
+#endif
+
+static bool conn_type(const struct usp_sock *s)
+{
+	return s->tipc_type == SOCK_STREAM || s->tipc_type == SOCK_SEQPACKET;
+}
+
+static struct usp_tipc_ep *me(struct usp_sock *s)
+{
+	return &s->self->tipc;
+}
+
+static struct usp_tipc_ep *them(struct usp_sock *s)
+{
+	return &s->peer->tipc;
+}
+
+static int blocks(size_t msg_size)
+{
+	return (int)(msg_size / FLOWCTL_BLK) + 1;
+}
+
+static int adv_blocks(int rcvbuf)
+{
+	return rcvbuf < 0 ? 0 : rcvbuf / FLOWCTL_BLK / 4;
+}
+
+static uint32_t ld(_Atomic uint32_t *p)
+{
+	return atomic_load_explicit(p, memory_order_acquire);
+}
+
+static int ld32(_Atomic int32_t *p)
+{
+	return atomic_load_explicit(p, memory_order_relaxed);
+}
+
+static bool established(struct usp_endpoint *ep)
+{
+	return ld(&ep->tipc.state) == USP_TIPC_ESTABLISHED;
+}
+
+/* tsk_conn_cong() */
+static bool conn_cong(struct usp_tipc_ep *t)
+{
+	return ld32(&t->snt_unacked) > ld32(&t->snd_win);
+}
+
+static uint32_t random_port(void)
+{
+	uint32_t v = 0;
+	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
+		v = (uint32_t)usp__now_ns() * 2654435761u;
+	return v ? v : 1;
+}
+
+/* tipc_sk_create() and tipc_socketpair(): both ends connected to each
+ * other, with distinct port ids. */
+void usp__tipc_init(struct usp_shared *shm, int tipc_type)
+{
+	uint32_t port0 = random_port(), port1;
+	while ((port1 = random_port()) == port0)
+		;
+	for (int i = 0; i < 2; i++) {
+		struct usp_tipc_ep *t = &shm->ep[i].tipc;
+		atomic_init(&t->port, i ? port1 : port0);
+		atomic_init(&t->state, USP_TIPC_ESTABLISHED);
+		atomic_init(&t->snt_unacked, 0);
+		atomic_init(&t->snd_win, adv_blocks(RCVBUF_MIN));
+		atomic_init(&t->rcv_unacked, 0);
+		atomic_init(&t->rcv_win, adv_blocks(RCVBUF_MIN));
+		atomic_init(&t->rcvbuf, RCVBUF_DEF);
+		atomic_init(&t->importance, TIPC_LOW_IMPORTANCE);
+		bool connectionless = tipc_type == SOCK_RDM || tipc_type == SOCK_DGRAM;
+		atomic_init(&t->dest_droppable, connectionless);
+		atomic_init(&t->src_droppable, tipc_type == SOCK_DGRAM);
+		atomic_init(&t->conn_timeout, CONN_TIMEOUT_DEFAULT);
+		atomic_init(&t->nodelay, 0);
+		atomic_init(&t->oneway, 0);
+		atomic_init(&t->nagle_start, NAGLE_START_INIT);
+	}
+}
+
+/* The sockaddr_tipc of a port (tipc_getname(), tipc_sk_set_orig_addr()). */
+static void port_name(struct sockaddr_tipc *a, uint32_t port)
+{
+	memset(a, 0, sizeof(*a));
+	a->family = AF_TIPC;
+	a->addrtype = TIPC_SOCKET_ADDR;
+	a->addr.id.ref = port;
+	a->addr.id.node = 0; /* a node without an address: tipc_own_addr() */
+}
+
+int usp__tipc_getname(struct usp_sock *s, struct sockaddr *addr, socklen_t *addrlen,
+		      bool peer)
+{
+	/* peer: only while connected (tipc_getname(peer = 1)) */
+	if (peer && !established(s->self))
+		return -ENOTCONN;
+	struct sockaddr_tipc a;
+	port_name(&a, ld(peer ? &them(s)->port : &me(s)->port));
+	return usp__put_name(addr, addrlen, &a, sizeof(a));
+}
+
+/* ---- the queues -------------------------------------------------------- */
+
+/* truesize of a message of msg_size bytes, header included (skb) */
+static uint32_t msg_truesize(size_t msg_size)
+{
+	return usp__tipc_truesize(msg_size);
+}
+
+static size_t hdr_size(const struct usp_sock *s, const struct usp_rec *rec)
+{
+	if (rec->tipc_err)
+		return BASIC_H;
+	return conn_type(s) ? SHORT_H : BASIC_H;
+}
+
+/* What a record's data is: a message's bytes, or a rejected message's
+ * returned bytes behind its error code. */
+struct tipc_msg_view {
+	const unsigned char *data;
+	uint32_t dlen;
+	uint32_t err; /* TIPC error code, 0 for data */
+};
+
+static int view_of(struct usp_sock *s, const struct usp_rec *rec, struct tipc_msg_view *v)
+{
+	if (rec->kernel || rec->oob)
+		goto corrupt; /* never written into a TIPC pair's ring */
+	if (!rec->tipc_err) {
+		v->data = rec->data;
+		v->dlen = rec->len;
+		v->err = 0;
+		return 0;
+	}
+	uint32_t code;
+	if (rec->len < sizeof(code) || rec->len - sizeof(code) > MAX_FORWARD)
+		goto corrupt;
+	memcpy(&code, rec->data, sizeof(code));
+	if (code == 0 || code > TIPC_CONN_SHUTDOWN)
+		goto corrupt;
+	v->data = rec->data + sizeof(code);
+	v->dlen = rec->len - (uint32_t)sizeof(code);
+	v->err = code;
+	return 0;
+corrupt:
+	usp__pair_corrupt(s->pair);
+	return -EIO;
+}
+
+/* The record at the head of ring `side`, caller holding that endpoint's
+ * recv_lock. */
+static int head_record(struct usp_pair *pair, struct usp_shared *shm, int side,
+		       struct usp_rec *rec)
+{
+	struct usp_ring *q = &shm->ring[side];
+	unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET + (size_t)side * USP_RING_BYTES;
+	return usp__ring_peek(pair, q, data, atomic_load_explicit(&q->head, memory_order_relaxed),
+			      usp__ld_acq(&q->tail) /* C1 */, rec);
+}
+
+static uint32_t rec_truesize(bool conn, const struct usp_rec *rec)
+{
+	size_t h = rec->tipc_err ? BASIC_H : conn ? SHORT_H : BASIC_H;
+	return msg_truesize(h + rec->len);
+}
+
+/*
+ * Append a message to the queue of endpoint `to` (ring[to]).  Caller holds
+ * the producer lock of that queue, ep[to ^ 1].send_lock.  kind is
+ * USP_REC_DATA (droppable: the sender's TIPC_DEST_DROPPABLE, kept in the
+ * record for a later rejection) or USP_REC_TIPC_ERR (err, then the data).
+ * The data comes from the cursor, or from `bytes` when cur is NULL.
+ * -EAGAIN: the ring is physically full.
+ */
+static int append(struct usp_pair *pair, struct usp_shared *shm, int to, uint32_t kind,
+		  uint32_t err, struct usp_iov_cursor *cur, const unsigned char *bytes,
+		  size_t dlen, bool droppable, uint32_t truesize)
+{
+	struct usp_ring *q = &shm->ring[to];
+	unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET + (size_t)to * USP_RING_BYTES;
+	size_t len = dlen + (kind == USP_REC_TIPC_ERR ? sizeof(err) : 0);
+	uint64_t tail;
+	unsigned char *payload;
+	uint32_t k = kind | (droppable ? USP_REC_TIPC_DROPPABLE : 0);
+	int r = usp__ring_reserve(pair, q, data, (uint32_t)len, k, TIPC_QUEUE_BOUND,
+				  &shm->ep[to].recv_lock, &tail, &payload);
+	if (r < 0)
+		return r;
+	if (kind == USP_REC_TIPC_ERR) {
+		memcpy(payload, &err, sizeof(err));
+		payload += sizeof(err);
+	}
+	if (cur)
+		usp__cursor_copy_out(cur, payload, dlen);
+	else if (dlen)
+		memcpy(payload, bytes, dlen);
+	usp__ring_publish(q, tail, (uint32_t)len, truesize);
+	return 0;
+}
+
+/* Receive-queue memory of endpoint `side` (sk_rmem_alloc). */
+static uint64_t rmem_of(struct usp_pair *pair, struct usp_shared *shm, int side)
+{
+	return usp__ring_wmem(pair, &shm->ring[side]);
+}
+
+/* rcvbuf_limit() for a message to a connectionless socket */
+static uint64_t dgram_limit(struct usp_endpoint *to, uint32_t importance)
+{
+	int rcvbuf = ld32(&to->tipc.rcvbuf);
+	uint64_t limit = rcvbuf < 0 ? 0 : (uint64_t)rcvbuf << (importance & 3);
+	return limit > TIPC_QUEUE_BOUND ? TIPC_QUEUE_BOUND : limit;
+}
+
+/*
+ * tipc_msg_reverse(): a message rejected with error `err` goes back to
+ * its sender (endpoint `to`) with at most MAX_FORWARD bytes of its data,
+ * unless its sender made it droppable or it is itself a rejection.
+ * Caller holds the producer lock of ring[to].  False if it was dropped.
+ */
+static bool give_back(struct usp_pair *pair, struct usp_shared *shm, int to, uint32_t err,
+		      const unsigned char *data, size_t dlen, bool limited)
+{
+	if (dlen > MAX_FORWARD)
+		dlen = MAX_FORWARD;
+	uint32_t truesize = msg_truesize(BASIC_H + dlen);
+	struct usp_endpoint *ep = &shm->ep[to];
+	if (atomic_load(&ep->state) == USP_EP_GONE)
+		return false; /* no port: the rejection itself is dropped */
+	if (limited && rmem_of(pair, shm, to) + truesize >=
+			       dgram_limit(ep, atomic_load(&ep->tipc.importance)))
+		return false;
+	return append(pair, shm, to, USP_REC_TIPC_ERR, err, NULL, data, dlen, false, truesize) == 0;
+}
+
+/*
+ * __tipc_shutdown() of endpoint `side` with error `err` (TIPC_CONN_SHUTDOWN
+ * for shutdown(), TIPC_ERR_NO_PORT for a release).  Takes that endpoint's
+ * send_lock, then its recv_lock; the caller holds no uspair lock.  Returns
+ * true when the socket is (now) disconnecting.
+ */
+static bool reject_queue(struct usp_pair *pair, struct usp_shared *shm, int side,
+			 uint32_t err)
+{
+	struct usp_endpoint *self = &shm->ep[side], *peer = &shm->ep[side ^ 1];
+	int tipc_type = (int)shm->tipc_type;
+	bool conn = tipc_type == SOCK_STREAM || tipc_type == SOCK_SEQPACKET;
+	usp__lock(&self->send_lock); /* producer of the peer's queue */
+	usp__lock(&self->recv_lock);
+	struct usp_ring *q = &shm->ring[side];
+	struct usp_rec rec;
+	bool disconnecting;
+	bool told_peer = false;
+	/* a partly read message is dropped first (bytes_read) */
+	if (head_record(pair, shm, side, &rec) == 0 &&
+	    atomic_load_explicit(&q->head_used, memory_order_relaxed))
+		usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
+	if (!conn) {
+		/* tsk_rej_rx_queue(): every message back to its sender if it
+		 * may go back, queue limits applying as for any message */
+		while (head_record(pair, shm, side, &rec) == 0) {
+			if (!rec.tipc_err && !rec.droppable && !rec.from_self)
+				give_back(pair, shm, side ^ 1, err, rec.data, rec.len, true);
+			usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
+		}
+		disconnecting = false;
+	} else if (ld(&self->tipc.state) == USP_TIPC_ESTABLISHED) {
+		atomic_store(&self->tipc.state, USP_TIPC_DISCONNECTING);
+		/* the FIN: the first unread message goes back with it, the
+		 * rest is dropped; an empty queue sends a bare FIN */
+		if (head_record(pair, shm, side, &rec) == 0) {
+			if (!rec.tipc_err && !rec.droppable)
+				told_peer = give_back(pair, shm, side ^ 1, err, rec.data,
+						      rec.len, false);
+			while (head_record(pair, shm, side, &rec) == 0)
+				usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
+		} else {
+			told_peer = atomic_load(&peer->state) != USP_EP_GONE &&
+				    append(pair, shm, side ^ 1, USP_REC_TIPC_ERR, err, NULL, NULL, 0,
+					   false, msg_truesize(SHORT_H)) == 0;
+		}
+		/* tipc_sk_filter_connect(): the peer disconnects as the FIN
+		 * arrives */
+		if (told_peer)
+			atomic_store(&peer->tipc.state, USP_TIPC_DISCONNECTING);
+		disconnecting = true;
+	} else {
+		while (head_record(pair, shm, side, &rec) == 0)
+			usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
+		disconnecting = true;
+	}
+	usp__unlock(&self->recv_lock);
+	usp__unlock(&self->send_lock);
+	return disconnecting;
+}
+
+/* tipc_release(): every holder of `side` is gone (pair.c
+ * usp__endpoint_released, after its state CAS; the caller holds no
+ * uspair lock). */
+void usp__tipc_released(struct usp_pair *pair, struct usp_shared *shm, int side)
+{
+	reject_queue(pair, shm, side, TIPC_ERR_NO_PORT);
+	atomic_store(&shm->ep[side].shutdown, USP_SHUTDOWN_MASK);
+}
+
+/* tipc_shutdown() */
+int usp__tipc_shutdown(struct usp_sock *s, int how)
+{
+	if (how != SHUT_RDWR)
+		return -EINVAL;
+	if (usp__is_corrupt(s))
+		return -EIO;
+	bool disconnecting = reject_queue(s->pair, s->shm, s->side, TIPC_CONN_SHUTDOWN);
+	atomic_store(&s->self->shutdown, USP_SHUTDOWN_MASK);
+	if (disconnecting) {
+		/* discard any unreceived messages */
+		usp__lock(&s->self->recv_lock);
+		struct usp_rec rec;
+		while (head_record(s->pair, s->shm, s->side, &rec) == 0)
+			usp__ring_consume(s->rxq, &rec, rec_truesize(conn_type(s), &rec));
+		usp__unlock(&s->self->recv_lock);
+	}
+	usp__wake_endpoint(s->peer, s->fd);
+	usp__wake_endpoint(s->self, -1);
+	return disconnecting ? 0 : -ENOTCONN;
+}
+
+/* ---- sending ------------------------------------------------------------ */
+
+static int64_t timeo_of(_Atomic int64_t *t)
+{
+	int64_t v = atomic_load_explicit(t, memory_order_relaxed);
+	return v < 0 ? 0 : v;
+}
+
+static bool nonblocking(struct usp_sock *s, int flags)
+{
+	return (flags & MSG_DONTWAIT) ||
+	       atomic_load_explicit(&s->self->nonblock, memory_order_relaxed);
+}
+
+/* The condition a connection sender waits for, or anything that ends the
+ * wait (tipc_sk_sock_err()). */
+static bool conn_send_ready(struct usp_sock *s)
+{
+	return !conn_cong(me(s)) || !established(s->self) ||
+	       atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) || usp__is_corrupt(s);
+}
+
+/* tipc_sk_sock_err(), then the wait of tipc_wait_for_cond().  Called with
+ * the send_lock held; returns with it held; 0 means go on. */
+static int conn_wait_room(struct usp_sock *s, struct usp_wait *w, bool nonblock)
+{
+	for (;;) {
+		if (usp__is_corrupt(s))
+			return -EIO;
+		if (established(s->self) && !conn_cong(me(s)))
+			return 0;
+		if (!established(s->self))
+			return -EPIPE;
+		if (nonblock)
+			return -EAGAIN;
+		usp__unlock(&s->self->send_lock);
+		int r = usp__wait(s, w, conn_send_ready, true);
+		usp__lock(&s->self->send_lock);
+		if (r == -EAGAIN && established(s->self) && !conn_cong(me(s)))
+			r = 0;
+		if (r < 0)
+			return r;
+	}
+}
+
+/*
+ * A STREAM message sent in Nagle mode asks for an acknowledgement, which a
+ * node-local peer sends as the message arrives (tipc_sk_filter_connect():
+ * tipc_sk_build_ack() acknowledges everything it consumed so far), and the
+ * sender takes as it returns (tipc_sk_push_backlog(nagle_ack)).  uspair
+ * never holds data back, so the sender has accumulated nothing: for TIPC
+ * that is a bad Nagle round, which doubles the start and counts one-way
+ * messages from zero again.  Caller holds our send_lock.
+ */
+static void nagle_ack(struct usp_sock *s)
+{
+	struct usp_tipc_ep *t = me(s), *peer = them(s);
+	if (!established(s->peer))
+		return;
+	int acked = atomic_exchange(&peer->rcv_unacked, 0);
+	int win = adv_blocks(ld32(&peer->rcvbuf));
+	atomic_store(&peer->rcv_win, win);
+	atomic_store(&t->oneway, 0);
+	uint32_t start = ld(&t->nagle_start);
+	if (start < NAGLE_START_MAX)
+		atomic_store(&t->nagle_start, start * 2);
+	atomic_fetch_sub(&t->snt_unacked, acked);
+	atomic_store(&t->snd_win, win);
+}
+
+/*
+ * __tipc_sendstream() (SEQPACKET: tipc_send_packet(), one message): as
+ * many messages of at most TIPC_MAX_USER bytes as the data needs, each
+ * once the window is open; the bytes sent, or the error if none.  No
+ * SIGPIPE: TIPC never raises it.  A zero-length send is a message too.
+ */
+static ssize_t conn_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t len, int flags)
+{
+	if (s->tipc_type == SOCK_SEQPACKET && len > TIPC_MAX_USER)
+		return -EMSGSIZE;
+	usp__check_peer(s, false);
+	struct usp_wait w;
+	usp__wait_init(&w, timeo_of(&s->self->sndtimeo_us), USP_WAKE_ROOM);
+	bool nonblock = nonblocking(s, flags);
+	struct usp_iov_cursor cur;
+	usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+	bool droppable = ld(&me(s)->dest_droppable) != 0;
+	size_t sent = 0;
+	int rc = 0;
+	usp__lock(&s->self->send_lock);
+	do {
+		rc = conn_wait_room(s, &w, nonblock);
+		if (rc)
+			break;
+		size_t chunk = len - sent < TIPC_MAX_USER ? len - sent : TIPC_MAX_USER;
+		/* __tipc_sendstream(): past nagle_start messages one way, a
+		 * small one asks for an acknowledgement */
+		bool nagle = s->tipc_type == SOCK_STREAM &&
+			     atomic_fetch_add(&me(s)->oneway, 1) >= ld(&me(s)->nagle_start) &&
+			     !ld(&me(s)->nodelay) && chunk <= MAX_NAGLE;
+		rc = append(s->pair, s->shm, s->side ^ 1, USP_REC_DATA, 0, &cur, NULL, chunk,
+			    droppable, msg_truesize(SHORT_H + chunk));
+		if (rc < 0) {
+			rc = rc == -EAGAIN ? -ENOBUFS : rc; /* the ring itself is full */
+			break;
+		}
+		atomic_fetch_add(&me(s)->snt_unacked, blocks(SHORT_H + chunk));
+		if (nagle)
+			nagle_ack(s);
+		atomic_store_explicit(&them(s)->oneway, 0, memory_order_relaxed);
+		usp__wake(s->peer, s->fd, USP_WAKE_DATA);
+		sent += chunk;
+		w.moved_data = true;
+	} while (sent < len);
+	usp__unlock(&s->self->send_lock);
+	return sent ? (ssize_t)sent : rc;
+}
+
+/* Where an RDM/DGRAM message goes: the peer, ourselves, or no one (a
+ * port that does not exist here: the message is rejected). */
+enum dest { DEST_PEER, DEST_SELF, DEST_NOBODY };
+
+/* tipc_uaddr_valid() and the destination lookup of __tipc_sendmsg() */
+static int dgram_dest(struct usp_sock *s, const struct msghdr *msg, enum dest *dest)
+{
+	*dest = DEST_PEER;
+	if (!msg->msg_name)
+		return 0;
+	struct sockaddr_tipc a;
+	if (msg->msg_namelen < sizeof(a))
+		return -EINVAL;
+	memcpy(&a, msg->msg_name, sizeof(a));
+	if (a.family != AF_TIPC)
+		return -EINVAL;
+	switch (a.addrtype) {
+	case TIPC_SOCKET_ADDR:
+		break;
+	case TIPC_SERVICE_ADDR:
+		return -EHOSTUNREACH; /* no service names are bound */
+	case TIPC_SERVICE_RANGE:
+		if (a.addr.nameseq.upper < a.addr.nameseq.lower)
+			return -EINVAL;
+		return -EHOSTUNREACH;
+	default:
+		return -EINVAL;
+	}
+	if (a.addr.id.node != 0)
+		return -EHOSTUNREACH; /* no other nodes */
+	if (a.addr.id.ref == ld(&them(s)->port))
+		*dest = DEST_PEER;
+	else if (a.addr.id.ref == ld(&me(s)->port))
+		*dest = DEST_SELF;
+	else
+		*dest = DEST_NOBODY;
+	return 0;
+}
+
+/*
+ * __tipc_sendmsg() for RDM and DGRAM: never waits; the message is queued
+ * at its destination if the queue's limit allows (rcvbuf_limit(), by the
+ * message's importance), otherwise rejected with TIPC_ERR_OVERLOAD; to a
+ * port that is gone, rejected with TIPC_ERR_NO_PORT.  A rejected message
+ * comes back to us if we sent it returnable, and is dropped otherwise;
+ * either way the send succeeded.
+ */
+static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t len)
+{
+	if (len > TIPC_MAX_USER)
+		return -EMSGSIZE;
+	enum dest dest;
+	int r = dgram_dest(s, msg, &dest);
+	if (r < 0)
+		return r;
+	if (usp__is_corrupt(s))
+		return -EIO;
+	usp__check_peer(s, false);
+	struct usp_iov_cursor cur;
+	usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+	bool droppable = ld(&me(s)->dest_droppable) != 0;
+	uint32_t importance = ld(&me(s)->importance);
+	uint32_t truesize = msg_truesize(BASIC_H + len);
+	uint32_t err = 0;
+	if (dest == DEST_PEER) {
+		usp__lock(&s->self->send_lock);
+		if (usp__peer_gone(s))
+			err = TIPC_ERR_NO_PORT;
+		else if (rmem_of(s->pair, s->shm, s->side ^ 1) + truesize >=
+			 dgram_limit(s->peer, importance))
+			err = TIPC_ERR_OVERLOAD;
+		else if (append(s->pair, s->shm, s->side ^ 1, USP_REC_DATA, 0, &cur, NULL, len,
+				droppable, truesize) < 0)
+			err = TIPC_ERR_OVERLOAD;
+		usp__unlock(&s->self->send_lock);
+		if (!err) {
+			usp__wake(s->peer, s->fd, USP_WAKE_DATA);
+			return (ssize_t)len;
+		}
+	} else {
+		err = dest == DEST_NOBODY ? TIPC_ERR_NO_PORT : 0;
+	}
+	/* into our own queue: a message to ourselves, or a rejection of ours
+	 * coming back (the producer lock of our queue is the peer's) */
+	if (err && droppable)
+		return (ssize_t)len;
+	unsigned char back[MAX_FORWARD];
+	size_t keep = len < sizeof(back) ? len : sizeof(back);
+	if (err) {
+		/* the cursor may have moved in a failed append: start over */
+		usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+		usp__cursor_copy_out(&cur, back, keep);
+		usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+	}
+	usp__lock(&s->peer->send_lock);
+	if (err) {
+		give_back(s->pair, s->shm, s->side, err, back, keep, true);
+	} else if (rmem_of(s->pair, s->shm, s->side) + truesize < dgram_limit(s->self, importance)) {
+		append(s->pair, s->shm, s->side, USP_REC_DATA | USP_REC_TIPC_SELF, 0, &cur, NULL,
+		       len, droppable, truesize);
+	}
+	usp__unlock(&s->peer->send_lock);
+	usp__wake(s->self, -1, USP_WAKE_DATA);
+	return (ssize_t)len;
+}
+
+ssize_t usp__tipc_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t len, int flags)
+{
+	/* ancillary data means nothing to TIPC: it was copied in and is
+	 * ignored, as tipc_sendmsg() never looks at it */
+	if (conn_type(s))
+		return conn_sendmsg(s, msg, len, flags);
+	return dgram_sendmsg(s, msg, len);
+}
+
+/* ---- receiving ---------------------------------------------------------- */
+
+static bool recv_ready(struct usp_sock *s)
+{
+	return !usp__ring_empty(s->rxq) ||
+	       (atomic_load_explicit(&s->self->shutdown, memory_order_relaxed) & USP_RCV_SHUTDOWN) ||
+	       usp__is_corrupt(s);
+}
+
+/* tipc_wait_for_rcvmsg(): a record at the head, or an error.  Caller holds
+ * the recv_lock (released while waiting). */
+static int wait_for_msg(struct usp_sock *s, struct usp_wait *w, bool nonblock,
+			struct usp_rec *rec)
+{
+	for (;;) {
+		int r = head_record(s->pair, s->shm, s->side, rec);
+		if (r != -EAGAIN)
+			return r;
+		if (nonblock)
+			return -EAGAIN;
+		if (atomic_load(&s->self->shutdown) & USP_RCV_SHUTDOWN)
+			return -ENOTCONN;
+		usp__unlock(&s->self->recv_lock);
+		r = usp__wait(s, w, recv_ready, true);
+		usp__lock(&s->self->recv_lock);
+		if (r == -EAGAIN) {
+			r = head_record(s->pair, s->shm, s->side, rec);
+			return r == 0 ? 0 : r == -EIO ? -EIO : -EAGAIN;
+		}
+		if (r < 0)
+			return r;
+	}
+}
+
+/* The record at head is consumed: count it for the window and, at a
+ * quarter of it, acknowledge (tipc_sk_send_ack() and, at the sender,
+ * the CONN_ACK in tipc_sk_conn_proto_rcv()).  Caller holds the
+ * recv_lock. */
+static void consumed(struct usp_sock *s, const struct usp_rec *rec, size_t hlen)
+{
+	usp__ring_consume(s->rxq, rec, rec_truesize(conn_type(s), rec));
+	if (!conn_type(s))
+		return;
+	struct usp_tipc_ep *t = me(s);
+	/* read-modify-writes: a Nagle sender takes the count too */
+	int unacked = atomic_fetch_add(&t->rcv_unacked, blocks(hlen + rec->len)) +
+		      blocks(hlen + rec->len);
+	if (unacked < ld32(&t->rcv_win) / ACK_RATE || !established(s->self))
+		return;
+	unacked = atomic_exchange(&t->rcv_unacked, 0);
+	int win = adv_blocks(ld32(&t->rcvbuf));
+	atomic_store_explicit(&t->rcv_win, win, memory_order_relaxed);
+	struct usp_tipc_ep *sender = them(s);
+	atomic_fetch_sub(&sender->snt_unacked, unacked);
+	atomic_store(&sender->snd_win, win);
+	usp__wake(s->peer, s->fd, USP_WAKE_ROOM);
+}
+
+/* tipc_sk_set_orig_addr(): the sender's name on every receive */
+static void set_orig_addr(struct usp_sock *s, struct msghdr *msg, const struct usp_rec *rec)
+{
+	if (!msg->msg_name)
+		return;
+	struct sockaddr_tipc a;
+	port_name(&a, ld(rec->from_self ? &me(s)->port : &them(s)->port));
+	memcpy(msg->msg_name, &a, sizeof(a));
+	msg->msg_namelen = sizeof(a);
+}
+
+/* tipc_sk_anc_data_recv(): a rejected message's error and data */
+static void anc_data(struct msghdr *msg, size_t *used, const struct tipc_msg_view *v)
+{
+	if (!msg->msg_controllen || !v->err)
+		return;
+	uint32_t info[2] = {v->err, v->dlen};
+	usp__put_cmsg(msg, used, SOL_TIPC, TIPC_ERRINFO, info, sizeof(info));
+	if (v->dlen)
+		usp__put_cmsg(msg, used, SOL_TIPC, TIPC_RETDATA, v->data, v->dlen);
+}
+
+/* tipc_recvstream() */
+static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg, size_t len, int flags)
+{
+	bool peek = flags & MSG_PEEK;
+	bool nonblock = nonblocking(s, flags);
+	size_t lowat = (size_t)(ld32(&s->self->rcvlowat) > 0 ? ld32(&s->self->rcvlowat) : 1);
+	size_t required = (flags & MSG_WAITALL) ? len : lowat < len ? lowat : len;
+	struct usp_wait w;
+	usp__wait_init(&w, timeo_of(&s->self->rcvtimeo_us), USP_WAKE_DATA);
+	struct usp_iov_cursor cur;
+	usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+	size_t copied = 0, used = 0;
+	int rc = 0;
+	usp__lock(&s->self->recv_lock);
+	do {
+		struct usp_rec rec;
+		rc = wait_for_msg(s, &w, nonblock, &rec);
+		if (rc)
+			break;
+		struct tipc_msg_view v;
+		if ((rc = view_of(s, &rec, &v)))
+			break;
+		/* discard any empty non-errored message */
+		if (!v.dlen && !v.err) {
+			usp__ring_consume(s->rxq, &rec, rec_truesize(true, &rec));
+			continue;
+		}
+		if (!copied) {
+			set_orig_addr(s, msg, &rec);
+			anc_data(msg, &used, &v);
+		}
+		if (!v.err) {
+			uint32_t offset = atomic_load_explicit(&s->rxq->head_used, memory_order_relaxed);
+			if (offset > v.dlen)
+				offset = v.dlen; /* untrusted */
+			size_t copy = v.dlen - offset < len - copied ? v.dlen - offset : len - copied;
+			usp__cursor_copy_in(&cur, v.data + offset, copy);
+			copied += copy;
+			offset += (uint32_t)copy;
+			if (offset < v.dlen) {
+				if (!peek)
+					atomic_store_explicit(&s->rxq->head_used, offset,
+							      memory_order_relaxed);
+				break;
+			}
+		} else {
+			rc = 0;
+			if (v.err != TIPC_CONN_SHUTDOWN && !msg->msg_control)
+				rc = -ECONNRESET;
+			if (copied || rc)
+				break;
+		}
+		if (peek)
+			break;
+		consumed(s, &rec, hdr_size(s, &rec));
+		w.moved_data = copied > 0;
+		if (copied == len || v.err)
+			break;
+	} while (!usp__ring_empty(s->rxq) || copied < required);
+	usp__unlock(&s->self->recv_lock);
+	if (copied || !rc)
+		msg->msg_controllen = used;
+	return copied ? (ssize_t)copied : rc;
+}
+
+/* tipc_recvmsg(): SEQPACKET, RDM and DGRAM */
+static ssize_t msg_recvmsg(struct usp_sock *s, struct msghdr *msg, size_t len, int flags)
+{
+	bool nonblock = nonblocking(s, flags);
+	struct usp_wait w;
+	usp__wait_init(&w, timeo_of(&s->self->rcvtimeo_us), USP_WAKE_DATA);
+	struct usp_rec rec;
+	struct tipc_msg_view v;
+	size_t used = 0, copy = 0;
+	int rc;
+	usp__lock(&s->self->recv_lock);
+	/* step to the first message with data or an error */
+	for (;;) {
+		rc = wait_for_msg(s, &w, nonblock, &rec);
+		if (!rc)
+			rc = view_of(s, &rec, &v);
+		if (rc)
+			goto out;
+		if (v.dlen || v.err)
+			break;
+		usp__ring_consume(s->rxq, &rec, rec_truesize(conn_type(s), &rec));
+	}
+	set_orig_addr(s, msg, &rec);
+	anc_data(msg, &used, &v);
+	_Atomic uint32_t *bytes_read = &s->rxq->head_used;
+	if (!v.err) {
+		uint32_t offset = atomic_load_explicit(bytes_read, memory_order_relaxed);
+		if (offset > v.dlen)
+			offset = v.dlen; /* untrusted */
+		copy = v.dlen - offset < len ? v.dlen - offset : len;
+		struct usp_iov_cursor cur;
+		usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
+		usp__cursor_copy_in(&cur, v.data + offset, copy);
+		if (offset + copy < v.dlen) {
+			if (flags & MSG_EOR) {
+				if (!(flags & MSG_PEEK))
+					atomic_store_explicit(bytes_read, offset + (uint32_t)copy,
+							      memory_order_relaxed);
+			} else {
+				msg->msg_flags |= MSG_TRUNC;
+				atomic_store_explicit(bytes_read, 0, memory_order_relaxed);
+			}
+		} else {
+			if (flags & MSG_EOR)
+				msg->msg_flags |= MSG_EOR;
+			atomic_store_explicit(bytes_read, 0, memory_order_relaxed);
+		}
+	} else if (v.err != TIPC_CONN_SHUTDOWN && conn_type(s) && !msg->msg_control) {
+		rc = -ECONNRESET;
+		goto out;
+	}
+	if ((flags & MSG_PEEK) || atomic_load_explicit(bytes_read, memory_order_relaxed))
+		goto out;
+	consumed(s, &rec, hdr_size(s, &rec));
+out:
+	usp__unlock(&s->self->recv_lock);
+	if (!rc)
+		msg->msg_controllen = used;
+	return rc ? rc : (ssize_t)copy;
+}
+
+ssize_t usp__tipc_recvmsg(struct usp_sock *s, struct msghdr *msg, size_t len, int flags)
+{
+	/* "catch invalid receive requests" */
+	if (!len)
+		return -EINVAL;
+	if (usp__is_corrupt(s))
+		return -EIO;
+	if (!nonblocking(s, flags))
+		usp__check_peer(s, false);
+	return s->tipc_type == SOCK_STREAM ? stream_recvmsg(s, msg, len, flags)
+					   : msg_recvmsg(s, msg, len, flags);
+}
+
+/* ---- poll, options, ioctls -------------------------------------------- */
+
+/* tipc_poll() */
+short usp__tipc_poll_mask(struct usp_sock *s, short events)
+{
+	unsigned mask = 0;
+	uint32_t shut = atomic_load(&s->self->shutdown);
+	if (shut & USP_RCV_SHUTDOWN)
+		mask |= POLLRDHUP | POLLIN | POLLRDNORM;
+	if (shut == USP_SHUTDOWN_MASK)
+		mask |= POLLHUP;
+	if (established(s->self)) {
+		if (!conn_cong(me(s)))
+			mask |= POLLOUT;
+		if (!usp__ring_empty(s->rxq))
+			mask |= POLLIN | POLLRDNORM;
+	} else {
+		mask = POLLIN | POLLRDNORM | POLLHUP;
+	}
+	if (usp__is_corrupt(s))
+		mask = POLLERR | POLLHUP | POLLIN | POLLOUT;
+	return (short)(mask & ((unsigned short)events | POLLERR | POLLHUP));
+}
+
+/* Messages in our queue (skb_queue_len()), zero-length ones included. */
+static int queue_depth(struct usp_sock *s)
+{
+	usp__lock(&s->self->recv_lock);
+	struct usp_ring *q = s->rxq;
+	uint64_t pos = atomic_load_explicit(&q->head, memory_order_relaxed);
+	uint64_t tail = usp__ld_acq(&q->tail);
+	int n = 0;
+	struct usp_rec rec;
+	while (n < INT_MAX && usp__ring_peek(s->pair, q, s->rxdata, pos, tail, &rec) == 0) {
+		n++;
+		pos = rec.next;
+	}
+	usp__unlock(&s->self->recv_lock);
+	return n;
+}
+
+/* tipc_getsockopt() for SOL_TIPC (and IPPROTO_TCP on STREAM) */
+static int tipc_getsockopt(struct usp_sock *s, int level, int optname, void *optval,
+			   socklen_t *optlen)
+{
+	if (level == IPPROTO_TCP && s->tipc_type == SOCK_STREAM) {
+		if ((uintptr_t)optlen < 4096)
+			return -EFAULT;
+		*optlen = 0;
+		return 0;
+	}
+	if (level != SOL_TIPC)
+		return -ENOPROTOOPT;
+	if ((uintptr_t)optlen < 4096)
+		return -EFAULT;
+	int len = (int)*optlen;
+	struct usp_tipc_ep *t = me(s);
+	uint32_t value;
+	switch (optname) {
+	case TIPC_IMPORTANCE:
+		value = ld(&t->importance);
+		break;
+	case TIPC_SRC_DROPPABLE:
+		value = ld(&t->src_droppable) != 0;
+		break;
+	case TIPC_DEST_DROPPABLE:
+		value = ld(&t->dest_droppable) != 0;
+		break;
+	case TIPC_CONN_TIMEOUT:
+		value = ld(&t->conn_timeout);
+		break;
+	case TIPC_NODE_RECVQ_DEPTH:
+		value = 0; /* obsolete */
+		break;
+	case TIPC_SOCK_RECVQ_DEPTH:
+		value = (uint32_t)queue_depth(s);
+		break;
+	case TIPC_SOCK_RECVQ_USED:
+		value = (uint32_t)rmem_of(s->pair, s->shm, s->side);
+		break;
+	case TIPC_GROUP_JOIN:
+		value = 0; /* never in a group */
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (len < (int)sizeof(value))
+		return -EINVAL;
+	if ((uintptr_t)optval < 4096)
+		return -EFAULT;
+	memcpy(optval, &value, sizeof(value));
+	*optlen = sizeof(value);
+	return 0;
+}
+
+/* tipc_setsockopt() */
+static int tipc_setsockopt(struct usp_sock *s, int level, int optname, const void *optval,
+			   socklen_t optlen)
+{
+	if (level == IPPROTO_TCP && s->tipc_type == SOCK_STREAM)
+		return 0;
+	if (level != SOL_TIPC)
+		return -ENOPROTOOPT;
+	uint32_t value = 0;
+	switch (optname) {
+	case TIPC_IMPORTANCE:
+	case TIPC_SRC_DROPPABLE:
+	case TIPC_DEST_DROPPABLE:
+	case TIPC_CONN_TIMEOUT:
+	case TIPC_NODELAY:
+		if (optlen < sizeof(value))
+			return -EINVAL;
+		if ((uintptr_t)optval < 4096)
+			return -EFAULT;
+		memcpy(&value, optval, sizeof(value));
+		break;
+	case TIPC_GROUP_JOIN:
+		if (optlen < sizeof(struct tipc_group_req))
+			return -EINVAL;
+		if ((uintptr_t)optval < 4096)
+			return -EFAULT;
+		/* a connected socket cannot publish a name (tipc_sk_publish()):
+		 * see docs/DESIGN.md, known differences */
+		return -EINVAL;
+	case TIPC_MCAST_BROADCAST:
+	case TIPC_MCAST_REPLICAST:
+	case TIPC_GROUP_LEAVE:
+		if (optval || optlen)
+			return -EINVAL;
+		break;
+	default:
+		if (optval || optlen)
+			return -EINVAL;
+		return -EINVAL;
+	}
+	struct usp_tipc_ep *t = me(s);
+	switch (optname) {
+	case TIPC_IMPORTANCE:
+		if (value > TIPC_CRITICAL_IMPORTANCE)
+			return -EINVAL;
+		atomic_store(&t->importance, value);
+		return 0;
+	case TIPC_SRC_DROPPABLE:
+		if (s->tipc_type == SOCK_STREAM)
+			return -ENOPROTOOPT;
+		atomic_store(&t->src_droppable, value != 0);
+		return 0;
+	case TIPC_DEST_DROPPABLE:
+		atomic_store(&t->dest_droppable, value != 0);
+		return 0;
+	case TIPC_CONN_TIMEOUT:
+		atomic_store(&t->conn_timeout, value & 0xffff); /* a u16 */
+		return 0;
+	case TIPC_NODELAY:
+		atomic_store(&t->nodelay, value != 0);
+		return 0;
+	case TIPC_GROUP_LEAVE:
+		return -EINVAL; /* not in a group (tipc_sk_leave()) */
+	default: /* the multicast methods: nothing to send them on */
+		return 0;
+	}
+}
+
+int usp__tipc_getsockopt(struct usp_sock *s, int level, int optname, void *optval,
+			 socklen_t *optlen)
+{
+	if (level != SOL_SOCKET)
+		return tipc_getsockopt(s, level, optname, optval, optlen);
+	/* sock_getsockopt(): the backing socket checks the arguments and
+	 * answers the generic options; TIPC's own are overwritten */
+	int v;
+	switch (optname) {
+	case SO_TYPE:
+		v = s->tipc_type;
+		break;
+	case SO_DOMAIN:
+		v = AF_TIPC;
+		break;
+	case SO_PROTOCOL:
+		v = 0;
+		break;
+	case SO_RCVBUF:
+		v = ld32(&me(s)->rcvbuf);
+		break;
+	case SO_ERROR:
+		v = atomic_exchange(&s->self->sk_err, 0);
+		if (v != 0 && v != ECONNRESET) /* the only one uspair sets */
+			v = 0;
+		break;
+	case SO_PEEK_OFF:
+		return -EOPNOTSUPP; /* no set_peek_off in TIPC's ops */
+	case SO_PEERCRED:
+	case SO_PEERGROUPS:
+	case SO_PEERPIDFD:
+		break;
+	default:
+		return getsockopt(s->fd, level, optname, optval, optlen) < 0 ? -errno : 0;
+	}
+	if (getsockopt(s->fd, level, optname, optval, optlen) < 0)
+		return -errno;
+	if (optname == SO_PEERCRED) {
+		/* no peer credentials on a TIPC socket: cred_to_ucred(NULL) */
+		struct ucred none = {.pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1};
+		memcpy(optval, &none, *optlen < sizeof(none) ? *optlen : sizeof(none));
+		return 0;
+	}
+	if (optname == SO_PEERGROUPS || optname == SO_PEERPIDFD) {
+		if (optname == SO_PEERPIDFD && *optlen >= sizeof(int))
+			close(*(int *)optval);
+		return -ENODATA;
+	}
+	memcpy(optval, &v, *optlen < sizeof(v) ? *optlen : sizeof(v));
+	return 0;
+}
+
+/* After the backing socket accepted a SOL_SOCKET option: what TIPC keeps
+ * of it (timeouts, SO_RCVLOWAT, SO_RCVBUF, as the kernel stored them). */
+static void mirror_socket_option(struct usp_sock *s, int optname)
+{
+	int v;
+	struct timeval tv;
+	socklen_t len = sizeof(v);
+	switch (optname) {
+	case SO_RCVBUF:
+	case SO_RCVBUFFORCE:
+		if (!getsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &v, &len))
+			atomic_store(&me(s)->rcvbuf, v);
+		break;
+	case SO_RCVLOWAT:
+		if (!getsockopt(s->fd, SOL_SOCKET, SO_RCVLOWAT, &v, &len))
+			atomic_store(&s->self->rcvlowat, v);
+		break;
+	case SO_RCVTIMEO_OLD:
+	case SO_RCVTIMEO_NEW:
+	case SO_SNDTIMEO_OLD:
+	case SO_SNDTIMEO_NEW: {
+		bool rcv = optname == SO_RCVTIMEO_OLD || optname == SO_RCVTIMEO_NEW;
+		len = sizeof(tv);
+		if (!getsockopt(s->fd, SOL_SOCKET, rcv ? SO_RCVTIMEO_OLD : SO_SNDTIMEO_OLD, &tv,
+				&len))
+			atomic_store(rcv ? &s->self->rcvtimeo_us : &s->self->sndtimeo_us,
+				     usp__timeval_us(&tv));
+		break;
+	}
+	}
+}
+
+int usp__tipc_setsockopt(struct usp_sock *s, int level, int optname, const void *optval,
+			 socklen_t optlen)
+{
+	if (level != SOL_SOCKET)
+		return tipc_setsockopt(s, level, optname, optval, optlen);
+	if (optname == SO_PEEK_OFF)
+		return -EOPNOTSUPP; /* no set_peek_off in TIPC's ops */
+	if (setsockopt(s->fd, level, optname, optval, optlen) < 0)
+		return -errno;
+	mirror_socket_option(s, optname);
+	return 0;
+}
+
+/* tipc_ioctl() knows only TIPC's own requests; the socket layer answers
+ * ENOTTY for the queue and mark requests AF_UNIX has.  The rest (FIONBIO,
+ * FIOASYNC, ...) the file layer answers, as for any socket. */
+bool usp__tipc_ioctl_refused(unsigned long request)
+{
+	switch (request) {
+	case FIONREAD: /* SIOCINQ */
+	case TIOCOUTQ: /* SIOCOUTQ */
+	case SIOCATMARK:
+	case SIOCOUTQNSD:
+	case SIOCUNIXFILE:
+		return true;
+	default:
+		return false;
+	}
+}
