@@ -67,14 +67,19 @@
  * MSG_PEEK returns an empty SEQPACKET/DGRAM record: the kernel's
  * skb->peeked, which makes a later peek at a peek offset skip it. */
 #define USP_REC_PEEKED 0x100u
-/* AF_TIPC: a rejected or returned message (tipc.c): payload is a u32
- * TIPC error code, then up to USP_TIPC_MAX_RETDATA bytes of returned data */
+/* AF_TIPC: a rejected message coming back (tipc.c): payload is the u32
+ * TIPC error code, the u32 port that rejected it, then up to 1024 bytes
+ * of the message's data */
 #define USP_REC_TIPC_ERR 5u
 /* AF_TIPC flags or'ed into a record's kind by its producer: the sender
  * made the message droppable (TIPC_DEST_DROPPABLE: never returned when
  * rejected), and the message was sent to its own sender's port */
 #define USP_REC_TIPC_DROPPABLE 0x200u
 #define USP_REC_TIPC_SELF 0x400u
+/* ... and a STREAM message sent in Nagle mode, whose buffer (and so its
+ * truesize) is Nagle's fixed size, whatever it holds */
+#define USP_REC_TIPC_NAGLE 0x800u
+#define USP_REC_TIPC_FLAGS (USP_REC_TIPC_DROPPABLE | USP_REC_TIPC_SELF | USP_REC_TIPC_NAGLE)
 #define USP_OOB_SPAN 8u
 
 struct usp_rec_hdr {
@@ -555,6 +560,7 @@ struct usp_rec {
 	bool tipc_err;		   /* USP_REC_TIPC_ERR */
 	bool droppable;		   /* USP_REC_TIPC_DROPPABLE */
 	bool from_self;		   /* USP_REC_TIPC_SELF */
+	bool nagle;		   /* USP_REC_TIPC_NAGLE */
 	struct usp_kernel_meta meta;
 };
 USP_HIDDEN void usp__ring_mark_peeked(unsigned char *data, const struct usp_rec *rec);
@@ -719,7 +725,7 @@ USP_HIDDEN int usp__tipc_getsockopt(struct usp_sock *s, int level, int optname,
 				    void *optval, socklen_t *optlen);
 USP_HIDDEN int usp__tipc_setsockopt(struct usp_sock *s, int level, int optname,
 				    const void *optval, socklen_t optlen);
-USP_HIDDEN bool usp__tipc_ioctl_refused(unsigned long request);
+USP_HIDDEN int usp__tipc_ioctl(unsigned long request, void *arg);
 USP_HIDDEN uint32_t usp__tipc_truesize(size_t msg_size);
 /* sockopt.c: move_addr_to_user(); a timeval in microseconds, saturated */
 struct timeval;

@@ -63,8 +63,8 @@ int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 		struct usp_rec_hdr h;
 		memcpy(&h, data + off, sizeof(h));
 		bool peeked = h.kind & USP_REC_PEEKED;
-		uint32_t tipc_flags = h.kind & (USP_REC_TIPC_DROPPABLE | USP_REC_TIPC_SELF);
-		h.kind &= ~(USP_REC_PEEKED | USP_REC_TIPC_DROPPABLE | USP_REC_TIPC_SELF);
+		uint32_t tipc_flags = h.kind & USP_REC_TIPC_FLAGS;
+		h.kind &= ~(USP_REC_PEEKED | USP_REC_TIPC_FLAGS);
 		if (h.kind == USP_REC_WRAP) {
 			pos += USP_RING_BYTES - off;
 			continue;
@@ -85,6 +85,7 @@ int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 		rec->tipc_err = h.kind == USP_REC_TIPC_ERR;
 		rec->droppable = tipc_flags & USP_REC_TIPC_DROPPABLE;
 		rec->from_self = tipc_flags & USP_REC_TIPC_SELF;
+		rec->nagle = tipc_flags & USP_REC_TIPC_NAGLE;
 		rec->oob_consumed = rec->oob && __atomic_load_n(rec->data + 1, __ATOMIC_RELAXED);
 		rec->peeked = peeked;
 		if (USP_UNLIKELY(rec->kernel)) {

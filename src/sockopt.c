@@ -356,10 +356,10 @@ int usp_ioctl(int fd, unsigned long request, ...)
 	struct usp_sock s;
 	if (!usp__lookup(fd, &s))
 		return ioctl(fd, request, arg);
-	if (s.tipc_type && usp__tipc_ioctl_refused(request)) {
+	int t = s.tipc_type ? usp__tipc_ioctl(request, arg) : 1;
+	if (t <= 0) {
 		usp__put(&s);
-		errno = ENOTTY;
-		return -1;
+		return (int)usp__ret_errno(t);
 	}
 	/* The kernel validates the argument (EFAULT) and answers what it
 	 * owns; uspair overwrites the queue lengths, which it owns. */

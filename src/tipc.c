@@ -67,15 +67,13 @@
 #define NAGLE_START_INIT 4
 #define NAGLE_START_MAX 1024
 #define MAX_NAGLE 1500		 /* tsk_set_nagle() for a node-local peer */
-/* what the ring must hold beyond the data in flight (ring.c early wrap):
- * the connection window is 512 blocks, RDM/DGRAM queues 2 MiB of truesize
- * at the default importance */
-#define TIPC_QUEUE_BOUND (4u << 20)
+/* the most a queue holds (ring.c early wrap): an RDM/DGRAM queue takes
+ * up to 16 MiB of truesize for TIPC_CRITICAL_IMPORTANCE messages (the
+ * connection window admits far less), and it is also where a larger
+ * SO_RCVBUFFORCE stops (docs/DESIGN.md, known differences) */
+#define TIPC_QUEUE_BOUND ((uint32_t)RCVBUF_DEF << TIPC_CRITICAL_IMPORTANCE)
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77 /* Linux 6.5 */
-#endif
-#ifndef SIOCUNIXFILE
-#define SIOCUNIXFILE (SIOCPROTOPRIVATE + 0) /* AF_UNIX's own, Linux 6.0 */
 #endif
 
 static bool conn_type(const struct usp_sock *s)
@@ -200,7 +198,14 @@ static size_t hdr_size(const struct usp_sock *s, const struct usp_rec *rec)
 struct tipc_msg_view {
 	const unsigned char *data;
 	uint32_t dlen;
-	uint32_t err; /* TIPC error code, 0 for data */
+	uint32_t err;  /* TIPC error code, 0 for data */
+	uint32_t port; /* a rejection: the port that rejected it */
+};
+
+/* The head of a USP_REC_TIPC_ERR record's payload */
+struct tipc_reject {
+	uint32_t err;
+	uint32_t port;
 };
 
 static int view_of(struct usp_sock *s, const struct usp_rec *rec, struct tipc_msg_view *v)
@@ -213,15 +218,16 @@ static int view_of(struct usp_sock *s, const struct usp_rec *rec, struct tipc_ms
 		v->err = 0;
 		return 0;
 	}
-	uint32_t code;
-	if (rec->len < sizeof(code) || rec->len - sizeof(code) > MAX_FORWARD)
+	struct tipc_reject rj;
+	if (rec->len < sizeof(rj) || rec->len - sizeof(rj) > MAX_FORWARD)
 		goto corrupt;
-	memcpy(&code, rec->data, sizeof(code));
-	if (code == 0 || code > TIPC_CONN_SHUTDOWN)
+	memcpy(&rj, rec->data, sizeof(rj));
+	if (rj.err == 0 || rj.err > TIPC_CONN_SHUTDOWN)
 		goto corrupt;
-	v->data = rec->data + sizeof(code);
-	v->dlen = rec->len - (uint32_t)sizeof(code);
-	v->err = code;
+	v->data = rec->data + sizeof(rj);
+	v->dlen = rec->len - (uint32_t)sizeof(rj);
+	v->err = rj.err;
+	v->port = rj.port;
 	return 0;
 corrupt:
 	usp__pair_corrupt(s->pair);
@@ -241,35 +247,38 @@ static int head_record(struct usp_pair *pair, struct usp_shared *shm, int side,
 
 static uint32_t rec_truesize(bool conn, const struct usp_rec *rec)
 {
-	size_t h = rec->tipc_err ? BASIC_H : conn ? SHORT_H : BASIC_H;
-	return msg_truesize(h + rec->len);
+	if (rec->nagle)
+		return msg_truesize(MAX_NAGLE);
+	if (rec->tipc_err)
+		return msg_truesize(BASIC_H + rec->len - sizeof(struct tipc_reject));
+	return msg_truesize((conn ? SHORT_H : BASIC_H) + rec->len);
 }
 
 /*
  * Append a message to the queue of endpoint `to` (ring[to]).  Caller holds
  * the producer lock of that queue, ep[to ^ 1].send_lock.  kind is
- * USP_REC_DATA (droppable: the sender's TIPC_DEST_DROPPABLE, kept in the
- * record for a later rejection) or USP_REC_TIPC_ERR (err, then the data).
- * The data comes from the cursor, or from `bytes` when cur is NULL.
- * -EAGAIN: the ring is physically full.
+ * USP_REC_DATA, with the USP_REC_TIPC_* flags that apply (droppable: the
+ * sender's TIPC_DEST_DROPPABLE, kept for a later rejection), or
+ * USP_REC_TIPC_ERR with the rejection in rj.  The data comes from the
+ * cursor, or from `bytes` when cur is NULL.  -EAGAIN: the ring is
+ * physically full.
  */
 static int append(struct usp_pair *pair, struct usp_shared *shm, int to, uint32_t kind,
-		  uint32_t err, struct usp_iov_cursor *cur, const unsigned char *bytes,
-		  size_t dlen, bool droppable, uint32_t truesize)
+		  const struct tipc_reject *rj, struct usp_iov_cursor *cur,
+		  const unsigned char *bytes, size_t dlen, uint32_t truesize)
 {
 	struct usp_ring *q = &shm->ring[to];
 	unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET + (size_t)to * USP_RING_BYTES;
-	size_t len = dlen + (kind == USP_REC_TIPC_ERR ? sizeof(err) : 0);
+	size_t len = dlen + (rj ? sizeof(*rj) : 0);
 	uint64_t tail;
 	unsigned char *payload;
-	uint32_t k = kind | (droppable ? USP_REC_TIPC_DROPPABLE : 0);
-	int r = usp__ring_reserve(pair, q, data, (uint32_t)len, k, TIPC_QUEUE_BOUND,
+	int r = usp__ring_reserve(pair, q, data, (uint32_t)len, kind, TIPC_QUEUE_BOUND,
 				  &shm->ep[to].recv_lock, &tail, &payload);
 	if (r < 0)
 		return r;
-	if (kind == USP_REC_TIPC_ERR) {
-		memcpy(payload, &err, sizeof(err));
-		payload += sizeof(err);
+	if (rj) {
+		memcpy(payload, rj, sizeof(*rj));
+		payload += sizeof(*rj);
 	}
 	if (cur)
 		usp__cursor_copy_out(cur, payload, dlen);
@@ -300,8 +309,9 @@ static uint64_t dgram_limit(struct usp_endpoint *to, uint32_t importance)
  * Caller holds the producer lock of ring[to].  False if it was dropped.
  */
 static bool give_back(struct usp_pair *pair, struct usp_shared *shm, int to, uint32_t err,
-		      const unsigned char *data, size_t dlen, bool limited)
+		      uint32_t by_port, const unsigned char *data, size_t dlen, bool limited)
 {
+	struct tipc_reject rj = {err, by_port};
 	if (dlen > MAX_FORWARD)
 		dlen = MAX_FORWARD;
 	uint32_t truesize = msg_truesize(BASIC_H + dlen);
@@ -311,7 +321,7 @@ static bool give_back(struct usp_pair *pair, struct usp_shared *shm, int to, uin
 	if (limited && rmem_of(pair, shm, to) + truesize >=
 			       dgram_limit(ep, atomic_load(&ep->tipc.importance)))
 		return false;
-	return append(pair, shm, to, USP_REC_TIPC_ERR, err, NULL, data, dlen, false, truesize) == 0;
+	return append(pair, shm, to, USP_REC_TIPC_ERR, &rj, NULL, data, dlen, truesize) == 0;
 }
 
 /*
@@ -332,6 +342,7 @@ static bool reject_queue(struct usp_pair *pair, struct usp_shared *shm, int side
 	struct usp_rec rec;
 	bool disconnecting;
 	bool told_peer = false;
+	uint32_t port = ld(&self->tipc.port);
 	/* a partly read message is dropped first (bytes_read) */
 	if (head_record(pair, shm, side, &rec) == 0 &&
 	    atomic_load_explicit(&q->head_used, memory_order_relaxed))
@@ -341,7 +352,7 @@ static bool reject_queue(struct usp_pair *pair, struct usp_shared *shm, int side
 		 * may go back, queue limits applying as for any message */
 		while (head_record(pair, shm, side, &rec) == 0) {
 			if (!rec.tipc_err && !rec.droppable && !rec.from_self)
-				give_back(pair, shm, side ^ 1, err, rec.data, rec.len, true);
+				give_back(pair, shm, side ^ 1, err, port, rec.data, rec.len, true);
 			usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
 		}
 		disconnecting = false;
@@ -351,14 +362,15 @@ static bool reject_queue(struct usp_pair *pair, struct usp_shared *shm, int side
 		 * rest is dropped; an empty queue sends a bare FIN */
 		if (head_record(pair, shm, side, &rec) == 0) {
 			if (!rec.tipc_err && !rec.droppable)
-				told_peer = give_back(pair, shm, side ^ 1, err, rec.data,
+				told_peer = give_back(pair, shm, side ^ 1, err, port, rec.data,
 						      rec.len, false);
 			while (head_record(pair, shm, side, &rec) == 0)
 				usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
 		} else {
+			struct tipc_reject rj = {err, port};
 			told_peer = atomic_load(&peer->state) != USP_EP_GONE &&
-				    append(pair, shm, side ^ 1, USP_REC_TIPC_ERR, err, NULL, NULL, 0,
-					   false, msg_truesize(SHORT_H)) == 0;
+				    append(pair, shm, side ^ 1, USP_REC_TIPC_ERR, &rj, NULL, NULL, 0,
+					   msg_truesize(SHORT_H)) == 0;
 		}
 		/* tipc_sk_filter_connect(): the peer disconnects as the FIN
 		 * arrives */
@@ -476,6 +488,40 @@ static void nagle_ack(struct usp_sock *s)
 	atomic_store(&t->snd_win, win);
 }
 
+static void cursor_skip(struct usp_iov_cursor *cur, size_t n)
+{
+	unsigned char *piece;
+	while (n)
+		n -= usp__cursor_next(cur, n, &piece);
+}
+
+/*
+ * A connection message to a peer that is gone without our having heard
+ * (its FIN did not come: it would have carried back a message of ours
+ * that we had made droppable).  TIPC rejects the message with
+ * TIPC_ERR_NO_PORT; unless it is droppable too, it comes back as the
+ * disconnect (tipc_sk_filter_connect()).  Caller holds our send_lock,
+ * dropped meanwhile: our queue's producer lock is the peer's send_lock.
+ */
+static void conn_send_to_nobody(struct usp_sock *s, struct usp_iov_cursor *cur, size_t chunk,
+				bool droppable)
+{
+	unsigned char back[MAX_FORWARD];
+	size_t keep = chunk < sizeof(back) ? chunk : sizeof(back);
+	usp__cursor_copy_out(cur, back, keep);
+	cursor_skip(cur, chunk - keep);
+	if (droppable)
+		return;
+	usp__unlock(&s->self->send_lock);
+	usp__lock(&s->peer->send_lock);
+	if (give_back(s->pair, s->shm, s->side, TIPC_ERR_NO_PORT, ld(&them(s)->port), back, keep,
+		      false))
+		atomic_store(&me(s)->state, USP_TIPC_DISCONNECTING);
+	usp__unlock(&s->peer->send_lock);
+	usp__lock(&s->self->send_lock);
+	usp__wake_endpoint(s->self, -1);
+}
+
 /*
  * __tipc_sendstream() (SEQPACKET: tipc_send_packet(), one message): as
  * many messages of at most TIPC_MAX_USER bytes as the data needs, each
@@ -506,11 +552,17 @@ static ssize_t conn_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t
 		bool nagle = s->tipc_type == SOCK_STREAM &&
 			     atomic_fetch_add(&me(s)->oneway, 1) >= ld(&me(s)->nagle_start) &&
 			     !ld(&me(s)->nodelay) && chunk <= MAX_NAGLE;
-		rc = append(s->pair, s->shm, s->side ^ 1, USP_REC_DATA, 0, &cur, NULL, chunk,
-			    droppable, msg_truesize(SHORT_H + chunk));
-		if (rc < 0) {
-			rc = rc == -EAGAIN ? -ENOBUFS : rc; /* the ring itself is full */
-			break;
+		uint32_t kind = USP_REC_DATA | (droppable ? USP_REC_TIPC_DROPPABLE : 0) |
+				(nagle ? USP_REC_TIPC_NAGLE : 0);
+		if (USP_UNLIKELY(usp__peer_gone(s))) {
+			conn_send_to_nobody(s, &cur, chunk, droppable);
+		} else {
+			rc = append(s->pair, s->shm, s->side ^ 1, kind, NULL, &cur, NULL, chunk,
+				    msg_truesize(nagle ? MAX_NAGLE : SHORT_H + chunk));
+			if (rc < 0) {
+				rc = rc == -EAGAIN ? -ENOBUFS : rc; /* the ring itself is full */
+				break;
+			}
 		}
 		atomic_fetch_add(&me(s)->snt_unacked, blocks(SHORT_H + chunk));
 		if (nagle)
@@ -529,9 +581,11 @@ static ssize_t conn_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t
 enum dest { DEST_PEER, DEST_SELF, DEST_NOBODY };
 
 /* tipc_uaddr_valid() and the destination lookup of __tipc_sendmsg() */
-static int dgram_dest(struct usp_sock *s, const struct msghdr *msg, enum dest *dest)
+static int dgram_dest(struct usp_sock *s, const struct msghdr *msg, enum dest *dest,
+		      uint32_t *port)
 {
 	*dest = DEST_PEER;
+	*port = ld(&them(s)->port);
 	if (!msg->msg_name)
 		return 0;
 	struct sockaddr_tipc a;
@@ -554,6 +608,7 @@ static int dgram_dest(struct usp_sock *s, const struct msghdr *msg, enum dest *d
 	}
 	if (a.addr.id.node != 0)
 		return -EHOSTUNREACH; /* no other nodes */
+	*port = a.addr.id.ref;
 	if (a.addr.id.ref == ld(&them(s)->port))
 		*dest = DEST_PEER;
 	else if (a.addr.id.ref == ld(&me(s)->port))
@@ -576,7 +631,8 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_
 	if (len > TIPC_MAX_USER)
 		return -EMSGSIZE;
 	enum dest dest;
-	int r = dgram_dest(s, msg, &dest);
+	uint32_t dest_port;
+	int r = dgram_dest(s, msg, &dest, &dest_port);
 	if (r < 0)
 		return r;
 	if (usp__is_corrupt(s))
@@ -585,9 +641,10 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_
 	struct usp_iov_cursor cur;
 	usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
 	bool droppable = ld(&me(s)->dest_droppable) != 0;
+	uint32_t kind = USP_REC_DATA | (droppable ? USP_REC_TIPC_DROPPABLE : 0);
 	uint32_t importance = ld(&me(s)->importance);
 	uint32_t truesize = msg_truesize(BASIC_H + len);
-	uint32_t err = 0;
+	uint32_t err = dest == DEST_NOBODY ? TIPC_ERR_NO_PORT : 0;
 	if (dest == DEST_PEER) {
 		usp__lock(&s->self->send_lock);
 		if (usp__peer_gone(s))
@@ -595,35 +652,35 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_
 		else if (rmem_of(s->pair, s->shm, s->side ^ 1) + truesize >=
 			 dgram_limit(s->peer, importance))
 			err = TIPC_ERR_OVERLOAD;
-		else if (append(s->pair, s->shm, s->side ^ 1, USP_REC_DATA, 0, &cur, NULL, len,
-				droppable, truesize) < 0)
-			err = TIPC_ERR_OVERLOAD;
+		else if (append(s->pair, s->shm, s->side ^ 1, kind, NULL, &cur, NULL, len,
+				truesize) < 0)
+			err = TIPC_ERR_OVERLOAD; /* the ring itself is full */
 		usp__unlock(&s->self->send_lock);
 		if (!err) {
 			usp__wake(s->peer, s->fd, USP_WAKE_DATA);
 			return (ssize_t)len;
 		}
-	} else {
-		err = dest == DEST_NOBODY ? TIPC_ERR_NO_PORT : 0;
 	}
-	/* into our own queue: a message to ourselves, or a rejection of ours
-	 * coming back (the producer lock of our queue is the peer's) */
+	/* Into our own queue: a message to ourselves, or a rejection of one
+	 * of ours coming back (the producer lock of our queue is the
+	 * peer's).  Over the limit, a message to ourselves is rejected
+	 * too. */
 	if (err && droppable)
 		return (ssize_t)len;
 	unsigned char back[MAX_FORWARD];
 	size_t keep = len < sizeof(back) ? len : sizeof(back);
-	if (err) {
-		/* the cursor may have moved in a failed append: start over */
+	usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen); /* from the start */
+	usp__lock(&s->peer->send_lock);
+	if (!err && rmem_of(s->pair, s->shm, s->side) + truesize >=
+			    dgram_limit(s->self, importance))
+		err = TIPC_ERR_OVERLOAD;
+	if (!err)
+		err = append(s->pair, s->shm, s->side, kind | USP_REC_TIPC_SELF, NULL, &cur, NULL,
+			     len, truesize) < 0 ? TIPC_ERR_OVERLOAD : 0;
+	if (err && !droppable) {
 		usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
 		usp__cursor_copy_out(&cur, back, keep);
-		usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
-	}
-	usp__lock(&s->peer->send_lock);
-	if (err) {
-		give_back(s->pair, s->shm, s->side, err, back, keep, true);
-	} else if (rmem_of(s->pair, s->shm, s->side) + truesize < dgram_limit(s->self, importance)) {
-		append(s->pair, s->shm, s->side, USP_REC_DATA | USP_REC_TIPC_SELF, 0, &cur, NULL,
-		       len, droppable, truesize);
+		give_back(s->pair, s->shm, s->side, err, dest_port, back, keep, true);
 	}
 	usp__unlock(&s->peer->send_lock);
 	usp__wake(s->self, -1, USP_WAKE_DATA);
@@ -698,12 +755,13 @@ static void consumed(struct usp_sock *s, const struct usp_rec *rec, size_t hlen)
 }
 
 /* tipc_sk_set_orig_addr(): the sender's name on every receive */
-static void set_orig_addr(struct usp_sock *s, struct msghdr *msg, const struct usp_rec *rec)
+static void set_orig_addr(struct usp_sock *s, struct msghdr *msg, const struct usp_rec *rec,
+			  const struct tipc_msg_view *v)
 {
 	if (!msg->msg_name)
 		return;
 	struct sockaddr_tipc a;
-	port_name(&a, ld(rec->from_self ? &me(s)->port : &them(s)->port));
+	port_name(&a, v->err ? v->port : ld(rec->from_self ? &me(s)->port : &them(s)->port));
 	memcpy(msg->msg_name, &a, sizeof(a));
 	msg->msg_namelen = sizeof(a);
 }
@@ -747,7 +805,7 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg, size_t len
 			continue;
 		}
 		if (!copied) {
-			set_orig_addr(s, msg, &rec);
+			set_orig_addr(s, msg, &rec, &v);
 			anc_data(msg, &used, &v);
 		}
 		if (!v.err) {
@@ -806,7 +864,7 @@ static ssize_t msg_recvmsg(struct usp_sock *s, struct msghdr *msg, size_t len, i
 			break;
 		usp__ring_consume(s->rxq, &rec, rec_truesize(conn_type(s), &rec));
 	}
-	set_orig_addr(s, msg, &rec);
+	set_orig_addr(s, msg, &rec, &v);
 	anc_data(msg, &used, &v);
 	_Atomic uint32_t *bytes_read = &s->rxq->head_used;
 	if (!v.err) {
@@ -996,9 +1054,11 @@ static int tipc_setsockopt(struct usp_sock *s, int level, int optname, const voi
 	struct usp_tipc_ep *t = me(s);
 	switch (optname) {
 	case TIPC_IMPORTANCE:
-		if (value > TIPC_CRITICAL_IMPORTANCE)
+		/* tsk_set_importance() takes an int: a negative one passes
+		 * its check, and reads back as 0 */
+		if ((int)value > TIPC_CRITICAL_IMPORTANCE)
 			return -EINVAL;
-		atomic_store(&t->importance, value);
+		atomic_store(&t->importance, (int)value < 0 ? 0 : value);
 		return 0;
 	case TIPC_SRC_DROPPABLE:
 		if (s->tipc_type == SOCK_STREAM)
@@ -1118,19 +1178,38 @@ int usp__tipc_setsockopt(struct usp_sock *s, int level, int optname, const void 
 	return 0;
 }
 
-/* tipc_ioctl() knows only TIPC's own requests; the socket layer answers
- * ENOTTY for the queue and mark requests AF_UNIX has.  The rest (FIONBIO,
- * FIOASYNC, ...) the file layer answers, as for any socket. */
-bool usp__tipc_ioctl_refused(unsigned long request)
+/*
+ * ioctl(): tipc_ioctl() answers TIPC's own two requests; the socket layer
+ * answers ENOTTY for the queue and mark requests that AF_UNIX (the backing
+ * socket) would answer.  1: not TIPC's to answer; the file layer answers
+ * the rest (FIONBIO, FIOASYNC, FIOCLEX, ...) as for any socket.
+ */
+int usp__tipc_ioctl(unsigned long request, void *arg)
 {
 	switch (request) {
 	case FIONREAD: /* SIOCINQ */
 	case TIOCOUTQ: /* SIOCOUTQ */
 	case SIOCATMARK:
 	case SIOCOUTQNSD:
-	case SIOCUNIXFILE:
-		return true;
+		return -ENOTTY;
+	case SIOCGETNODEID: {
+		/* a node without an address knows only itself, with an
+		 * empty identity */
+		struct tipc_sioc_nodeid_req nr;
+		if ((uintptr_t)arg < 4096)
+			return -EFAULT;
+		memcpy(&nr, arg, sizeof(nr));
+		if (nr.peer != 0)
+			return -EADDRNOTAVAIL;
+		memset(nr.node_id, 0, sizeof(nr.node_id));
+		memcpy(arg, &nr, sizeof(nr));
+		return 0;
+	}
+	case SIOCGETLINKNAME: /* also AF_UNIX's SIOCUNIXFILE: the first private one */
+		if ((uintptr_t)arg < 4096)
+			return -EFAULT;
+		return -EADDRNOTAVAIL; /* no links */
 	default:
-		return false;
+		return 1;
 	}
 }
