@@ -15,11 +15,21 @@
  *    conservation is checked: total bytes and the sum of all bytes.
  * The writers' end is shut down (STREAM, SEQPACKET) or sent one end marker
  * per reader (DGRAM) when its writers are done.  An alarm bounds each run.
+ *
+ * The same runs on AF_TIPC pairs (no kernel to compare with: the checks
+ * above are the oracle), where the window blocks senders and the readers'
+ * acknowledgements reopen it from every thread and process.  TIPC has no
+ * half-close: SEQPACKET and RDM readers get end markers, STREAM readers
+ * stop once their side has received every byte.  RDM drops what does not
+ * fit the receive queue, so its writers send TIPC_CRITICAL_IMPORTANCE
+ * messages and fewer of them than the queue could hold unread.
  */
 #include "t_helpers.h"
 
 #include <errno.h>
+#include <linux/tipc.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +70,12 @@ struct results {
 };
 
 static struct results *results;
+static bool tipc;			/* this run is on an AF_TIPC pair */
+/* TIPC STREAM: what each side's readers must receive in all (set before
+ * the readers start, so forked readers inherit it) */
+static unsigned long long stream_want[SIDES];
+static unsigned records = RECORDS_PER_WRITER; /* per writer in this run */
+#define TIPC_RDM_RECORDS 2000	/* 6000 per side fit a 16 MiB queue unread */
 
 static size_t record_len(int writer, unsigned seq)
 {
@@ -90,7 +106,7 @@ static void expected_stream(int side, unsigned long long *bytes, unsigned long l
 	*sum = 0;
 	for (int w = 0; w < WRITERS_PER_SIDE; w++) {
 		int writer = side * WRITERS_PER_SIDE + w;
-		for (unsigned seq = 0; seq < RECORDS_PER_WRITER; seq++) {
+		for (unsigned seq = 0; seq < records; seq++) {
 			size_t len = record_len(writer, seq);
 			make_record(buf, writer, seq, len);
 			*bytes += len;
@@ -110,7 +126,7 @@ struct role {
 static void run_writer(const struct role *r)
 {
 	unsigned char buf[MAX_RECORD];
-	for (unsigned seq = 0; seq < RECORDS_PER_WRITER; seq++) {
+	for (unsigned seq = 0; seq < records; seq++) {
 		size_t len = record_len(r->writer, seq);
 		make_record(buf, r->writer, seq, len);
 		size_t done = 0;
@@ -138,7 +154,7 @@ static void check_record(const unsigned char *buf, size_t len, int *last_seq)
 		return;
 	}
 	memcpy(&h, buf, sizeof(h));
-	if (h.magic != MAGIC || h.writer >= WRITERS || h.seq >= RECORDS_PER_WRITER ||
+	if (h.magic != MAGIC || h.writer >= WRITERS || h.seq >= records ||
 	    h.len != len || record_len(h.writer, h.seq) != len) {
 		note_error(&results->bad_records, 0);
 		return;
@@ -166,6 +182,13 @@ static void run_reader(const struct role *r)
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
+			/* TIPC STREAM: a short SO_RCVTIMEO, to see the goal */
+			if (errno == EAGAIN && tipc && r->stream) {
+				if (atomic_load(&results->stream_bytes[r->side]) >=
+				    stream_want[r->side])
+					return;
+				continue;
+			}
 			note_error(&results->receive_errors, errno);
 			return;
 		}
@@ -229,6 +252,11 @@ static int wait_process(pid_t pid)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+static const char *tipc_type_name(int type)
+{
+	return type == SOCK_RDM ? "RDM" : t_type_name(type);
+}
+
 static void scenario_stress(struct t_ctx *c)
 {
 	int stream = c->type == SOCK_STREAM;
@@ -272,7 +300,9 @@ static void scenario_stress(struct t_ctx *c)
 		if (use_processes)
 			child_failures += wait_process(writer_pid[s]) != 0;
 		/* side s has written everything: tell the other side's readers */
-		if (c->type == SOCK_DGRAM) {
+		if (tipc && stream) {
+			/* no half-close in TIPC: the readers count bytes */
+		} else if (c->type == SOCK_DGRAM || tipc) {
 			uint32_t end = END_MAGIC;
 			for (int r = 0; r < READERS_PER_SIDE; r++)
 				if (usp_send(c->sv[s], &end, 4, 0) != 4)
@@ -302,13 +332,13 @@ static void scenario_stress(struct t_ctx *c)
 		}
 	} else {
 		for (int w = 0; w < WRITERS; w++)
-			for (int q = 0; q < RECORDS_PER_WRITER; q++) {
+			for (unsigned q = 0; q < records; q++) {
 				unsigned char n = atomic_load(&results->seen[w][q]);
 				missing += n == 0;
 				duplicated += n > 1;
 			}
 	}
-	t_log(c, "%d writers x %d records, both directions at once", WRITERS, RECORDS_PER_WRITER);
+	t_log(c, "%d writers x %u records, both directions at once", WRITERS, records);
 	t_log(c, "send errors %lu, receive errors %lu, child processes failed %d",
 	      atomic_load(&results->send_errors), atomic_load(&results->receive_errors),
 	      child_failures);
@@ -338,8 +368,51 @@ static void scenario_stress(struct t_ctx *c)
 				       s, atomic_load(&results->stream_bytes[s]), want_bytes[s],
 				       atomic_load(&results->stream_sum[s]), want_sum[s]);
 	}
-	printf("stress %s %s%s: %.2f s\n", t_type_name(c->type), t_kind_name(c->kind),
-	       use_processes ? "" : " (threads only)", elapsed);
+	printf("stress %s %s%s: %.2f s\n", tipc ? tipc_type_name(c->type) : t_type_name(c->type),
+	       tipc ? "AF_TIPC uspair" : t_kind_name(c->kind), use_processes ? "" : " (threads only)",
+	       elapsed);
+}
+
+/* One run on an AF_TIPC pair: the scenario above, without a kernel pair
+ * to compare with (its own checks decide). */
+static void tipc_stress(int type, const int *use_processes)
+{
+	struct t_ctx c = {.scenario = "tipc", .kind = T_USPAIR, .type = type,
+			  .user = (void *)use_processes};
+	if (usp_socketpair(AF_TIPC, type, 0, c.sv) < 0) {
+		t_fail("usp_socketpair(AF_TIPC, %s): %s", tipc_type_name(type),
+		       t_errno_name(errno));
+		return;
+	}
+	tipc = true;
+	records = type == SOCK_RDM ? TIPC_RDM_RECORDS : RECORDS_PER_WRITER;
+	for (int s = 0; s < SIDES; s++) {
+		if (type == SOCK_STREAM) {
+			struct timeval tv = {0, 50000};
+			usp_setsockopt(c.sv[s], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		}
+		if (type == SOCK_RDM) {
+			int imp = TIPC_CRITICAL_IMPORTANCE;
+			usp_setsockopt(c.sv[s], SOL_TIPC, TIPC_IMPORTANCE, &imp, sizeof(imp));
+		}
+	}
+	unsigned long long sum;
+	/* side s receives what the other side's writers send */
+	expected_stream(1, &stream_want[0], &sum);
+	expected_stream(0, &stream_want[1], &sum);
+	struct t_trace trace;
+	t_trace_init(&trace);
+	c.trace = &trace;
+	int failures = t_failures();
+	scenario_stress(&c);
+	if (t_failures() != failures)
+		for (size_t i = 0; i < trace.count; i++)
+			printf("  %s\n", trace.lines[i]);
+	t_trace_free(&trace);
+	usp_close(c.sv[0]);
+	usp_close(c.sv[1]);
+	tipc = false;
+	records = RECORDS_PER_WRITER;
 }
 
 int main(void)
@@ -360,6 +433,12 @@ int main(void)
 				 T_DIR_0_TO_1, (void *)&with_processes);
 	t_compare_matrix("threads only", scenario_stress, T_ALL_TYPES, T_BLOCKING,
 			 T_DIR_0_TO_1, (void *)&threads_only);
+	static const int tipc_types[] = {SOCK_STREAM, SOCK_SEQPACKET, SOCK_RDM};
+	for (size_t i = 0; i < sizeof(tipc_types) / sizeof(tipc_types[0]); i++) {
+		if (!t_thread_sanitizer())
+			tipc_stress(tipc_types[i], &with_processes);
+		tipc_stress(tipc_types[i], &threads_only);
+	}
 	munmap(results, sizeof(*results));
 	return t_finish();
 }
