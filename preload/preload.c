@@ -1,6 +1,6 @@
 /*
  * libuspair-preload.so: runs an unmodified, dynamically linked program on
- * uspair.  socketpair(AF_UNIX, ...) makes a uspair pair, and every libc
+ * uspair.  socketpair(AF_UNIX or AF_TIPC, ...) makes a uspair pair, and every libc
  * entry point that can touch its descriptors goes through the matching
  * usp_* call, which passes any other descriptor straight to libc.
  *
@@ -113,7 +113,7 @@ __attribute__((destructor)) static void preload_fini(void)
 
 EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 {
-	if (disabled || domain != AF_UNIX)
+	if (disabled || (domain != AF_UNIX && domain != AF_TIPC))
 		return usp__real_socketpair(domain, type, protocol, sv);
 	return usp_socketpair(domain, type, protocol, sv);
 }

@@ -1,6 +1,6 @@
 /*
  * `uspair run [--] CMD [ARGS...]`: runs CMD with libuspair-preload.so in
- * LD_PRELOAD, so that its socketpair(AF_UNIX, ...) pairs are uspair's.
+ * LD_PRELOAD, so that its socketpair(AF_UNIX and AF_TIPC) pairs are uspair's.
  * The preload follows CMD's children through the environment.
  *
  * The preload is looked for in $USPAIR_PRELOAD, then beside this program
@@ -23,7 +23,7 @@ void print_run_usage(FILE *out)
 	fprintf(out,
 		"usage: uspair run [--] COMMAND [ARGS...]\n"
 		"\n"
-		"Runs COMMAND with its socketpair(AF_UNIX, ...) pairs on uspair (through\n"
+		"Runs COMMAND with its socketpair(AF_UNIX and AF_TIPC) pairs on uspair (through\n"
 		"LD_PRELOAD=" PRELOAD_NAME "); its children inherit it.\n"
 		"\n"
 		"Environment:\n"
