@@ -294,6 +294,17 @@ static uint64_t rmem_of(struct usp_pair *pair, struct usp_shared *shm, int side)
 	return usp__ring_wmem(pair, &shm->ring[side]);
 }
 
+/* Would a message of `truesize` fit the queue of endpoint `side` under
+ * `limit` (rmem + truesize < limit)?  Caller holds that queue's producer
+ * lock: the producer's cached view of the consumer's releases is
+ * refreshed only when it says no (usp__ring_has_room), so that a sender
+ * does not pull the reader's cache line on every message. */
+static bool fits(struct usp_pair *pair, struct usp_shared *shm, int side, uint32_t truesize,
+		 uint64_t limit)
+{
+	return limit > truesize && usp__ring_has_room(pair, &shm->ring[side], limit - truesize);
+}
+
 /* rcvbuf_limit() for a message to a connectionless socket */
 static uint64_t dgram_limit(struct usp_endpoint *to, uint32_t importance)
 {
@@ -318,8 +329,8 @@ static bool give_back(struct usp_pair *pair, struct usp_shared *shm, int to, uin
 	struct usp_endpoint *ep = &shm->ep[to];
 	if (atomic_load(&ep->state) == USP_EP_GONE)
 		return false; /* no port: the rejection itself is dropped */
-	if (limited && rmem_of(pair, shm, to) + truesize >=
-			       dgram_limit(ep, atomic_load(&ep->tipc.importance)))
+	if (limited && !fits(pair, shm, to, truesize,
+			     dgram_limit(ep, atomic_load(&ep->tipc.importance))))
 		return false;
 	return append(pair, shm, to, USP_REC_TIPC_ERR, &rj, NULL, data, dlen, truesize) == 0;
 }
@@ -567,7 +578,10 @@ static ssize_t conn_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t
 		atomic_fetch_add(&me(s)->snt_unacked, blocks(SHORT_H + chunk));
 		if (nagle)
 			nagle_ack(s);
-		atomic_store_explicit(&them(s)->oneway, 0, memory_order_relaxed);
+		/* the peer has received: its one-way count starts again
+		 * (written only when it changes: the line is the peer's) */
+		if (atomic_load_explicit(&them(s)->oneway, memory_order_relaxed))
+			atomic_store_explicit(&them(s)->oneway, 0, memory_order_relaxed);
 		usp__wake(s->peer, s->fd, USP_WAKE_DATA);
 		sent += chunk;
 		w.moved_data = true;
@@ -649,8 +663,8 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_
 		usp__lock(&s->self->send_lock);
 		if (usp__peer_gone(s))
 			err = TIPC_ERR_NO_PORT;
-		else if (rmem_of(s->pair, s->shm, s->side ^ 1) + truesize >=
-			 dgram_limit(s->peer, importance))
+		else if (!fits(s->pair, s->shm, s->side ^ 1, truesize,
+			       dgram_limit(s->peer, importance)))
 			err = TIPC_ERR_OVERLOAD;
 		else if (append(s->pair, s->shm, s->side ^ 1, kind, NULL, &cur, NULL, len,
 				truesize) < 0)
@@ -671,8 +685,7 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_
 	size_t keep = len < sizeof(back) ? len : sizeof(back);
 	usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen); /* from the start */
 	usp__lock(&s->peer->send_lock);
-	if (!err && rmem_of(s->pair, s->shm, s->side) + truesize >=
-			    dgram_limit(s->self, importance))
+	if (!err && !fits(s->pair, s->shm, s->side, truesize, dgram_limit(s->self, importance)))
 		err = TIPC_ERR_OVERLOAD;
 	if (!err)
 		err = append(s->pair, s->shm, s->side, kind | USP_REC_TIPC_SELF, NULL, &cur, NULL,
