@@ -245,13 +245,32 @@ static int head_record(struct usp_pair *pair, struct usp_shared *shm, int side,
 			      usp__ld_acq(&q->tail) /* C1 */, rec);
 }
 
+/* What the producer charged for a record (rec->len is bounded by ring.c;
+ * a short rejection record, which only a hostile peer writes, is charged
+ * as an empty one: the accounting must never wrap) */
 static uint32_t rec_truesize(bool conn, const struct usp_rec *rec)
 {
 	if (rec->nagle)
 		return msg_truesize(MAX_NAGLE);
 	if (rec->tipc_err)
-		return msg_truesize(BASIC_H + rec->len - sizeof(struct tipc_reject));
+		return msg_truesize(BASIC_H + (rec->len >= sizeof(struct tipc_reject)
+						       ? rec->len - sizeof(struct tipc_reject)
+						       : 0));
 	return msg_truesize((conn ? SHORT_H : BASIC_H) + rec->len);
+}
+
+/* The head record of ring `side` that a shutdown or release may look
+ * into: a message (data in the ring) or a rejection.  Kinds that only
+ * AF_UNIX pairs write mark the region corrupt. */
+static int head_message(struct usp_pair *pair, struct usp_shared *shm, int side,
+			struct usp_rec *rec)
+{
+	int r = head_record(pair, shm, side, rec);
+	if (r == 0 && (rec->kernel || rec->oob)) {
+		usp__pair_corrupt(pair);
+		return -EIO;
+	}
+	return r;
 }
 
 /*
@@ -355,13 +374,13 @@ static bool reject_queue(struct usp_pair *pair, struct usp_shared *shm, int side
 	bool told_peer = false;
 	uint32_t port = ld(&self->tipc.port);
 	/* a partly read message is dropped first (bytes_read) */
-	if (head_record(pair, shm, side, &rec) == 0 &&
+	if (head_message(pair, shm, side, &rec) == 0 &&
 	    atomic_load_explicit(&q->head_used, memory_order_relaxed))
 		usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
 	if (!conn) {
 		/* tsk_rej_rx_queue(): every message back to its sender if it
 		 * may go back, queue limits applying as for any message */
-		while (head_record(pair, shm, side, &rec) == 0) {
+		while (head_message(pair, shm, side, &rec) == 0) {
 			if (!rec.tipc_err && !rec.droppable && !rec.from_self)
 				give_back(pair, shm, side ^ 1, err, port, rec.data, rec.len, true);
 			usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
@@ -371,11 +390,11 @@ static bool reject_queue(struct usp_pair *pair, struct usp_shared *shm, int side
 		atomic_store(&self->tipc.state, USP_TIPC_DISCONNECTING);
 		/* the FIN: the first unread message goes back with it, the
 		 * rest is dropped; an empty queue sends a bare FIN */
-		if (head_record(pair, shm, side, &rec) == 0) {
+		if (head_message(pair, shm, side, &rec) == 0) {
 			if (!rec.tipc_err && !rec.droppable)
 				told_peer = give_back(pair, shm, side ^ 1, err, port, rec.data,
 						      rec.len, false);
-			while (head_record(pair, shm, side, &rec) == 0)
+			while (head_message(pair, shm, side, &rec) == 0)
 				usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
 		} else {
 			struct tipc_reject rj = {err, port};
@@ -389,7 +408,7 @@ static bool reject_queue(struct usp_pair *pair, struct usp_shared *shm, int side
 			atomic_store(&peer->tipc.state, USP_TIPC_DISCONNECTING);
 		disconnecting = true;
 	} else {
-		while (head_record(pair, shm, side, &rec) == 0)
+		while (head_message(pair, shm, side, &rec) == 0)
 			usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
 		disconnecting = true;
 	}
@@ -420,7 +439,7 @@ int usp__tipc_shutdown(struct usp_sock *s, int how)
 		/* discard any unreceived messages */
 		usp__lock(&s->self->recv_lock);
 		struct usp_rec rec;
-		while (head_record(s->pair, s->shm, s->side, &rec) == 0)
+		while (head_message(s->pair, s->shm, s->side, &rec) == 0)
 			usp__ring_consume(s->rxq, &rec, rec_truesize(conn_type(s), &rec));
 		usp__unlock(&s->self->recv_lock);
 	}
