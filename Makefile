@@ -95,7 +95,7 @@ $(STLIB): $(LIB_OBJS)
 	rm -f $@
 	$(AR_LTO) rcs $@ $(LIB_OBJS)
 
-$(BUILD)/test/%: test/%.c $(TEST_HELPERS) test/t_helpers.h $(STLIB)
+$(BUILD)/test/%: test/%.c $(TEST_HELPERS) $(wildcard test/*.h) $(STLIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Itest $< $(TEST_HELPERS) $(STLIB) -o $@ $(ALL_LDFLAGS)
 

@@ -584,17 +584,28 @@ static ssize_t conn_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t
 			     !ld(&me(s)->nodelay) && chunk <= MAX_NAGLE;
 		uint32_t kind = USP_REC_DATA | (droppable ? USP_REC_TIPC_DROPPABLE : 0) |
 				(nagle ? USP_REC_TIPC_NAGLE : 0);
-		if (USP_UNLIKELY(usp__peer_gone(s))) {
-			conn_send_to_nobody(s, &cur, chunk, droppable);
-		} else {
-			rc = append(s->pair, s->shm, s->side ^ 1, kind, NULL, &cur, NULL, chunk,
-				    msg_truesize(nagle ? MAX_NAGLE : SHORT_H + chunk));
-			if (rc < 0) {
-				rc = rc == -EAGAIN ? -ENOBUFS : rc; /* the ring itself is full */
-				break;
+		/* tipc_msg_append(): in Nagle mode the data goes into buffers
+		 * of MAX_NAGLE bytes, header included, so a message can take
+		 * two; each is a message of its own to the reader */
+		size_t piece_max = nagle ? MAX_NAGLE - SHORT_H : chunk;
+		size_t done = 0;
+		do {
+			size_t piece = chunk - done < piece_max ? chunk - done : piece_max;
+			if (USP_UNLIKELY(usp__peer_gone(s))) {
+				conn_send_to_nobody(s, &cur, piece, droppable);
+			} else {
+				rc = append(s->pair, s->shm, s->side ^ 1, kind, NULL, &cur, NULL, piece,
+					    msg_truesize(nagle ? MAX_NAGLE : SHORT_H + piece));
+				if (rc < 0)
+					break;
 			}
+			atomic_fetch_add(&me(s)->snt_unacked, blocks(SHORT_H + piece));
+			done += piece;
+		} while (done < chunk);
+		if (rc < 0) {
+			rc = rc == -EAGAIN ? -ENOBUFS : rc; /* the ring itself is full */
+			break;
 		}
-		atomic_fetch_add(&me(s)->snt_unacked, blocks(SHORT_H + chunk));
 		if (nagle)
 			nagle_ack(s);
 		/* the peer has received: its one-way count starts again
@@ -1034,7 +1045,9 @@ static int tipc_getsockopt(struct usp_sock *s, int level, int optname, void *opt
 	default:
 		return -EINVAL;
 	}
-	if (len < (int)sizeof(value))
+	/* an int against a size_t, as in tipc_getsockopt(): a negative
+	 * length passes */
+	if ((size_t)len < sizeof(value))
 		return -EINVAL;
 	if ((uintptr_t)optval < 4096)
 		return -EFAULT;
@@ -1086,11 +1099,13 @@ static int tipc_setsockopt(struct usp_sock *s, int level, int optname, const voi
 	struct usp_tipc_ep *t = me(s);
 	switch (optname) {
 	case TIPC_IMPORTANCE:
-		/* tsk_set_importance() takes an int: a negative one passes
-		 * its check, and reads back as 0 */
 		if ((int)value > TIPC_CRITICAL_IMPORTANCE)
 			return -EINVAL;
-		atomic_store(&t->importance, (int)value < 0 ? 0 : value);
+		/* tsk_set_importance() takes an int: a negative one passes its
+		 * check, and msg_set_importance() then leaves the header as it
+		 * was */
+		if ((int)value >= 0)
+			atomic_store(&t->importance, value);
 		return 0;
 	case TIPC_SRC_DROPPABLE:
 		if (s->tipc_type == SOCK_STREAM)
@@ -1225,17 +1240,13 @@ int usp__tipc_ioctl(unsigned long request, void *arg)
 	case SIOCOUTQNSD:
 		return -ENOTTY;
 	case SIOCGETNODEID: {
-		/* a node without an address knows only itself, with an
-		 * empty identity */
+		/* a node without an address knows only itself, and has no
+		 * identity to write */
 		struct tipc_sioc_nodeid_req nr;
 		if ((uintptr_t)arg < 4096)
 			return -EFAULT;
 		memcpy(&nr, arg, sizeof(nr));
-		if (nr.peer != 0)
-			return -EADDRNOTAVAIL;
-		memset(nr.node_id, 0, sizeof(nr.node_id));
-		memcpy(arg, &nr, sizeof(nr));
-		return 0;
+		return nr.peer != 0 ? -EADDRNOTAVAIL : 0;
 	}
 	case SIOCGETLINKNAME: /* also AF_UNIX's SIOCUNIXFILE: the first private one */
 		if ((uintptr_t)arg < 4096)
