@@ -15,12 +15,22 @@
  * is checked (sequence stamps in its first and last byte, the whole payload
  * now and then), so that a broken path cannot pass for a fast one.
  *
+ * AF_TIPC rows measure uspair's AF_TIPC pairs (STREAM, SEQPACKET, RDM,
+ * DGRAM) against the kernel's AF_TIPC pair of the same type when the
+ * running kernel makes one, and otherwise against its AF_UNIX pair of the
+ * same type (SEQPACKET for RDM), which the output names as the reference.
+ * TIPC's RDM and DGRAM drop what overflows the receiver's queue instead of
+ * making the sender wait, so their throughput runs with a credit window:
+ * the receiver acknowledges every so many messages and the sender waits
+ * while a window's worth is unacknowledged (both implementations alike).
+ *
  * Nothing is pinned: with two CPUs the scheduler has to be free to move the
  * two sides apart.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/tipc.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -81,6 +91,18 @@
 /* Background load (in CPUs) worth a note. */
 #define BUSY_MACHINE_CPUS 0.25
 #define MAX_NOTES 32
+/*
+ * Credit window of an AF_TIPC RDM/DGRAM throughput run: the sender keeps
+ * at most half the receiver's SO_RCVBUF in flight, counting each message
+ * at more than its truesize (its size plus 512 bytes of headers and skb
+ * overhead, rounded up to a power of two, plus 512), at most
+ * CREDIT_MAX_WINDOW messages; the receiver acknowledges every quarter
+ * window.
+ */
+#define CREDIT_MAX_WINDOW 256u
+#define CREDIT_MESSAGE_OVERHEAD 512u
+/* SO_RCVBUF of a TIPC socket (sysctl_tipc_rmem[1]), if it cannot be read */
+#define TIPC_DEFAULT_RCVBUF (2u << 20)
 #define TEXT_LEN 200
 
 /* ------------------------------------------------------------------------
@@ -128,9 +150,16 @@ static const char *socktype_name(int socktype)
 		return "seqpacket";
 	case SOCK_DGRAM:
 		return "dgram";
+	case SOCK_RDM:
+		return "rdm";
 	default:
 		return "-";
 	}
+}
+
+static const char *family_name(int family)
+{
+	return family == AF_TIPC ? "tipc" : family == AF_UNIX ? "unix" : "-";
 }
 
 static const char *test_mode_name(enum test_kind test)
@@ -407,16 +436,30 @@ struct impl_result {
 
 struct cell {
 	enum test_kind test;
+	int family;   /* uspair's pair: AF_UNIX or AF_TIPC */
 	int socktype; /* 0 for the floor */
+	/* The kernel's pair, the reference: the same family and type, or on a
+	 * kernel without TIPC AF_UNIX of the same type (SEQPACKET for RDM). */
+	int ref_family, ref_socktype;
 	size_t size;  /* message size; memory: pairs */
 	enum peer_kind peer;
+	double duration_s; /* per implementation, split over the rounds */
+	/* Throughput of AF_TIPC RDM/DGRAM: at most credit_window messages
+	 * unacknowledged, an acknowledgement every credit_every; 0: none. */
+	unsigned credit_window, credit_every;
 	unsigned impls; /* bit set of enum impl */
 	struct impl_result result[IMPL_COUNT];
 };
 
+/* socketpair(AF_TIPC, type) on the running kernel: 0 if it works, else
+ * its errno; one per type of tipc_types[]. */
+#define TIPC_TYPE_COUNT 4
+
 struct bench {
 	const struct bench_options *options;
 	double duration_s;
+	double tipc_duration_s; /* AF_TIPC rows */
+	int kernel_tipc_errno[TIPC_TYPE_COUNT]; /* -1: not asked */
 	unsigned rounds;
 	unsigned memory_pairs;
 	struct cell *cells;
@@ -469,34 +512,53 @@ static void bench_note(struct bench *b, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* "stream", or "tipc stream" for an AF_TIPC cell. */
+static void cell_type_text(char *buf, size_t len, const struct cell *c)
+{
+	snprintf(buf, len, "%s%s", c->family == AF_TIPC ? "tipc " : "", socktype_name(c->socktype));
+}
+
 static void cell_label(char *buf, size_t len, const struct cell *c)
 {
-	char size[32];
+	char size[32], type[32];
 
 	format_size(size, sizeof(size), c->size);
+	cell_type_text(type, sizeof(type), c);
 	switch (c->test) {
 	case TEST_FLOOR:
 		snprintf(buf, len, "floor shm %s", peer_names[c->peer]);
 		break;
 	case TEST_RTT:
-		snprintf(buf, len, "rtt %s %s %s", socktype_name(c->socktype), size,
-			 peer_names[c->peer]);
+		snprintf(buf, len, "rtt %s %s %s", type, size, peer_names[c->peer]);
 		break;
 	case TEST_SLEEP:
-		snprintf(buf, len, "rtt-sleep %s %s %s", socktype_name(c->socktype), size,
-			 peer_names[c->peer]);
+		snprintf(buf, len, "rtt-sleep %s %s %s", type, size, peer_names[c->peer]);
 		break;
 	case TEST_THROUGHPUT:
-		snprintf(buf, len, "throughput %s %s %s", socktype_name(c->socktype), size,
-			 peer_names[c->peer]);
+		snprintf(buf, len, "throughput %s %s %s", type, size, peer_names[c->peer]);
 		break;
 	case TEST_CREATE:
-		snprintf(buf, len, "socketpair+close %s", socktype_name(c->socktype));
+		snprintf(buf, len, "socketpair+close %s", type);
 		break;
 	case TEST_MEMORY:
-		snprintf(buf, len, "memory %s %zu pairs", socktype_name(c->socktype), c->size);
+		snprintf(buf, len, "memory %s %zu pairs", type, c->size);
 		break;
 	}
+}
+
+/* The kernel's reference pair is not of uspair's family (AF_UNIX for
+ * AF_TIPC on a kernel without TIPC). */
+static bool cell_reference_differs(const struct cell *c)
+{
+	return c->ref_family != c->family || c->ref_socktype != c->socktype;
+}
+
+/* The implementation column: "kernel*" marks a reference of another family. */
+static const char *impl_label(const struct cell *c, unsigned impl)
+{
+	if (impl == IMPL_KERNEL && cell_reference_differs(c))
+		return "kernel*";
+	return impl_names[impl];
 }
 
 /* Figures of one result, NaN when it has none. */
@@ -669,26 +731,27 @@ struct channel {
 	int fd_count;
 };
 
-/* Makes a socket pair of the given implementation; -errno on failure. */
-static int open_pair(enum impl impl, int socktype, int sv[2])
+/* Makes a socket pair of the given implementation for a cell: uspair's of
+ * the cell's family and type, the kernel's reference; -errno on failure. */
+static int open_pair(const struct cell *c, enum impl impl, int sv[2])
 {
 	int rc;
 
 	if (impl == IMPL_USPAIR)
-		rc = usp_socketpair(AF_UNIX, socktype, 0, sv);
+		rc = usp_socketpair(c->family, c->socktype, 0, sv);
 	else
-		rc = socketpair(AF_UNIX, socktype, 0, sv);
+		rc = socketpair(c->ref_family, c->ref_socktype, 0, sv);
 	return rc == 0 ? 0 : -errno;
 }
 
-static int channel_open(struct channel *ch, enum impl impl, int socktype)
+static int channel_open(struct channel *ch, enum impl impl, const struct cell *c)
 {
 	int sv[2], to_peer[2], to_parent[2];
 	int rc;
 
 	memset(ch, 0, sizeof(*ch));
 	if (impl == IMPL_KERNEL || impl == IMPL_USPAIR) {
-		rc = open_pair(impl, socktype, sv);
+		rc = open_pair(c, impl, sv);
 		if (rc != 0)
 			return rc;
 		ch->parent_rx = ch->parent_tx = sv[0];
@@ -919,6 +982,9 @@ struct peer_job {
 	bool stream;
 	size_t size;
 	int rx_fd, tx_fd;
+	/* Throughput: the sender keeps at most this many messages
+	 * unacknowledged (AF_TIPC RDM/DGRAM); 0: no acknowledgements. */
+	unsigned credit_window;
 	/* A forked peer closes the parent's ends first and its own at the
 	 * end, as a program would; NULL for the floor. */
 	const struct channel *channel;
@@ -966,27 +1032,107 @@ static void peer_echo(const struct peer_job *job)
 	free(buf);
 }
 
+/*
+ * A credit window (job->credit_window): before message seq, wait for
+ * acknowledgements (the count of messages received, a uint64_t) until
+ * fewer than the window are unacknowledged.  Anything else that arrives is
+ * a failure: a message of ours coming back rejected (RDM: the receiver's
+ * queue overflowed after all), or, once the run is being torn down after a
+ * failure, the one-byte wake-up (false with why[] empty).
+ */
+static bool peer_wait_credit(const struct peer_job *job, uint64_t seq, uint64_t *acked,
+			     char *why, size_t why_len)
+{
+	while (seq - *acked >= job->credit_window) {
+		union {
+			struct cmsghdr align;
+			char buf[CMSG_SPACE(64)];
+		} cmsg_buf;
+		uint64_t ack = 0;
+		struct iovec iov = { .iov_base = &ack, .iov_len = sizeof(ack) };
+		struct msghdr msg = {
+			.msg_iov = &iov,
+			.msg_iovlen = 1,
+			.msg_control = cmsg_buf.buf,
+			.msg_controllen = sizeof(cmsg_buf.buf),
+		};
+		ssize_t n = usp_recvmsg(job->rx_fd, &msg, 0);
+
+		if (n < 0) {
+			if (errno == EINTR && interrupted_retry(why, why_len))
+				continue;
+			if (errno != EINTR)
+				snprintf(why, why_len, "reading an acknowledgement: %s",
+					 strerror(errno));
+			return false;
+		}
+		if (msg.msg_controllen > 0) {
+			const struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+			bool errinfo = cm && cm->cmsg_level == SOL_TIPC &&
+				       cm->cmsg_type == TIPC_ERRINFO;
+
+			snprintf(why, why_len,
+				 "before message %" PRIu64 " (%" PRIu64 " acknowledged) a %zd-byte "
+				 "message with %s came back%s",
+				 seq, *acked, n, errinfo ? "TIPC_ERRINFO" : "ancillary data",
+				 errinfo ? ": rejected, the receiver's queue overflowed" : "");
+			return false;
+		}
+		if (n != (ssize_t)sizeof(ack) &&
+		    atomic_load_explicit(&control->stop, memory_order_acquire)) {
+			why[0] = '\0'; /* the wake-up of unblock_peer() */
+			return false;
+		}
+		if (n != (ssize_t)sizeof(ack) || ack > seq || ack < *acked) {
+			snprintf(why, why_len,
+				 "waiting for an acknowledgement before message %" PRIu64 ": got %zd "
+				 "bytes (count %" PRIu64 ", %" PRIu64 " acknowledged before)",
+				 seq, n, ack, *acked);
+			return false;
+		}
+		*acked = ack;
+	}
+	return true;
+}
+
+/* Acknowledgements left over from an earlier round on this channel. */
+static void peer_drain_credit(const struct peer_job *job)
+{
+	uint64_t ack;
+
+	while (usp_recv(job->rx_fd, &ack, sizeof(ack), MSG_DONTWAIT) >= 0 || errno == EINTR)
+		;
+}
+
 /* Throughput: send numbered messages until told to stop, then the marker. */
 static void peer_send(const struct peer_job *job)
 {
 	uint8_t *buf = xmalloc(job->size + 1);
 	char why[TEXT_LEN];
-	uint64_t seq = 0;
+	uint64_t seq = 0, acked = 0;
 
 	fill_pattern(buf, job->size);
+	if (job->credit_window)
+		peer_drain_credit(job);
 	while (!atomic_load_explicit(&control->stop, memory_order_relaxed)) {
+		if (job->credit_window && !peer_wait_credit(job, seq, &acked, why, sizeof(why)))
+			goto failed;
 		stamp_message(buf, job->size, seq);
-		if (send_message(job->tx_fd, buf, job->size, job->stream, why, sizeof(why)) != IO_OK) {
-			peer_fail(why);
-			free(buf);
-			return;
-		}
+		if (send_message(job->tx_fd, buf, job->size, job->stream, why, sizeof(why)) != IO_OK)
+			goto failed;
 		seq++;
 	}
 	atomic_store_explicit(&control->final_seq, seq, memory_order_relaxed);
 	atomic_store_explicit(&control->sender_done, 1, memory_order_release);
+	if (job->credit_window && !peer_wait_credit(job, seq, &acked, why, sizeof(why)))
+		goto failed;
 	stamp_message(buf, job->size, seq);
 	if (send_message(job->tx_fd, buf, job->size, job->stream, why, sizeof(why)) != IO_OK)
+		goto failed;
+	free(buf);
+	return;
+failed:
+	if (why[0])
 		peer_fail(why);
 	free(buf);
 }
@@ -1353,16 +1499,38 @@ out:
 	free(pattern);
 }
 
-/* One-way throughput: the peer sends, this side receives and counts. */
+/* Acknowledges the first count messages (a credit window's receiver). */
+static bool send_credit(int fd, uint64_t count, char *why, size_t why_len)
+{
+	for (;;) {
+		ssize_t n = usp_send(fd, &count, sizeof(count), 0);
+
+		if (n == (ssize_t)sizeof(count))
+			return true;
+		if (n < 0 && errno == EINTR && interrupted_retry(why, why_len))
+			continue;
+		if (n >= 0)
+			snprintf(why, why_len, "acknowledgement: sent %zd of %zu bytes", n,
+				 sizeof(count));
+		else if (errno != EINTR)
+			snprintf(why, why_len, "sending an acknowledgement: %s", strerror(errno));
+		return false;
+	}
+}
+
+/* One-way throughput: the peer sends, this side receives and counts;
+ * with a credit window it acknowledges every credit_every messages. */
 static void run_throughput(struct run *run, struct channel *ch)
 {
 	const size_t size = run->cell->size;
+	const unsigned ack_every = run->cell->credit_every;
 	struct peer_job job = {
 		.test = TEST_THROUGHPUT,
 		.stream = run_is_stream(run),
 		.size = size,
 		.rx_fd = ch->peer_rx,
 		.tx_fd = ch->peer_tx,
+		.credit_window = run->cell->credit_window,
 		.channel = ch,
 	};
 	struct exchange x = {
@@ -1389,10 +1557,19 @@ static void run_throughput(struct run *run, struct channel *ch)
 	warm_end = now_ns() + seconds_to_ns(run->warmup_s);
 	warm_limit = warm_end + seconds_to_ns(run->first_warmup_s);
 	for (uint64_t seq = 0;; seq++) {
+		bool delivered;
+
 		poison_message(x.in, size, seq);
-		if (receive_message(x.rx, x.in, size, x.stream, x.why, sizeof(x.why)) != IO_OK ||
-		    !verify_message(x.in, pattern, size, seq, x.why, sizeof(x.why))) {
-			result_fail(run->result, "%s", x.why);
+		delivered =
+			receive_message(x.rx, x.in, size, x.stream, x.why, sizeof(x.why)) == IO_OK &&
+			verify_message(x.in, pattern, size, seq, x.why, sizeof(x.why));
+		if (!delivered || (ack_every && (seq + 1) % ack_every == 0 &&
+				   !send_credit(ch->parent_tx, seq + 1, x.why, sizeof(x.why)))) {
+			/* A TIPC RDM/DGRAM receiver that sees the wrong message, or
+			 * none while the sender waits for credit, has most likely
+			 * lost some. */
+			result_fail(run->result, "%s%s", x.why,
+				    !delivered && ack_every ? " (messages lost?)" : "");
 			unblock_peer(ch, size, !job.stream);
 			break;
 		}
@@ -1508,7 +1685,7 @@ static bool run_open_channel(struct run *run, struct cell_channels *channels)
 	run->first_use = !channels->used[run->impl];
 	if (channels->open[run->impl])
 		return true;
-	rc = channel_open(ch, run->impl, run->cell->socktype);
+	rc = channel_open(ch, run->impl, run->cell);
 	if (rc != 0) {
 		if (rc == -EPROTONOSUPPORT || rc == -ESOCKTNOSUPPORT || rc == -EOPNOTSUPP ||
 		    rc == -EAFNOSUPPORT)
@@ -1633,14 +1810,13 @@ static bool close_pair(int sv[2], char *why, size_t why_len)
 /* socketpair() + close() of both ends, in a loop. */
 static void run_create_close(struct run *run)
 {
-	const int socktype = run->cell->socktype;
 	const unsigned batch = 32;
 	char why[TEXT_LEN];
 	uint64_t count = 0, start, finish, warm_end;
 	int sv[2];
 	int rc;
 
-	rc = open_pair(run->impl, socktype, sv);
+	rc = open_pair(run->cell, run->impl, sv);
 	if (rc != 0) {
 		result_fail(run->result, "socketpair: %s", strerror(-rc));
 		return;
@@ -1660,7 +1836,7 @@ static void run_create_close(struct run *run)
 	start = now_ns();
 	for (bool warming = true;;) {
 		for (unsigned i = 0; i < batch; i++) {
-			rc = open_pair(run->impl, socktype, sv);
+			rc = open_pair(run->cell, run->impl, sv);
 			if (rc != 0) {
 				result_fail(run->result, "socketpair: %s", strerror(-rc));
 				return;
@@ -1755,7 +1931,7 @@ static bool measure_bulk_rss(struct run *run, double *rss_kib, char *why, size_t
 	uint8_t *in = xmalloc(BULK_MESSAGE + 1), *pattern = xmalloc(BULK_MESSAGE + 1);
 	struct memory_snapshot before, after;
 	bool stopping = false, ok = true;
-	int rc = channel_open(&ch, run->impl, run->cell->socktype);
+	int rc = channel_open(&ch, run->impl, run->cell);
 
 	if (rc != 0) {
 		snprintf(why, why_len, "socketpair: %s", strerror(-rc));
@@ -1822,7 +1998,7 @@ static void run_memory(struct run *run)
 	int sv[2];
 
 	/* The library's one-time set-up is not a pair's cost. */
-	rc = open_pair(run->impl, run->cell->socktype, sv);
+	rc = open_pair(run->cell, run->impl, sv);
 	if (rc != 0) {
 		result_fail(run->result, "socketpair: %s", strerror(-rc));
 		free(pairs);
@@ -1836,7 +2012,7 @@ static void run_memory(struct run *run)
 	sleep_us(MEMORY_SETTLE_US);
 	memory_snapshot_take(&before);
 	while (created < wanted) {
-		rc = open_pair(run->impl, run->cell->socktype, pairs[created]);
+		rc = open_pair(run->cell, run->impl, pairs[created]);
 		if (rc != 0)
 			break;
 		created++;
@@ -1954,11 +2130,99 @@ static const unsigned socktype_bits[] = { BENCH_TYPE_STREAM, BENCH_TYPE_SEQPACKE
 					  BENCH_TYPE_DGRAM };
 #define SOCKTYPE_COUNT (sizeof(socktypes) / sizeof(socktypes[0]))
 
+/* AF_TIPC: the order of bench.kernel_tipc_errno[] */
+static const int tipc_types[TIPC_TYPE_COUNT] = { SOCK_STREAM, SOCK_SEQPACKET, SOCK_RDM,
+						  SOCK_DGRAM };
+static const unsigned tipc_type_bits[TIPC_TYPE_COUNT] = { BENCH_TYPE_STREAM, BENCH_TYPE_SEQPACKET,
+							  BENCH_TYPE_RDM, BENCH_TYPE_DGRAM };
+
 static const size_t default_rtt_sizes[] = { 1, 64, 4096 };
 static const size_t default_throughput_sizes[] = { 64, 4096, 65536, 1u << 20 };
+/* AF_TIPC: no 1 MiB (a TIPC message holds at most 66000 bytes) */
+static const size_t default_tipc_throughput_sizes[] = { 64, 4096, 65536 };
 
-static struct cell *plan_add(struct bench *b, enum test_kind test, int socktype, size_t size,
-			     enum peer_kind peer)
+static int tipc_type_index(int socktype)
+{
+	for (int i = 0; i < TIPC_TYPE_COUNT; i++)
+		if (tipc_types[i] == socktype)
+			return i;
+	return 0;
+}
+
+/*
+ * The kernel's pair an AF_TIPC cell is measured against: its AF_TIPC pair
+ * of the same type if socketpair(AF_TIPC) works on this kernel (asked once
+ * per type), otherwise its AF_UNIX pair of the same type, SEQPACKET for
+ * RDM (reliable messages, as RDM's are on one node).
+ */
+static void plan_reference(struct bench *b, struct cell *c)
+{
+	int *err = &b->kernel_tipc_errno[tipc_type_index(c->socktype)];
+
+	c->ref_family = c->family;
+	c->ref_socktype = c->socktype;
+	if (c->family != AF_TIPC)
+		return;
+	if (*err < 0) {
+		int sv[2];
+
+		if (socketpair(AF_TIPC, c->socktype, 0, sv) == 0) {
+			*err = 0;
+			close(sv[0]);
+			close(sv[1]);
+		} else {
+			*err = errno;
+		}
+	}
+	if (*err != 0) {
+		c->ref_family = AF_UNIX;
+		c->ref_socktype = c->socktype == SOCK_RDM ? SOCK_SEQPACKET : c->socktype;
+	}
+}
+
+/* The power of two at or above n. */
+static size_t round_up_pow2(size_t n)
+{
+	size_t p = 1;
+
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
+/*
+ * The credit window of an AF_TIPC RDM/DGRAM throughput cell, from the
+ * SO_RCVBUF of uspair's TIPC socket of that type (the kernel's TIPC socket
+ * has the same default): half of it in messages counted at more than their
+ * truesize, so that the queue never overflows.
+ */
+static void plan_credit(struct cell *c)
+{
+	size_t per_message =
+		round_up_pow2(c->size + CREDIT_MESSAGE_OVERHEAD) + CREDIT_MESSAGE_OVERHEAD;
+	int rcvbuf = 0, sv[2];
+	socklen_t len = sizeof(rcvbuf);
+	size_t window;
+
+	if (usp_socketpair(AF_TIPC, c->socktype, 0, sv) == 0) {
+		if (usp_getsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len) != 0)
+			rcvbuf = 0;
+		usp_close(sv[0]);
+		usp_close(sv[1]);
+	}
+	if (rcvbuf <= 0)
+		rcvbuf = TIPC_DEFAULT_RCVBUF;
+	window = (size_t)rcvbuf / 2 / per_message;
+	if (window < 1)
+		window = 1;
+	if (window > CREDIT_MAX_WINDOW)
+		window = CREDIT_MAX_WINDOW;
+	c->credit_window = (unsigned)window;
+	c->credit_every = c->credit_window / 4 ? c->credit_window / 4 : 1;
+}
+
+static struct cell *plan_add(struct bench *b, enum test_kind test, int family, int socktype,
+			     size_t size, enum peer_kind peer)
 {
 	struct cell *c;
 
@@ -1973,15 +2237,22 @@ static struct cell *plan_add(struct bench *b, enum test_kind test, int socktype,
 	c = &b->cells[b->cell_count++];
 	memset(c, 0, sizeof(*c));
 	c->test = test;
+	c->family = family;
 	c->socktype = socktype;
 	c->size = size;
 	c->peer = peer;
+	c->duration_s = family == AF_TIPC ? b->tipc_duration_s : b->duration_s;
+	plan_reference(b, c);
+	if (family == AF_TIPC && test == TEST_THROUGHPUT &&
+	    (socktype == SOCK_RDM || socktype == SOCK_DGRAM))
+		plan_credit(c);
 	if (test == TEST_FLOOR) {
 		c->impls = 1u << IMPL_SHM;
 	} else {
 		c->impls = 1u << IMPL_KERNEL | 1u << IMPL_USPAIR;
-		/* A pipe is a byte stream: it stands beside STREAM only. */
-		if (test_has_peer(test) && socktype == SOCK_STREAM && !b->options->check)
+		/* A pipe is a byte stream: it stands beside AF_UNIX STREAM only. */
+		if (test_has_peer(test) && family == AF_UNIX && socktype == SOCK_STREAM &&
+		    !b->options->check)
 			c->impls |= 1u << IMPL_PIPE;
 	}
 	return c;
@@ -1999,63 +2270,117 @@ static void plan_sizes(const struct bench *b, const size_t *defaults, size_t def
 	}
 }
 
+/* The types of one family to measure, in the order of their rows. */
+struct plan_family {
+	int family;
+	const int *types;
+	const unsigned *bits;
+	size_t count;
+	const size_t *tput_sizes;
+	size_t tput_count;
+};
+
+/* Rows of one test for each selected type of a family, size by size. */
+static void plan_types(struct bench *b, const struct plan_family *f, enum test_kind test,
+		       const size_t *sizes, size_t size_count, enum peer_kind peer)
+{
+	for (size_t t = 0; t < f->count; t++)
+		if (b->options->types & f->bits[t])
+			for (size_t s = 0; s < size_count; s++)
+				plan_add(b, test, f->family, f->types[t], sizes[s], peer);
+}
+
 static void plan_build(struct bench *b)
 {
+	static const size_t no_size = 0;
 	const struct bench_options *o = b->options;
-	const size_t *rtt_sizes, *tput_sizes;
-	size_t rtt_count, tput_count, smallest;
+	const size_t *rtt_sizes;
+	size_t rtt_count, smallest, family_count = 0;
 	enum peer_kind peers[2] = { PEER_PROCESS, PEER_THREAD };
 	size_t peer_count = o->threads ? 2 : 1;
+	struct plan_family families[2];
 
 	plan_sizes(b, default_rtt_sizes, sizeof(default_rtt_sizes) / sizeof(size_t), &rtt_sizes,
 		   &rtt_count);
-	plan_sizes(b, default_throughput_sizes, sizeof(default_throughput_sizes) / sizeof(size_t),
-		   &tput_sizes, &tput_count);
 	smallest = rtt_sizes[0];
 	for (size_t i = 1; i < rtt_count; i++)
 		if (rtt_sizes[i] < smallest)
 			smallest = rtt_sizes[i];
+	if (o->families & BENCH_FAMILY_UNIX) {
+		struct plan_family *f = &families[family_count++];
+
+		f->family = AF_UNIX;
+		f->types = socktypes;
+		f->bits = socktype_bits;
+		f->count = SOCKTYPE_COUNT;
+		plan_sizes(b, default_throughput_sizes,
+			   sizeof(default_throughput_sizes) / sizeof(size_t), &f->tput_sizes,
+			   &f->tput_count);
+	}
+	if (o->families & BENCH_FAMILY_TIPC) {
+		struct plan_family *f = &families[family_count++];
+
+		f->family = AF_TIPC;
+		f->types = tipc_types;
+		f->bits = tipc_type_bits;
+		/* TIPC DGRAM (last) only when asked for: it is RDM with other
+		 * defaults, and the default run must stay within a minute */
+		f->count = o->types_given ? TIPC_TYPE_COUNT : TIPC_TYPE_COUNT - 1;
+		plan_sizes(b, default_tipc_throughput_sizes,
+			   sizeof(default_tipc_throughput_sizes) / sizeof(size_t), &f->tput_sizes,
+			   &f->tput_count);
+	}
 
 	if (o->check) {
-		for (size_t p = 0; p < peer_count; p++) {
-			plan_add(b, TEST_RTT, SOCK_STREAM, 1, peers[p]);
-			/* two busy sides once settled into waking each other
-			 * at this size (60 us round trips instead of 3) */
-			plan_add(b, TEST_RTT, SOCK_STREAM, 4096, peers[p]);
-			plan_add(b, TEST_THROUGHPUT, SOCK_STREAM, 65536, peers[p]);
+		if (o->families & BENCH_FAMILY_UNIX) {
+			for (size_t p = 0; p < peer_count; p++) {
+				plan_add(b, TEST_RTT, AF_UNIX, SOCK_STREAM, 1, peers[p]);
+				/* two busy sides once settled into waking each
+				 * other at this size (60 us round trips instead
+				 * of 3) */
+				plan_add(b, TEST_RTT, AF_UNIX, SOCK_STREAM, 4096, peers[p]);
+				plan_add(b, TEST_THROUGHPUT, AF_UNIX, SOCK_STREAM, 65536, peers[p]);
+			}
+			plan_add(b, TEST_SLEEP, AF_UNIX, SOCK_STREAM, 1, PEER_PROCESS);
+			plan_add(b, TEST_CREATE, AF_UNIX, SOCK_STREAM, 0, PEER_PROCESS);
 		}
-		plan_add(b, TEST_SLEEP, SOCK_STREAM, 1, PEER_PROCESS);
-		plan_add(b, TEST_CREATE, SOCK_STREAM, 0, PEER_PROCESS);
+		/* TIPC's hot path: flow control, acknowledgements, Nagle */
+		if (o->families & BENCH_FAMILY_TIPC)
+			plan_add(b, TEST_RTT, AF_TIPC, SOCK_STREAM, 1, PEER_PROCESS);
 		return;
 	}
 
 	for (size_t p = 0; p < peer_count; p++) {
 		if ((o->modes & BENCH_MODE_SPIN) && (o->tests & BENCH_TEST_RTT)) {
-			plan_add(b, TEST_FLOOR, 0, sizeof(uint64_t), peers[p]);
-			for (size_t t = 0; t < SOCKTYPE_COUNT; t++)
-				if (o->types & socktype_bits[t])
-					for (size_t s = 0; s < rtt_count; s++)
-						plan_add(b, TEST_RTT, socktypes[t], rtt_sizes[s], peers[p]);
+			size_t floor_cell = b->cell_count;
+
+			plan_add(b, TEST_FLOOR, AF_UNIX, 0, sizeof(uint64_t), peers[p]);
+			for (size_t f = 0; f < family_count; f++)
+				plan_types(b, &families[f], TEST_RTT, rtt_sizes, rtt_count,
+					   peers[p]);
+			/* the floor stands beside round trips only (none: --type rdm
+			 * --family unix) */
+			if (b->cell_count == floor_cell + 1)
+				b->cell_count = floor_cell;
 		}
 		if ((o->modes & BENCH_MODE_SPIN) && (o->tests & BENCH_TEST_THROUGHPUT))
-			for (size_t t = 0; t < SOCKTYPE_COUNT; t++)
-				if (o->types & socktype_bits[t])
-					for (size_t s = 0; s < tput_count; s++)
-						plan_add(b, TEST_THROUGHPUT, socktypes[t], tput_sizes[s],
-							 peers[p]);
+			for (size_t f = 0; f < family_count; f++)
+				plan_types(b, &families[f], TEST_THROUGHPUT, families[f].tput_sizes,
+					   families[f].tput_count, peers[p]);
 		if ((o->modes & BENCH_MODE_SLEEP) && (o->tests & BENCH_TEST_RTT))
-			for (size_t t = 0; t < SOCKTYPE_COUNT; t++)
-				if (o->types & socktype_bits[t])
-					plan_add(b, TEST_SLEEP, socktypes[t], smallest, peers[p]);
+			for (size_t f = 0; f < family_count; f++)
+				plan_types(b, &families[f], TEST_SLEEP, &smallest, 1, peers[p]);
 	}
-	/* Memory before socketpair+close: the latter leaves the kernel
-	 * freeing thousands of sockets for a while after. */
-	for (size_t t = 0; t < SOCKTYPE_COUNT; t++)
-		if ((o->types & socktype_bits[t]) && (o->tests & BENCH_TEST_MEMORY))
-			plan_add(b, TEST_MEMORY, socktypes[t], b->memory_pairs, PEER_PROCESS);
-	for (size_t t = 0; t < SOCKTYPE_COUNT; t++)
-		if ((o->types & socktype_bits[t]) && (o->tests & BENCH_TEST_CREATE))
-			plan_add(b, TEST_CREATE, socktypes[t], 0, PEER_PROCESS);
+	/* Memory (AF_UNIX) before socketpair+close: the latter leaves the
+	 * kernel freeing thousands of sockets for a while after. */
+	if (o->families & BENCH_FAMILY_UNIX)
+		for (size_t t = 0; t < SOCKTYPE_COUNT; t++)
+			if ((o->types & socktype_bits[t]) && (o->tests & BENCH_TEST_MEMORY))
+				plan_add(b, TEST_MEMORY, AF_UNIX, socktypes[t], b->memory_pairs,
+					 PEER_PROCESS);
+	if (o->tests & BENCH_TEST_CREATE)
+		for (size_t f = 0; f < family_count; f++)
+			plan_types(b, &families[f], TEST_CREATE, &no_size, 1, PEER_PROCESS);
 }
 
 /* --verbose: what one run measured, on stderr. */
@@ -2108,7 +2433,7 @@ static void run_once(struct bench *b, struct cell *c, enum impl impl, double rou
 		.latency = b->run_latency,
 		.measure_s = round_s,
 		.warmup_s = fmin(MAX_WARMUP_S, round_s / 4),
-		.first_warmup_s = fmin(FIRST_WARMUP_MAX_S, b->duration_s / 2),
+		.first_warmup_s = fmin(FIRST_WARMUP_MAX_S, c->duration_s / 2),
 	};
 	double planned_s = run.warmup_s + round_s;
 
@@ -2166,7 +2491,7 @@ static void run_cell(struct bench *b, struct cell *c)
 {
 	enum impl order[IMPL_COUNT];
 	unsigned count = 0, rounds = b->rounds;
-	double round_s = b->duration_s / rounds;
+	double round_s = c->duration_s / rounds;
 	struct cell_channels channels;
 
 	for (unsigned i = 0; i < IMPL_COUNT; i++) {
@@ -2200,6 +2525,70 @@ static void run_cell(struct bench *b, struct cell *c)
  * Table
  * --------------------------------------------------------------------- */
 
+static bool bench_has_tipc(const struct bench *b)
+{
+	for (size_t i = 0; i < b->cell_count; i++)
+		if (b->cells[i].family == AF_TIPC)
+			return true;
+	return false;
+}
+
+/*
+ * What the AF_TIPC rows were measured against: the kernel's AF_TIPC pair,
+ * or its AF_UNIX pair when socketpair(AF_TIPC) fails here (and why); type
+ * by type if the kernel answered differently for different types.
+ */
+static void tipc_reference_text(const struct bench *b, char *buf, size_t len)
+{
+	int asked = 0, unix_count = 0, first_err = 0;
+	bool same_err = true;
+	size_t used;
+
+	for (int i = 0; i < TIPC_TYPE_COUNT; i++) {
+		int err = b->kernel_tipc_errno[i];
+
+		if (err < 0)
+			continue;
+		asked++;
+		if (err == 0)
+			continue;
+		if (unix_count++ == 0)
+			first_err = err;
+		else if (err != first_err)
+			same_err = false;
+	}
+	if (unix_count == 0) {
+		snprintf(buf, len, "the kernel's AF_TIPC pair of the same type");
+		return;
+	}
+	if (unix_count == asked && same_err) {
+		snprintf(buf, len,
+			 "the kernel's AF_UNIX pair of the same type, SEQPACKET for RDM (no TIPC in "
+			 "this kernel: socketpair(AF_TIPC): %s)",
+			 strerror(first_err));
+		return;
+	}
+	used = (size_t)snprintf(buf, len, "the kernel's pair, per type:");
+	for (int i = 0; i < TIPC_TYPE_COUNT && used < len; i++) {
+		int err = b->kernel_tipc_errno[i];
+
+		if (err < 0)
+			continue;
+		used += (size_t)snprintf(buf + used, len - used, " %s AF_%s%s%s%s;",
+					 socktype_name(tipc_types[i]), err ? "UNIX (" : "TIPC",
+					 err ? "socketpair(AF_TIPC): " : "", err ? strerror(err) : "",
+					 err ? ")" : "");
+	}
+}
+
+static bool tipc_reference_differs(const struct bench *b)
+{
+	for (size_t i = 0; i < b->cell_count; i++)
+		if (cell_reference_differs(&b->cells[i]))
+			return true;
+	return false;
+}
+
 static void print_system_header(const struct bench *b, FILE *out)
 {
 	struct utsname uts;
@@ -2216,6 +2605,14 @@ static void print_system_header(const struct bench *b, FILE *out)
 		"after a warm-up); peers: %s\n",
 		b->rounds, b->rounds == 1 ? "" : "s", b->duration_s, b->duration_s / b->rounds,
 		b->options->threads ? "process and thread" : "process");
+	if (bench_has_tipc(b)) {
+		char reference[TEXT_LEN];
+
+		tipc_reference_text(b, reference, sizeof(reference));
+		fprintf(out, "AF_TIPC rows: %.3g s per row; kernel reference%s: %s\n",
+			b->tipc_duration_s, tipc_reference_differs(b) ? " (kernel*)" : "",
+			reference);
+	}
 }
 
 static const char *status_text(const struct impl_result *r)
@@ -2232,21 +2629,38 @@ static const char *status_text(const struct impl_result *r)
 	}
 }
 
-/* "type size peer" columns, shown on the first row of a cell only. */
+/* "family type size peer" columns, shown on the first row of a cell only. */
 static void print_cell_key(FILE *out, const struct cell *c, bool first)
 {
 	char size[32];
 
 	if (!first) {
-		fprintf(out, "%-9s %6s %-7s ", "", "", "");
+		fprintf(out, "%-6s %-9s %6s %-7s ", "", "", "", "");
 		return;
 	}
 	if (c->test == TEST_FLOOR)
 		snprintf(size, sizeof(size), "8B");
 	else
 		format_size(size, sizeof(size), c->size);
-	fprintf(out, "%-9s %6s %-7s ", c->test == TEST_FLOOR ? "shm-floor" : socktype_name(c->socktype),
-		size, peer_names[c->peer]);
+	fprintf(out, "%-6s %-9s %6s %-7s ", c->test == TEST_FLOOR ? "" : family_name(c->family),
+		c->test == TEST_FLOOR ? "shm-floor" : socktype_name(c->socktype), size,
+		peer_names[c->peer]);
+}
+
+/* Under a section with kernel* rows: what they are. */
+static void print_reference_footnote(const struct bench *b, FILE *out, enum test_kind test)
+{
+	char reference[TEXT_LEN];
+
+	for (size_t i = 0; i < b->cell_count; i++) {
+		const struct cell *c = &b->cells[i];
+
+		if (c->test == test && cell_reference_differs(c)) {
+			tipc_reference_text(b, reference, sizeof(reference));
+			fprintf(out, "kernel* (tipc rows): %s\n", reference);
+			return;
+		}
+	}
 }
 
 static void print_error_suffix(FILE *out, const struct impl_result *r)
@@ -2274,8 +2688,8 @@ static void print_latency_section(const struct bench *b, FILE *out, bool sleepin
 			else
 				fprintf(out, "\nROUND-TRIP LATENCY, BACK TO BACK (us; shm-floor = two "
 					     "sides spinning on one shared atomic)\n");
-			fprintf(out, "%-9s %6s %-7s %-9s %9s %9s", "type", "size", "peer", "impl", "p50",
-				"p99");
+			fprintf(out, "%-6s %-9s %6s %-7s %-9s %9s %9s", "family", "type", "size",
+				"peer", "impl", "p50", "p99");
 			if (!sleeping)
 				fprintf(out, " %9s", "p99.9");
 			fprintf(out, " %10s\n", "samples");
@@ -2292,7 +2706,7 @@ static void print_latency_section(const struct bench *b, FILE *out, bool sleepin
 			format_us(p50, sizeof(p50), result_latency(r, 0.50));
 			format_us(p99, sizeof(p99), result_latency(r, 0.99));
 			format_us(p999, sizeof(p999), result_latency(r, 0.999));
-			fprintf(out, "%-9s %9s %9s", impl_names[impl], p50, p99);
+			fprintf(out, "%-9s %9s %9s", impl_label(c, impl), p50, p99);
 			if (!sleeping)
 				fprintf(out, " %9s", p999);
 			fprintf(out, " %10" PRIu64, r->latency ? r->latency->total : 0);
@@ -2313,6 +2727,33 @@ static void print_latency_section(const struct bench *b, FILE *out, bool sleepin
 			fprintf(out, "%s\n", speedup < SLOWER_THAN_KERNEL ? "  (uspair slower)" : "");
 		}
 	}
+	if (any)
+		print_reference_footnote(b, out, sleeping ? TEST_SLEEP : TEST_RTT);
+}
+
+/* Under the throughput section: the credit windows of TIPC RDM/DGRAM. */
+static void print_credit_footnote(const struct bench *b, FILE *out)
+{
+	bool any = false;
+
+	for (size_t i = 0; i < b->cell_count; i++) {
+		const struct cell *c = &b->cells[i];
+		char size[32];
+
+		if (c->test != TEST_THROUGHPUT || !c->credit_window)
+			continue;
+		if (!any)
+			fprintf(out, "tipc rdm/dgram (they drop what overflows the receiver's "
+				     "queue): the receiver acknowledges every N\nmessages, the "
+				     "sender waits while W are unacknowledged, both implementations "
+				     "alike:");
+		format_size(size, sizeof(size), c->size);
+		fprintf(out, "%s %s %s W=%u N=%u", any ? "," : "", socktype_name(c->socktype), size,
+			c->credit_window, c->credit_every);
+		any = true;
+	}
+	if (any)
+		fputc('\n', out);
 }
 
 static void print_throughput_section(const struct bench *b, FILE *out)
@@ -2330,8 +2771,8 @@ static void print_throughput_section(const struct bench *b, FILE *out)
 		if (!any) {
 			fprintf(out, "\nONE-WAY THROUGHPUT (GB = 10^9 bytes; \"x kernel\" = uspair / "
 				     "kernel)\n");
-			fprintf(out, "%-9s %6s %-7s %-9s %9s %9s\n", "type", "size", "peer", "impl",
-				"msgs/s", "GB/s");
+			fprintf(out, "%-6s %-9s %6s %-7s %-9s %9s %9s\n", "family", "type", "size",
+				"peer", "impl", "msgs/s", "GB/s");
 			any = true;
 		}
 		for (unsigned impl = 0; impl < IMPL_COUNT; impl++) {
@@ -2345,7 +2786,7 @@ static void print_throughput_section(const struct bench *b, FILE *out)
 			first = false;
 			format_count(msgs, sizeof(msgs), rate);
 			format_number(gbs, sizeof(gbs), rate * (double)c->size / 1e9, 3);
-			fprintf(out, "%-9s %9s %9s", impl_names[impl], msgs, gbs);
+			fprintf(out, "%-9s %9s %9s", impl_label(c, impl), msgs, gbs);
 			print_error_suffix(out, res);
 			fputc('\n', out);
 		}
@@ -2355,6 +2796,10 @@ static void print_throughput_section(const struct bench *b, FILE *out)
 		fprintf(out, "%-9s %9s %9s%s\n", "x kernel", ratio, ratio,
 			r < SLOWER_THAN_KERNEL ? "  (uspair slower)" : "");
 	}
+	if (!any)
+		return;
+	print_reference_footnote(b, out, TEST_THROUGHPUT);
+	print_credit_footnote(b, out);
 }
 
 static void print_create_section(const struct bench *b, FILE *out)
@@ -2371,7 +2816,8 @@ static void print_create_section(const struct bench *b, FILE *out)
 		if (!any) {
 			fprintf(out, "\nSOCKETPAIR() + CLOSE() OF BOTH ENDS (ns per pair; \"x faster\" = "
 				     "kernel / uspair)\n");
-			fprintf(out, "%-9s %-9s %9s %9s\n", "type", "impl", "ns/pair", "pairs/s");
+			fprintf(out, "%-6s %-9s %-9s %9s %9s\n", "family", "type", "impl",
+				"ns/pair", "pairs/s");
 			any = true;
 		}
 		for (unsigned impl = 0; impl < IMPL_COUNT; impl++) {
@@ -2383,16 +2829,20 @@ static void print_create_section(const struct bench *b, FILE *out)
 				continue;
 			format_number(nsbuf, sizeof(nsbuf), ns, 0);
 			format_count(rate, sizeof(rate), 1e9 / ns);
-			fprintf(out, "%-9s %-9s %9s %9s", impl == IMPL_KERNEL ? socktype_name(c->socktype) : "",
-				impl_names[impl], nsbuf, rate);
+			fprintf(out, "%-6s %-9s %-9s %9s %9s",
+				impl == IMPL_KERNEL ? family_name(c->family) : "",
+				impl == IMPL_KERNEL ? socktype_name(c->socktype) : "",
+				impl_label(c, impl), nsbuf, rate);
 			print_error_suffix(out, res);
 			fputc('\n', out);
 		}
 		r = cell_create_speedup(c);
 		format_ratio(ratio, sizeof(ratio), r);
-		fprintf(out, "%-9s %-9s %9s%s\n", "", "x faster", ratio,
+		fprintf(out, "%-6s %-9s %-9s %9s%s\n", "", "", "x faster", ratio,
 			r < SLOWER_THAN_KERNEL ? "  (uspair slower)" : "");
 	}
+	if (any)
+		print_reference_footnote(b, out, TEST_CREATE);
 }
 
 static void print_memory_section(const struct bench *b, FILE *out)
@@ -2407,9 +2857,10 @@ static void print_memory_section(const struct bench *b, FILE *out)
 			continue;
 		if (!any) {
 			fprintf(out,
-				"\nMEMORY PER PAIR (KiB per pair, %zu pairs held open; used = after one "
-				"byte each way;\nslab = kernel slab from /proc/meminfo, system-wide, "
-				"approximate; bulk RSS = growth of one pair\nthat carried %u MiB one way)\n",
+				"\nMEMORY PER PAIR, AF_UNIX (KiB per pair, %zu pairs held open; used = "
+				"after one byte each way;\nslab = kernel slab from /proc/meminfo, "
+				"system-wide, approximate; bulk RSS = growth of one pair\nthat carried "
+				"%u MiB one way)\n",
 				c->size, BULK_BYTES >> 20);
 			fprintf(out, "%-9s %-9s %6s | %8s %8s %10s %8s | %8s %8s | %11s\n", "type",
 				"impl", "pairs", "idle RSS", "PSS", "virtual", "slab", "used RSS", "PSS",
@@ -2530,10 +2981,31 @@ static void print_json(const struct bench *b, FILE *out)
 	json_number(out, "steal_cpus", b->steal_cpus);
 	fprintf(out, "},\n");
 	fprintf(out,
-		"  \"config\": {\"rounds\": %u, \"duration_s\": %g, \"sleep_gap_us\": %u, "
-		"\"memory_pairs\": %u, \"threads\": %s, \"quick\": %s},\n",
-		b->rounds, b->duration_s, b->options->sleep_gap_us, b->memory_pairs,
-		b->options->threads ? "true" : "false", b->options->quick ? "true" : "false");
+		"  \"config\": {\"rounds\": %u, \"duration_s\": %g, \"tipc_duration_s\": %g, "
+		"\"sleep_gap_us\": %u, \"memory_pairs\": %u, \"threads\": %s, \"quick\": %s},\n",
+		b->rounds, b->duration_s, b->tipc_duration_s, b->options->sleep_gap_us,
+		b->memory_pairs, b->options->threads ? "true" : "false",
+		b->options->quick ? "true" : "false");
+	if (bench_has_tipc(b)) {
+		char reference[TEXT_LEN];
+		bool any = false;
+
+		/* "kernel_tipc": {"stream": "ok", "rdm": "Address family not supported..."} */
+		fprintf(out, "  \"kernel_tipc\": {");
+		for (int i = 0; i < TIPC_TYPE_COUNT; i++) {
+			int err = b->kernel_tipc_errno[i];
+
+			if (err < 0)
+				continue;
+			fprintf(out, "%s\"%s\": ", any ? ", " : "", socktype_name(tipc_types[i]));
+			json_string(out, err ? strerror(err) : "ok");
+			any = true;
+		}
+		tipc_reference_text(b, reference, sizeof(reference));
+		fprintf(out, "},\n  \"tipc_reference\": ");
+		json_string(out, reference);
+		fprintf(out, ",\n");
+	}
 	fprintf(out, "  \"results\": [");
 	for (size_t i = 0; i < b->cell_count; i++) {
 		const struct cell *c = &b->cells[i];
@@ -2544,10 +3016,17 @@ static void print_json(const struct bench *b, FILE *out)
 
 			if (!(c->impls & 1u << impl))
 				continue;
-			fprintf(out, "%s\n    {\"test\": \"%s\", \"mode\": \"%s\", \"type\": \"%s\"",
+			fprintf(out,
+				"%s\n    {\"test\": \"%s\", \"mode\": \"%s\", \"family\": \"%s\", "
+				"\"type\": \"%s\"",
 				first ? "" : ",", test_names[c->test], test_mode_name(c->test),
+				c->test == TEST_FLOOR ? "shm" : family_name(c->family),
 				c->test == TEST_FLOOR ? "shm" : socktype_name(c->socktype));
 			first = false;
+			/* the kernel's pair, and what uspair's ratio is against */
+			if (impl == IMPL_KERNEL || impl == IMPL_USPAIR)
+				fprintf(out, ", \"ref_family\": \"%s\", \"ref_type\": \"%s\"",
+					family_name(c->ref_family), socktype_name(c->ref_socktype));
 			if (c->test == TEST_MEMORY)
 				fprintf(out, ", \"pairs\": %u", r->pairs);
 			else if (c->test != TEST_CREATE)
@@ -2589,6 +3068,9 @@ static void print_json(const struct bench *b, FILE *out)
 			case TEST_THROUGHPUT: {
 				double rate = result_messages_per_s(r);
 
+				if (c->credit_window)
+					fprintf(out, ", \"credit_window\": %u, \"credit_every\": %u",
+						c->credit_window, c->credit_every);
 				fprintf(out, ", \"messages\": %" PRIu64, r->messages);
 				json_number(out, "seconds", r->seconds);
 				json_number(out, "msgs_per_s", rate);
@@ -2650,10 +3132,10 @@ static void csv_text(FILE *out, const char *s)
 
 static void print_csv(const struct bench *b, FILE *out)
 {
-	fputs("test,mode,type,size,peer,impl,status,samples,p50_us,p99_us,p999_us,mean_us,"
-	      "msgs_per_s,gb_per_s,ns_per_pair,pairs,rss_kib_per_pair,pss_kib_per_pair,"
-	      "virt_kib_per_pair,slab_kib_per_pair,bulk_rss_kib,speedup_vs_kernel,ratio_vs_kernel,"
-	      "error\n",
+	fputs("test,mode,family,type,size,peer,impl,ref_family,ref_type,status,samples,p50_us,"
+	      "p99_us,p999_us,mean_us,msgs_per_s,gb_per_s,ns_per_pair,pairs,rss_kib_per_pair,"
+	      "pss_kib_per_pair,virt_kib_per_pair,slab_kib_per_pair,bulk_rss_kib,speedup_vs_kernel,"
+	      "ratio_vs_kernel,error\n",
 	      out);
 	for (size_t i = 0; i < b->cell_count; i++) {
 		const struct cell *c = &b->cells[i];
@@ -2676,12 +3158,19 @@ static void print_csv(const struct bench *b, FILE *out)
 				ratio = cell_throughput_ratio(c);
 			else if (uspair && c->test == TEST_MEMORY)
 				ratio = cell_memory_ratio(c);
-			fprintf(out, "%s,%s,%s,", test_names[c->test], test_mode_name(c->test),
+			fprintf(out, "%s,%s,%s,%s,", test_names[c->test], test_mode_name(c->test),
+				c->test == TEST_FLOOR ? "shm" : family_name(c->family),
 				c->test == TEST_FLOOR ? "shm" : socktype_name(c->socktype));
 			if (c->test != TEST_CREATE && c->test != TEST_MEMORY)
 				fprintf(out, "%zu", c->size);
-			fprintf(out, ",%s,%s,%s,", test_has_peer(c->test) ? peer_names[c->peer] : "",
-				impl_names[impl], status_names[r->status]);
+			fprintf(out, ",%s,%s,", test_has_peer(c->test) ? peer_names[c->peer] : "",
+				impl_names[impl]);
+			if (impl == IMPL_KERNEL || impl == IMPL_USPAIR)
+				fprintf(out, "%s,%s", family_name(c->ref_family),
+					socktype_name(c->ref_socktype));
+			else
+				fputc(',', out);
+			fprintf(out, ",%s,", status_names[r->status]);
 			if (latency)
 				fprintf(out, "%" PRIu64, h ? h->total : 0);
 			csv_number(out, latency ? result_latency(r, 0.50) / 1e3 : NAN);
@@ -2775,8 +3264,8 @@ static size_t plot_block(const struct bench *b, FILE *out, const char *name, enu
 		if (c->test != test)
 			continue;
 		format_size(size, sizeof(size), c->size);
-		fprintf(out, "\"%s %s%s\"", socktype_name(c->socktype), size,
-			c->peer == PEER_THREAD ? " thr" : "");
+		fprintf(out, "\"%s%s %s%s\"", c->family == AF_TIPC ? "tipc " : "",
+			socktype_name(c->socktype), size, c->peer == PEER_THREAD ? " thr" : "");
 		for (unsigned impl = IMPL_KERNEL; impl <= IMPL_PIPE; impl++) {
 			const struct impl_result *r = &c->result[impl];
 			double value = NAN;
@@ -2894,17 +3383,23 @@ static bool check_cell(const struct cell *c, bool print, bool final)
 	}
 	if (c->test == TEST_RTT || c->test == TEST_SLEEP) {
 		double speedup = cell_latency_speedup(c, 0.50);
-		double bound = c->test == TEST_RTT ? BENCH_CHECK_MIN_RTT_SPEEDUP
-						   : BENCH_CHECK_MIN_SLEEP_SPEEDUP;
-		char kus[32], uus[32];
+		double bound = c->test == TEST_SLEEP	? BENCH_CHECK_MIN_SLEEP_SPEEDUP
+			       : c->family == AF_TIPC ? BENCH_CHECK_MIN_TIPC_RTT_SPEEDUP
+						      : BENCH_CHECK_MIN_RTT_SPEEDUP;
+		char kus[32], uus[32], kernel[80] = "the kernel";
 
 		pass = speedup >= bound;
 		format_us(kus, sizeof(kus), result_latency(k, 0.50));
 		format_us(uus, sizeof(uus), result_latency(u, 0.50));
+		if (c->family == AF_TIPC)
+			snprintf(kernel, sizeof(kernel), "the kernel's AF_%s %s pair%s",
+				 c->ref_family == AF_TIPC ? "TIPC" : "UNIX",
+				 socktype_name(c->ref_socktype),
+				 cell_reference_differs(c) ? " (no TIPC in this kernel)" : "");
 		if (print && (pass || final))
-			printf("%s %s: uspair %.2fx faster than the kernel (p50 %s us vs %s us; "
+			printf("%s %s: uspair %.2fx faster than %s (p50 %s us vs %s us; "
 			       "need >= %.1fx)\n",
-			       pass ? "PASS" : "FAIL", label, speedup, uus, kus, bound);
+			       pass ? "PASS" : "FAIL", label, speedup, kernel, uus, kus, bound);
 	} else if (c->test == TEST_CREATE) {
 		double speedup = cell_create_speedup(c);
 
@@ -2979,6 +3474,7 @@ static enum check_outcome run_check(struct bench *b)
 void bench_options_init(struct bench_options *options)
 {
 	memset(options, 0, sizeof(*options));
+	options->families = BENCH_FAMILY_ALL;
 	options->types = BENCH_TYPE_ALL;
 	options->modes = BENCH_MODE_ALL;
 	options->tests = BENCH_TEST_ALL;
@@ -3011,6 +3507,12 @@ int bench_run(const struct bench_options *options)
 		   : options->check    ? BENCH_CHECK_ROUNDS
 		   : options->quick    ? BENCH_QUICK_ROUNDS
 				       : BENCH_DEFAULT_ROUNDS;
+	/* one TIPC row in --check: as long as the others */
+	b.tipc_duration_s = options->duration_s > 0 || options->check
+				    ? b.duration_s
+				    : b.duration_s * BENCH_TIPC_DURATION_SHARE;
+	for (int i = 0; i < TIPC_TYPE_COUNT; i++)
+		b.kernel_tipc_errno[i] = -1;
 	b.memory_pairs = options->memory_pairs > 0 ? options->memory_pairs
 			 : options->quick	   ? BENCH_QUICK_MEMORY_PAIRS
 						   : BENCH_DEFAULT_MEMORY_PAIRS;

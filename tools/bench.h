@@ -8,12 +8,22 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* Socket types to measure (bit set). */
+/* Socket types to measure (bit set).  SOCK_RDM exists for AF_TIPC only. */
 enum {
 	BENCH_TYPE_STREAM = 1u << 0,
 	BENCH_TYPE_SEQPACKET = 1u << 1,
 	BENCH_TYPE_DGRAM = 1u << 2,
-	BENCH_TYPE_ALL = BENCH_TYPE_STREAM | BENCH_TYPE_SEQPACKET | BENCH_TYPE_DGRAM,
+	BENCH_TYPE_RDM = 1u << 3,
+	BENCH_TYPE_ALL = BENCH_TYPE_STREAM | BENCH_TYPE_SEQPACKET | BENCH_TYPE_DGRAM |
+			 BENCH_TYPE_RDM,
+};
+
+/* Address families to measure (bit set): uspair's AF_UNIX pairs and its
+ * AF_TIPC pairs. */
+enum {
+	BENCH_FAMILY_UNIX = 1u << 0,
+	BENCH_FAMILY_TIPC = 1u << 1,
+	BENCH_FAMILY_ALL = BENCH_FAMILY_UNIX | BENCH_FAMILY_TIPC,
 };
 
 /* How the receiving side waits (bit set). */
@@ -50,10 +60,17 @@ enum bench_output {
 #define BENCH_CHECK_ROUNDS 3u
 #define BENCH_DEFAULT_SLEEP_GAP_US 200u
 #define BENCH_DEFAULT_MEMORY_PAIRS 1000u
+/* AF_TIPC rows run this share of the default (or --quick) duration, so
+ * that a default run stays at about a minute; --duration, and --check's
+ * one TIPC row, take the duration as it is */
+#define BENCH_TIPC_DURATION_SHARE 0.5
 #define BENCH_QUICK_MEMORY_PAIRS 200u
 
 /* Regression bounds of --check (ratios, uspair against the kernel). */
 #define BENCH_CHECK_MIN_RTT_SPEEDUP 2.0
+/* AF_TIPC 1-byte STREAM round trip against the kernel's reference pair
+ * (its AF_TIPC pair, or AF_UNIX on a kernel without TIPC) */
+#define BENCH_CHECK_MIN_TIPC_RTT_SPEEDUP 2.0
 /* a sleeping reader's round trip: about 1.0-1.2x on the project's machine,
  * 0.4x while a consume still woke a peer waiting for the answer */
 #define BENCH_CHECK_MIN_SLEEP_SPEEDUP 0.6
@@ -66,7 +83,9 @@ enum bench_output {
 #define BENCH_CHECK_MIN_CREATE_SPEEDUP 0.25
 
 struct bench_options {
+	unsigned families;        /* BENCH_FAMILY_* */
 	unsigned types;           /* BENCH_TYPE_* */
+	bool types_given;         /* --type was used (else AF_TIPC DGRAM is left out) */
 	unsigned modes;           /* BENCH_MODE_* */
 	unsigned tests;           /* BENCH_TEST_* */
 	size_t sizes[BENCH_MAX_SIZES]; /* from --size; replaces the defaults */

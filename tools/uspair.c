@@ -48,22 +48,28 @@ static void print_bench_usage(FILE *out)
 		"  - one-way throughput (messages/s, GB/s);\n"
 		"  - round trips with a sleeping reader (the sender pauses before each ping);\n"
 		"  - socketpair()+close() cost, and memory per idle pair.\n"
-		"Pipes stand beside SOCK_STREAM only.  Every received message is verified.\n"
+		"Pipes stand beside AF_UNIX SOCK_STREAM only.  Every received message is verified.\n"
+		"AF_TIPC rows measure uspair's AF_TIPC pairs (all but memory) against the\n"
+		"kernel's AF_TIPC pair, or, on a kernel without TIPC, its AF_UNIX pair of the same\n"
+		"type (SEQPACKET for RDM), marked kernel*; RDM/DGRAM throughput runs with a credit\n"
+		"window (TIPC drops what overflows the receiver's queue).\n"
 		"\n"
 		"Options:\n"
-		"  --type T        stream, seqpacket, dgram or all (default all); repeatable or\n"
-		"                  a comma list\n"
+		"  --family F      unix, tipc or all (default all); repeatable or a comma list\n"
+		"  --type T        stream, seqpacket, dgram, rdm (AF_TIPC only) or all (default\n"
+		"                  all but AF_TIPC dgram); repeatable or a comma list\n"
 		"  --size N        message size in bytes, K/M suffixes allowed (4K, 1M); repeatable\n"
 		"                  or a comma list; replaces the default sizes (round trips 1,64,4K;\n"
-		"                  throughput 64,4K,64K,1M); the sleeping-reader test uses the\n"
-		"                  smallest\n"
+		"                  throughput 64,4K,64K,1M, AF_TIPC 64,4K,64K); the sleeping-reader\n"
+		"                  test uses the smallest\n"
 		"  --mode M        spin, sleep or all (default all): spin = back-to-back round\n"
 		"                  trips, the floor and throughput; sleep = the sleeping reader\n"
 		"  --tests LIST    rtt, throughput, create, memory or all (default all)\n"
 		"  --threads       also measure with the peer as a thread (default: forked\n"
 		"                  process only)\n"
 		"  --duration S    seconds each implementation is measured per row, split over\n"
-		"                  the rounds (default %.1f; --quick %.2f; --check %.1f)\n"
+		"                  the rounds (default %.1f; --quick %.2f; --check %.1f; AF_TIPC\n"
+		"                  rows %.0f%% of that unless --duration or --check)\n"
 		"  --rounds N      rounds (default %u; --quick %u; --check %u)\n"
 		"  --sleep-gap US  the sleeping-reader pause in microseconds (default %u)\n"
 		"  --pairs N       pairs held open for the memory test (default %u; --quick %u)\n"
@@ -73,7 +79,9 @@ static void print_bench_usage(FILE *out)
 		"                  faster than the kernel's, its 64 KiB throughput at least %.1fx the kernel's,\n"
 		"                  its round trip with a sleeping reader at most %.2fx the\n"
 		"                  kernel's and its socketpair()+close() at most %.0fx the\n"
-		"                  kernel's cost\n"
+		"                  kernel's cost; and its AF_TIPC 1-byte STREAM round trip at\n"
+		"                  least %.0fx faster than the kernel's reference pair (--family\n"
+		"                  selects which of these run)\n"
 		"                  (a ratio below its bound is measured once more); prints\n"
 		"                  PASS/FAIL lines.  A low ratio while other processes use more\n"
 		"                  than %.1f CPUs is reported as INCONCLUSIVE (exit 0); a\n"
@@ -90,11 +98,13 @@ static void print_bench_usage(FILE *out)
 		"Exit status: 0 on success, 1 if a measurement failed (or --check found a\n"
 		"regression), 2 on a usage error.\n",
 		BENCH_DEFAULT_DURATION_S, BENCH_QUICK_DURATION_S, BENCH_CHECK_DURATION_S,
-		BENCH_DEFAULT_ROUNDS, BENCH_QUICK_ROUNDS, BENCH_CHECK_ROUNDS,
+		BENCH_TIPC_DURATION_SHARE * 100, BENCH_DEFAULT_ROUNDS, BENCH_QUICK_ROUNDS,
+		BENCH_CHECK_ROUNDS,
 		BENCH_DEFAULT_SLEEP_GAP_US, BENCH_DEFAULT_MEMORY_PAIRS, BENCH_QUICK_MEMORY_PAIRS,
 		BENCH_CHECK_MIN_RTT_SPEEDUP, BENCH_CHECK_MIN_THROUGHPUT_RATIO,
 		1 / BENCH_CHECK_MIN_SLEEP_SPEEDUP,
-		1 / BENCH_CHECK_MIN_CREATE_SPEEDUP, BENCH_CHECK_BUSY_CPUS);
+		1 / BENCH_CHECK_MIN_CREATE_SPEEDUP, BENCH_CHECK_MIN_TIPC_RTT_SPEEDUP,
+		BENCH_CHECK_BUSY_CPUS);
 }
 
 static int usage_error(const char *fmt, const char *arg)
@@ -111,10 +121,18 @@ struct named_bit {
 	unsigned bit;
 };
 
+static const struct named_bit family_names[] = {
+	{ "unix", BENCH_FAMILY_UNIX },
+	{ "tipc", BENCH_FAMILY_TIPC },
+	{ "all", BENCH_FAMILY_ALL },
+	{ NULL, 0 },
+};
+
 static const struct named_bit type_names[] = {
 	{ "stream", BENCH_TYPE_STREAM },
 	{ "seqpacket", BENCH_TYPE_SEQPACKET },
 	{ "dgram", BENCH_TYPE_DGRAM },
+	{ "rdm", BENCH_TYPE_RDM },
 	{ "all", BENCH_TYPE_ALL },
 	{ NULL, 0 },
 };
@@ -243,7 +261,8 @@ static bool has_plot_extension(const char *path)
 }
 
 enum {
-	OPT_TYPE = 256,
+	OPT_FAMILY = 256,
+	OPT_TYPE,
 	OPT_SIZE,
 	OPT_MODE,
 	OPT_TESTS,
@@ -261,6 +280,7 @@ enum {
 };
 
 static const struct option bench_long_options[] = {
+	{ "family", required_argument, NULL, OPT_FAMILY },
 	{ "type", required_argument, NULL, OPT_TYPE },
 	{ "size", required_argument, NULL, OPT_SIZE },
 	{ "mode", required_argument, NULL, OPT_MODE },
@@ -283,7 +303,7 @@ static const struct option bench_long_options[] = {
 static int command_bench(int argc, char **argv)
 {
 	struct bench_options options;
-	unsigned types = 0, modes = 0, tests = 0;
+	unsigned families = 0, types = 0, modes = 0, tests = 0;
 	bool json = false, csv = false;
 	int opt;
 
@@ -292,10 +312,15 @@ static int command_bench(int argc, char **argv)
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":h", bench_long_options, NULL)) != -1) {
 		switch (opt) {
+		case OPT_FAMILY:
+			if (!parse_named_list(optarg, family_names, &families))
+				return usage_error("--family: expected unix, tipc or all, not '%s'",
+						   optarg);
+			break;
 		case OPT_TYPE:
 			if (!parse_named_list(optarg, type_names, &types))
-				return usage_error("--type: expected stream, seqpacket, dgram or all, "
-						   "not '%s'",
+				return usage_error("--type: expected stream, seqpacket, dgram, rdm or "
+						   "all, not '%s'",
 						   optarg);
 			break;
 		case OPT_SIZE:
@@ -375,8 +400,12 @@ static int command_bench(int argc, char **argv)
 		return usage_error("%s", "--json and --csv exclude each other");
 	if (options.check && (json || csv))
 		return usage_error("%s", "--check prints PASS/FAIL lines; it takes no --json or --csv");
-	if (types)
+	if (families)
+		options.families = families;
+	if (types) {
 		options.types = types;
+		options.types_given = true;
+	}
 	if (modes)
 		options.modes = modes;
 	if (tests)
