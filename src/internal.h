@@ -624,6 +624,16 @@ static inline bool usp__wake_endpoint(struct usp_endpoint *ep, int token_fd)
 {
 	return usp__wake(ep, token_fd, USP_WAKE_ALL);
 }
+/* After publishing into the peer's queue: wake its receivers, and
+ * remember whether one had slept long, so that our own next wait sleeps
+ * at once instead of spinning against it for the CPU (usp__spin). */
+static inline void usp__wake_reader(struct usp_sock *s)
+{
+	bool woke = usp__wake(s->peer, s->fd, USP_WAKE_DATA);
+	if (woke != atomic_load_explicit(&s->pair->woke_peer[s->side], memory_order_relaxed))
+		atomic_store_explicit(&s->pair->woke_peer[s->side], woke, memory_order_relaxed);
+}
+
 struct usp_wait {
 	int64_t deadline_ns; /* 0: none */
 	unsigned wait_for;   /* USP_WAKE_DATA or USP_WAKE_ROOM */

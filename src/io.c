@@ -226,9 +226,7 @@ static void publish(struct usp_sock *s, uint64_t tail, uint32_t len,
 		    uint32_t truesize)
 {
 	usp__ring_publish(s->txq, tail, len, truesize);
-	bool woke = usp__wake(s->peer, s->fd, USP_WAKE_DATA);
-	if (woke != atomic_load_explicit(&s->pair->woke_peer[s->side], memory_order_relaxed))
-		atomic_store_explicit(&s->pair->woke_peer[s->side], woke, memory_order_relaxed);
+	usp__wake_reader(s);
 }
 
 /*

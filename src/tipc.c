@@ -122,11 +122,19 @@ static bool conn_cong(struct usp_tipc_ep *t)
 	return ld32(&t->snt_unacked) > ld32(&t->snd_win);
 }
 
+/* A random port id, as tipc_sk_insert() draws one.  getrandom() once per
+ * thread seeds a splitmix64 sequence that the clock keeps apart in
+ * forked processes (a system call per socket would cost a tenth of a
+ * socketpair()); the two ends of a pair are made distinct by the caller. */
 static uint32_t random_port(void)
 {
-	uint32_t v = 0;
-	if (getrandom(&v, sizeof(v), GRND_NONBLOCK) != sizeof(v))
-		v = (uint32_t)usp__now_ns() * 2654435761u;
+	static _Thread_local uint64_t state;
+	if (!state && getrandom(&state, sizeof(state), GRND_NONBLOCK) != sizeof(state))
+		state = (uint64_t)usp__now_ns();
+	uint64_t z = (state += 0x9e3779b97f4a7c15ull ^ (uint64_t)usp__now_ns());
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	uint32_t v = (uint32_t)(z ^ (z >> 31));
 	return v ? v : 1;
 }
 
@@ -612,7 +620,7 @@ static ssize_t conn_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t
 		 * (written only when it changes: the line is the peer's) */
 		if (atomic_load_explicit(&them(s)->oneway, memory_order_relaxed))
 			atomic_store_explicit(&them(s)->oneway, 0, memory_order_relaxed);
-		usp__wake(s->peer, s->fd, USP_WAKE_DATA);
+		usp__wake_reader(s);
 		sent += chunk;
 		w.moved_data = true;
 	} while (sent < len);
@@ -701,7 +709,7 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_
 			err = TIPC_ERR_OVERLOAD; /* the ring itself is full */
 		usp__unlock(&s->self->send_lock);
 		if (!err) {
-			usp__wake(s->peer, s->fd, USP_WAKE_DATA);
+			usp__wake_reader(s);
 			return (ssize_t)len;
 		}
 	}
