@@ -55,6 +55,11 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 		 struct timespec *timeout);
 
 int usp_shutdown(int fd, int how);
+int usp_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
+int usp_bind(int fd, const struct sockaddr *addr, socklen_t addrlen);
+int usp_listen(int fd, int backlog);
+int usp_accept(int fd, struct sockaddr *addr, socklen_t *addrlen);
+int usp_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 int usp_getsockopt(int fd, int level, int optname, void *optval,
 		   socklen_t *optlen);
 int usp_setsockopt(int fd, int level, int optname, const void *optval,

@@ -318,6 +318,33 @@ EXPORT int shutdown(int fd, int how)
 	return usp_shutdown(fd, how);
 }
 
+/* On an AF_UNIX pair the kernel answers these (usp_connect passes them
+ * on); on an AF_TIPC pair uspair does. */
+EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	return usp_connect(fd, addr, len);
+}
+
+EXPORT int bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	return usp_bind(fd, addr, len);
+}
+
+EXPORT int listen(int fd, int backlog)
+{
+	return usp_listen(fd, backlog);
+}
+
+EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	return usp_accept(fd, addr, len);
+}
+
+EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	return usp_accept4(fd, addr, len, flags);
+}
+
 EXPORT int getsockopt(int fd, int level, int opt, void *val, socklen_t *len)
 {
 	return usp_getsockopt(fd, level, opt, val, len);

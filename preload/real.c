@@ -77,6 +77,11 @@ REAL(int, sendmmsg, (int fd, struct mmsghdr *v, unsigned n, int flags), (fd, v, 
 REAL(int, recvmmsg, (int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *t),
      (fd, v, n, flags, t))
 REAL(int, shutdown, (int fd, int how), (fd, how))
+REAL(int, connect, (int fd, const struct sockaddr *a, socklen_t l), (fd, a, l))
+REAL(int, bind, (int fd, const struct sockaddr *a, socklen_t l), (fd, a, l))
+REAL(int, listen, (int fd, int backlog), (fd, backlog))
+REAL(int, accept, (int fd, struct sockaddr *a, socklen_t *l), (fd, a, l))
+REAL(int, accept4, (int fd, struct sockaddr *a, socklen_t *l, int f), (fd, a, l, f))
 REAL(int, getsockopt, (int fd, int l, int o, void *v, socklen_t *len), (fd, l, o, v, len))
 REAL(int, setsockopt, (int fd, int l, int o, const void *v, socklen_t len), (fd, l, o, v, len))
 REAL(int, getsockname, (int fd, struct sockaddr *a, socklen_t *al), (fd, a, al))

@@ -186,6 +186,13 @@ struct usp_tipc_ep {
 	 * immediate acknowledgement */
 	_Atomic uint32_t oneway;
 	_Atomic uint32_t nagle_start;
+	/* RDM/DGRAM: where a send without an address goes (tsk->peer): the
+	 * peer's port at first, changed by connect(); family 0 after
+	 * connect(AF_UNSPEC) */
+	_Atomic uint32_t dest_family;
+	_Atomic uint32_t dest_addrtype;
+	_Atomic uint32_t dest_ref;
+	_Atomic uint32_t dest_node;
 };
 
 /*
@@ -737,6 +744,10 @@ USP_HIDDEN int usp__tipc_setsockopt(struct usp_sock *s, int level, int optname,
 				    const void *optval, socklen_t optlen);
 USP_HIDDEN int usp__tipc_ioctl(unsigned long request, void *arg);
 USP_HIDDEN uint32_t usp__tipc_truesize(size_t msg_size);
+USP_HIDDEN int usp__tipc_connect(struct usp_sock *s, const struct sockaddr *addr,
+				 socklen_t len);
+USP_HIDDEN int usp__tipc_bind(struct usp_sock *s, const struct sockaddr *addr, socklen_t len);
+USP_HIDDEN int usp__tipc_listen(struct usp_sock *s);
 /* sockopt.c: move_addr_to_user(); a timeval in microseconds, saturated */
 struct timeval;
 USP_HIDDEN int usp__put_name(struct sockaddr *addr, socklen_t *addrlen, const void *name,

@@ -432,3 +432,99 @@ int usp_dup(int oldfd)
 {
 	return usp_fcntl(oldfd, F_DUPFD, 0L);
 }
+
+/* ---- connect, bind, listen, accept --------------------------------------
+ *
+ * An AF_UNIX pair's backing socket has its family, type and state, so the
+ * kernel answers these on the descriptor itself.  An AF_TIPC pair's is an
+ * AF_UNIX socket: tipc.c answers for TIPC, after the argument checks of
+ * the socket layer.
+ */
+
+/* move_addr_to_kernel() */
+static int addr_in(const struct sockaddr *addr, socklen_t len, struct sockaddr_storage *to)
+{
+	if ((int)len < 0 || len > sizeof(*to))
+		return -EINVAL;
+	if (len && (uintptr_t)addr < 4096)
+		return -EFAULT;
+	memset(to, 0, sizeof(*to));
+	if (len)
+		memcpy(to, addr, len);
+	return 0;
+}
+
+/* The TIPC endpoint behind fd, or false (the caller asks the kernel). */
+static bool tipc_endpoint(int fd, struct usp_sock *s)
+{
+	if (!usp__lookup(fd, s))
+		return false;
+	if (s->tipc_type)
+		return true;
+	usp__put(s);
+	return false;
+}
+
+int usp_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct usp_sock s;
+	if (!tipc_endpoint(fd, &s))
+		return connect(fd, addr, addrlen);
+	struct sockaddr_storage a;
+	int r = addr_in(addr, addrlen, &a);
+	if (r == 0)
+		r = usp__tipc_connect(&s, (struct sockaddr *)&a, addrlen);
+	usp__put(&s);
+	return (int)usp__ret_errno(r);
+}
+
+int usp_bind(int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct usp_sock s;
+	if (!tipc_endpoint(fd, &s))
+		return bind(fd, addr, addrlen);
+	struct sockaddr_storage a;
+	int r = addr_in(addr, addrlen, &a);
+	if (r == 0)
+		r = usp__tipc_bind(&s, (struct sockaddr *)&a, addrlen);
+	usp__put(&s);
+	return (int)usp__ret_errno(r);
+}
+
+int usp_listen(int fd, int backlog)
+{
+	struct usp_sock s;
+	if (!tipc_endpoint(fd, &s))
+		return listen(fd, backlog);
+	int r = usp__tipc_listen(&s);
+	usp__put(&s);
+	return (int)usp__ret_errno(r);
+}
+
+int usp_accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+	struct usp_sock s;
+	if (!tipc_endpoint(fd, &s))
+		return accept4(fd, addr, addrlen, flags);
+	/* __sys_accept4(): the flags, a descriptor for the new socket
+	 * (EMFILE), then the protocol: tipc_accept() wants a listening
+	 * socket (EINVAL), sock_no_accept() refuses (EOPNOTSUPP).  The
+	 * backing socket, connected, answers all but the last like that. */
+	int r = accept4(fd, addr, addrlen, flags);
+	int err = errno;
+	if (r >= 0) { /* cannot be: it is connected */
+		close(r);
+		err = EINVAL;
+	}
+	if (err == EINVAL && !(flags & ~(SOCK_CLOEXEC | SOCK_NONBLOCK)) &&
+	    (s.tipc_type == SOCK_RDM || s.tipc_type == SOCK_DGRAM))
+		err = EOPNOTSUPP;
+	usp__put(&s);
+	errno = err;
+	return -1;
+}
+
+int usp_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
+{
+	return usp_accept4(fd, addr, addrlen, 0);
+}

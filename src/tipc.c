@@ -162,6 +162,10 @@ void usp__tipc_init(struct usp_shared *shm, int tipc_type)
 		atomic_init(&t->nodelay, 0);
 		atomic_init(&t->oneway, 0);
 		atomic_init(&t->nagle_start, NAGLE_START_INIT);
+		atomic_init(&t->dest_family, AF_TIPC);
+		atomic_init(&t->dest_addrtype, TIPC_SOCKET_ADDR);
+		atomic_init(&t->dest_ref, i ? port0 : port1);
+		atomic_init(&t->dest_node, 0);
 	}
 }
 
@@ -636,16 +640,25 @@ enum dest { DEST_PEER, DEST_SELF, DEST_NOBODY };
 static int dgram_dest(struct usp_sock *s, const struct msghdr *msg, enum dest *dest,
 		      uint32_t *port)
 {
-	*dest = DEST_PEER;
-	*port = ld(&them(s)->port);
-	if (!msg->msg_name)
-		return 0;
 	struct sockaddr_tipc a;
-	if (msg->msg_namelen < sizeof(a))
-		return -EINVAL;
-	memcpy(&a, msg->msg_name, sizeof(a));
-	if (a.family != AF_TIPC)
-		return -EINVAL;
+	if (msg->msg_name) {
+		if (msg->msg_namelen < sizeof(a))
+			return -EINVAL;
+		memcpy(&a, msg->msg_name, sizeof(a));
+		if (a.family != AF_TIPC)
+			return -EINVAL;
+	} else {
+		/* the connected address (tsk->peer), a copy from the region:
+		 * checked below like a user's */
+		struct usp_tipc_ep *t = me(s);
+		if (ld(&t->dest_family) != AF_TIPC)
+			return -EDESTADDRREQ;
+		memset(&a, 0, sizeof(a));
+		a.family = AF_TIPC;
+		a.addrtype = (unsigned char)ld(&t->dest_addrtype);
+		a.addr.id.ref = ld(&t->dest_ref);
+		a.addr.id.node = ld(&t->dest_node);
+	}
 	switch (a.addrtype) {
 	case TIPC_SOCKET_ADDR:
 		break;
@@ -1263,4 +1276,79 @@ int usp__tipc_ioctl(unsigned long request, void *arg)
 	default:
 		return 1;
 	}
+}
+
+/* ---- connect, bind, listen ---------------------------------------------- */
+
+/* tipc_sockaddr_is_sane() */
+static bool sockaddr_sane(const struct sockaddr_tipc *a)
+{
+	if (a->family != AF_TIPC)
+		return false;
+	if (a->addrtype == TIPC_SERVICE_RANGE)
+		return a->addr.nameseq.lower <= a->addr.nameseq.upper;
+	return a->addrtype == TIPC_SERVICE_ADDR || a->addrtype == TIPC_SOCKET_ADDR;
+}
+
+/*
+ * tipc_connect() on a pair: STREAM and SEQPACKET are connected already
+ * (EISCONN; EINVAL once disconnecting); RDM and DGRAM only remember the
+ * address as where sends without one go (AF_UNSPEC forgets it).  addr is
+ * the caller's copy (move_addr_to_kernel() done).
+ */
+int usp__tipc_connect(struct usp_sock *s, const struct sockaddr *addr, socklen_t len)
+{
+	struct sockaddr_tipc a;
+	if (len != sizeof(a))
+		return -EINVAL;
+	memcpy(&a, addr, sizeof(a));
+	struct usp_tipc_ep *t = me(s);
+	if (a.family == AF_UNSPEC) {
+		atomic_store(&t->dest_family, 0);
+		return conn_type(s) ? -EINVAL : 0;
+	}
+	if (!sockaddr_sane(&a))
+		return -EINVAL;
+	if (!conn_type(s)) {
+		atomic_store(&t->dest_addrtype, a.addrtype);
+		atomic_store(&t->dest_ref, a.addr.id.ref);
+		atomic_store(&t->dest_node, a.addr.id.node);
+		atomic_store(&t->dest_family, AF_TIPC);
+		return 0;
+	}
+	if (a.addrtype == TIPC_SERVICE_RANGE)
+		return -EINVAL;
+	return established(s->self) ? -EISCONN : -EINVAL;
+}
+
+/* tipc_bind(): a connected socket publishes no name (tipc_sk_publish());
+ * unbinding what was never bound succeeds. */
+int usp__tipc_bind(struct usp_sock *s, const struct sockaddr *addr, socklen_t len)
+{
+	if (!len)
+		return 0; /* withdraw everything: nothing */
+	struct sockaddr_tipc a;
+	if (len < sizeof(a))
+		return -EINVAL;
+	memcpy(&a, addr, sizeof(a));
+	if (a.family != AF_TIPC)
+		return -EINVAL;
+	if (a.addrtype == TIPC_SERVICE_RANGE && a.addr.nameseq.upper < a.addr.nameseq.lower)
+		return -EINVAL;
+	if (a.addrtype != TIPC_SERVICE_ADDR && a.addrtype != TIPC_SERVICE_RANGE &&
+	    a.addrtype != TIPC_SOCKET_ADDR)
+		return -EINVAL;
+	if (a.addrtype == TIPC_SOCKET_ADDR)
+		return -EAFNOSUPPORT;
+	if (a.addr.nameseq.type < TIPC_RESERVED_TYPES)
+		return -EACCES;
+	if (a.scope < 0)
+		return 0; /* unbind a name that was never bound */
+	return -EINVAL;
+}
+
+/* tipc_listen() (a pair is never TIPC_OPEN) or sock_no_listen() */
+int usp__tipc_listen(struct usp_sock *s)
+{
+	return conn_type(s) ? -EINVAL : -EOPNOTSUPP;
 }

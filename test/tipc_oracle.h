@@ -73,8 +73,8 @@
 
 /*
  * SK(fn) is the call under test: libc's in oracle mode, uspair's in test
- * mode.  uspair has no connect, listen, accept4, bind or socket; steps
- * that use them call libc in both modes (see the programs' allowlists).
+ * mode.  uspair has no socket(); steps that use it call libc in both modes
+ * (see the programs' allowlists).
  */
 #ifdef USP_TIPC_ORACLE
 #define SK(fn) fn
