@@ -5,7 +5,8 @@
 #
 # Python's test_selectors and the socketpair tests of test_socket (Debian's
 # libpython3.11-testsuite), multiprocessing.Pipe with the fork, spawn and
-# forkserver start methods, asyncio, Node's child_process stdio, and rsync
+# forkserver start methods, asyncio, AF_TIPC pairs from Python (against
+# stored answers when the kernel has no TIPC), Node's child_process stdio, and rsync
 # (a local copy: rsync talks to its own forked receiver over socketpairs).
 # A program that is not installed is skipped with a note; if none is, the
 # test is skipped (exit 77).
@@ -73,6 +74,30 @@ skip() {
 	echo "skip $1: $2"
 }
 
+# AF_TIPC pairs from Python.  A kernel with TIPC answers for itself (the
+# usual check); one without says EAFNOSUPPORT, and the output must then be
+# the stored one, which is what the TIPC kernels recorded in test/data/
+# answer for these steps.
+check_tipc_python() {
+	local script="$here/programs/tipc_pair.py"
+	if "$python" -c 'import socket; socket.socketpair(socket.AF_TIPC, socket.SOCK_RDM)' 2>/dev/null; then
+		check "python AF_TIPC pairs" fast "" "$python" "$script"
+		return
+	fi
+	local stats="$work/stats"
+	rm -f "$stats"
+	ran=$((ran + 1))
+	if USPAIR_STATS="$stats" "$uspair" run -- "$python" "$script" >"$work/tipc.out" 2>&1 &&
+		cmp -s "$work/tipc.out" "$here/programs/tipc_pair.expected" &&
+		grep -q 'pairs=[1-9]' "$stats"; then
+		echo "ok   python AF_TIPC pairs: the stored TIPC answers (no TIPC in this kernel)"
+	else
+		failed=$((failed + 1))
+		echo "FAIL python AF_TIPC pairs: not the stored TIPC answers"
+		diff "$here/programs/tipc_pair.expected" "$work/tipc.out" | head -20
+	fi
+}
+
 timing='s/in [0-9.]*s$/in Xs/'
 if [ -x "$python" ] && "$python" -c 'import test.test_selectors, test.test_socket' 2>/dev/null; then
 	check "python test_selectors" fast "$timing" "$python" -m unittest test.test_selectors
@@ -90,6 +115,7 @@ if [ -x "$python" ]; then
 			"$here/programs/mp_pipe.py" $method
 	done
 	check "asyncio" fast "" "$python" "$here/programs/asyncio_pair.py"
+	check_tipc_python
 else
 	skip "multiprocessing, asyncio" "no $python"
 fi
