@@ -331,10 +331,9 @@ int usp__fallback(struct usp_sock *s, bool need_drained)
 	 * it is an AF_UNIX pair of the backing type (docs/DESIGN.md, known
 	 * differences).  TIPC messages cannot become AF_UNIX ones, so only
 	 * a pair with nothing queued either way falls back. */
-	if (s->tipc_type && (!usp__ring_empty(&s->shm->ring[0]) ||
-			     !usp__ring_empty(&s->shm->ring[1])))
-		return -EBUSY;
 	struct usp_shared *shm = s->shm;
+	if (s->tipc_type)
+		usp__tipc_settle(s->pair);
 	/* lock order: send_locks, then recv_locks, each in side order (a
 	 * sender holds one send_lock and at most the peer's recv_lock; a
 	 * receiver takes no other lock) */
@@ -342,6 +341,15 @@ int usp__fallback(struct usp_sock *s, bool need_drained)
 	usp__lock(&shm->ep[1].send_lock);
 	usp__lock(&shm->ep[0].recv_lock);
 	usp__lock(&shm->ep[1].recv_lock);
+	/* checked with every producer and consumer stopped: TIPC senders
+	 * look at kernel_mode under their send_lock (tipc.c) */
+	if (s->tipc_type && (!usp__ring_empty(&shm->ring[0]) || !usp__ring_empty(&shm->ring[1]))) {
+		usp__unlock(&shm->ep[1].recv_lock);
+		usp__unlock(&shm->ep[0].recv_lock);
+		usp__unlock(&shm->ep[1].send_lock);
+		usp__unlock(&shm->ep[0].send_lock);
+		return -EBUSY;
+	}
 	int r = 0;
 	bool first = !atomic_load(&s->self->kernel_mode);
 	struct usp_sock side_sock[2];

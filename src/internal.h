@@ -191,8 +191,11 @@ struct usp_tipc_ep {
 	 * connect(AF_UNSPEC) */
 	_Atomic uint32_t dest_family;
 	_Atomic uint32_t dest_addrtype;
-	_Atomic uint32_t dest_ref;
-	_Atomic uint32_t dest_node;
+	_Atomic uint32_t dest_addr[3]; /* the address union's three words */
+	/* every holder is gone: the TIPC release (rejecting what it had not
+	 * read, the FIN) is still to be done by whoever comes next without
+	 * locks held (tipc.c usp__tipc_settle) */
+	_Atomic uint32_t release_pending;
 };
 
 /*
@@ -421,6 +424,21 @@ static inline void usp__cursor_copy_in(struct usp_iov_cursor *c, const unsigned 
 		src += k;
 		n -= k;
 	}
+}
+
+/* Pointers into the first page (NULL included) can never be mapped: the
+ * kernel's EFAULT (docs/DESIGN.md, known difference 4). */
+static inline bool usp__bad_ptr(const void *p)
+{
+	return (uintptr_t)p < 4096u;
+}
+
+static inline bool usp__iov_has_bad(const struct iovec *iov, size_t cnt)
+{
+	for (size_t i = 0; i < cnt; i++)
+		if (iov[i].iov_len && usp__bad_ptr(iov[i].iov_base))
+			return true;
+	return false;
 }
 
 /* Public calls return -1 and errno; internals return -errno. */
@@ -729,7 +747,8 @@ static inline bool usp__wmem_writable(uint64_t wmem, int sndbuf)
 
 /* tipc.c: AF_TIPC pairs */
 USP_HIDDEN void usp__tipc_init(struct usp_shared *shm, int tipc_type);
-USP_HIDDEN void usp__tipc_released(struct usp_pair *pair, struct usp_shared *shm, int side);
+USP_HIDDEN void usp__tipc_released(struct usp_shared *shm, int side);
+USP_HIDDEN void usp__tipc_settle(struct usp_pair *pair);
 USP_HIDDEN ssize_t usp__tipc_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 				     size_t len, int flags);
 USP_HIDDEN ssize_t usp__tipc_recvmsg(struct usp_sock *s, struct msghdr *msg,

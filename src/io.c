@@ -69,19 +69,14 @@ static void slice_free(struct iov_slice *sl)
  * bad pointers are not checked: that would take a system call per copy
  * (docs/DESIGN.md, "Known differences").
  */
-#define USP_LOW_ADDR 4096u
-
 static bool bad_ptr(const void *p)
 {
-	return (uintptr_t)p < USP_LOW_ADDR;
+	return usp__bad_ptr(p);
 }
 
 static bool iov_has_bad(const struct iovec *iov, size_t cnt)
 {
-	for (size_t i = 0; i < cnt; i++)
-		if (iov[i].iov_len && bad_ptr(iov[i].iov_base))
-			return true;
-	return false;
+	return usp__iov_has_bad(iov, cnt);
 }
 
 /* Total length, as import_iovec() computes it (MAX_RW_COUNT cap). */

@@ -353,12 +353,11 @@ void usp__endpoint_released(struct usp_shared *shm, int side)
 	if (!atomic_compare_exchange_strong(&ep->state, &open, USP_EP_GONE))
 		return;
 	if (shm->tipc_type) {
-		/* tipc_release() (tipc.c).  The region is all it has: a pair
-		 * on the stack carries it to the ring checks, which mark the
-		 * region itself corrupt if they must.  (tipc_type lives in
-		 * the region too; either release is safe on either kind.) */
-		struct usp_pair region = {.shm = shm};
-		usp__tipc_released(&region, shm, side);
+		/* tipc_release(), left for a caller without locks (tipc.c
+		 * usp__tipc_settle); the peer's sleepers wake to do it.  (A
+		 * hostile AF_UNIX peer that sets tipc_type only loses its own
+		 * ECONNRESET.) */
+		usp__tipc_released(shm, side);
 		usp__wake_endpoint(peer, -1);
 		usp__wake_endpoint(ep, -1);
 		return;

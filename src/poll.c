@@ -222,6 +222,14 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 		}
 		for (nfds_t i = 0; i < nfds; i++) {
 			kfds[i].fd = fds[i].fd;
+			/* a released peer leaves the backing socket in POLLHUP
+			 * for good: where the endpoint's own mask does not say
+			 * ready for that (AF_TIPC RDM/DGRAM), the kernel's poll
+			 * would return at once, again and again; the slices
+			 * look at it instead */
+			if (is_usp[i] && armed[i].pair && armed[i].tipc_type &&
+			    usp__peer_gone(&armed[i]))
+				kfds[i].fd = -1;
 			kfds[i].events = is_usp[i] == USP_POLL_QUIET ? 0
 					 : is_usp[i]		    ? POLLIN
 								    : fds[i].events;

@@ -181,6 +181,9 @@ int usp_close(int fd)
 			usp__check_peer(&peer, true);
 		usp__put(&peer);
 	}
+	/* an AF_TIPC release runs here, where no lock is held */
+	if (pair->tipc_type)
+		usp__tipc_settle(pair);
 	usp__lookup_cache_forget(pair);
 	usp__pair_unref(pair);
 	errno = saved;

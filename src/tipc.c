@@ -164,8 +164,10 @@ void usp__tipc_init(struct usp_shared *shm, int tipc_type)
 		atomic_init(&t->nagle_start, NAGLE_START_INIT);
 		atomic_init(&t->dest_family, AF_TIPC);
 		atomic_init(&t->dest_addrtype, TIPC_SOCKET_ADDR);
-		atomic_init(&t->dest_ref, i ? port0 : port1);
-		atomic_init(&t->dest_node, 0);
+		atomic_init(&t->dest_addr[0], i ? port0 : port1); /* ref */
+		atomic_init(&t->dest_addr[1], 0);		    /* node */
+		atomic_init(&t->dest_addr[2], 0);
+		atomic_init(&t->release_pending, 0);
 	}
 }
 
@@ -182,6 +184,7 @@ static void port_name(struct sockaddr_tipc *a, uint32_t port)
 int usp__tipc_getname(struct usp_sock *s, struct sockaddr *addr, socklen_t *addrlen,
 		      bool peer)
 {
+	usp__tipc_settle(s->pair);
 	/* peer: only while connected (tipc_getname(peer = 1)) */
 	if (peer && !established(s->self))
 		return -ENOTCONN;
@@ -366,76 +369,124 @@ static bool give_back(struct usp_pair *pair, struct usp_shared *shm, int to, uin
 	return append(pair, shm, to, USP_REC_TIPC_ERR, &rj, NULL, data, dlen, truesize) == 0;
 }
 
+/* The head message of ring `side` if it is below `end` (a snapshot of the
+ * tail: a peer that keeps sending cannot keep a drain going). */
+static int head_before(struct usp_pair *pair, struct usp_shared *shm, int side, uint64_t end,
+		       struct usp_rec *rec)
+{
+	int r = head_message(pair, shm, side, rec);
+	if (r == 0 && (int64_t)(end - rec->pos) <= 0)
+		return -EAGAIN;
+	return r;
+}
+
 /*
  * __tipc_shutdown() of endpoint `side` with error `err` (TIPC_CONN_SHUTDOWN
- * for shutdown(), TIPC_ERR_NO_PORT for a release).  Takes that endpoint's
- * send_lock, then its recv_lock; the caller holds no uspair lock.  Returns
- * true when the socket is (now) disconnecting.
+ * for shutdown(), TIPC_ERR_NO_PORT for a release).  Takes both send_locks
+ * in side order (both queues' producers stand still: nothing lands in a
+ * queue being rejected, and the peer's state cannot change under a
+ * sender), then this endpoint's recv_lock; the caller holds no uspair
+ * lock.  Returns true when the socket is (now) disconnecting.
  */
 static bool reject_queue(struct usp_pair *pair, struct usp_shared *shm, int side,
 			 uint32_t err)
 {
 	struct usp_endpoint *self = &shm->ep[side], *peer = &shm->ep[side ^ 1];
-	int tipc_type = (int)shm->tipc_type;
+	int tipc_type = pair->tipc_type;
 	bool conn = tipc_type == SOCK_STREAM || tipc_type == SOCK_SEQPACKET;
-	usp__lock(&self->send_lock); /* producer of the peer's queue */
+	usp__lock(&shm->ep[0].send_lock);
+	usp__lock(&shm->ep[1].send_lock);
 	usp__lock(&self->recv_lock);
 	struct usp_ring *q = &shm->ring[side];
+	uint64_t end = usp__ld_acq(&q->tail);
 	struct usp_rec rec;
 	bool disconnecting;
 	bool told_peer = false;
 	uint32_t port = ld(&self->tipc.port);
 	/* a partly read message is dropped first (bytes_read) */
-	if (head_message(pair, shm, side, &rec) == 0 &&
+	if (head_before(pair, shm, side, end, &rec) == 0 &&
 	    atomic_load_explicit(&q->head_used, memory_order_relaxed))
 		usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
 	if (!conn) {
-		/* tsk_rej_rx_queue(): every message back to its sender if it
-		 * may go back, queue limits applying as for any message */
-		while (head_message(pair, shm, side, &rec) == 0) {
-			if (!rec.tipc_err && !rec.droppable && !rec.from_self)
-				give_back(pair, shm, side ^ 1, err, port, rec.data, rec.len, true);
+		/* tsk_rej_rx_queue(): every message back to its sender (the
+		 * peer, or this socket itself) if it may go back, queue
+		 * limits applying as for any message */
+		while (head_before(pair, shm, side, end, &rec) == 0) {
+			if (!rec.tipc_err && !rec.droppable)
+				give_back(pair, shm, rec.from_self ? side : side ^ 1, err, port,
+					  rec.data, rec.len, true);
 			usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
 		}
 		disconnecting = false;
 	} else if (ld(&self->tipc.state) == USP_TIPC_ESTABLISHED) {
 		atomic_store(&self->tipc.state, USP_TIPC_DISCONNECTING);
-		/* the FIN: the first unread message goes back with it, the
-		 * rest is dropped; an empty queue sends a bare FIN */
-		if (head_message(pair, shm, side, &rec) == 0) {
-			if (!rec.tipc_err && !rec.droppable)
+		/* The FIN: the first unread message goes back with it, the
+		 * rest is dropped; an empty queue sends a bare FIN.  A peer
+		 * that is not connected any more takes no FIN
+		 * (tipc_sk_filter_connect()), and one that made that first
+		 * message droppable gets none. */
+		bool peer_connected = atomic_load(&peer->state) != USP_EP_GONE &&
+				      ld(&peer->tipc.state) == USP_TIPC_ESTABLISHED;
+		if (head_before(pair, shm, side, end, &rec) == 0) {
+			if (!rec.tipc_err && !rec.droppable && peer_connected)
 				told_peer = give_back(pair, shm, side ^ 1, err, port, rec.data,
 						      rec.len, false);
-			while (head_message(pair, shm, side, &rec) == 0)
+			while (head_before(pair, shm, side, end, &rec) == 0)
 				usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
-		} else {
+		} else if (peer_connected) {
 			struct tipc_reject rj = {err, port};
-			told_peer = atomic_load(&peer->state) != USP_EP_GONE &&
-				    append(pair, shm, side ^ 1, USP_REC_TIPC_ERR, &rj, NULL, NULL, 0,
-					   msg_truesize(SHORT_H)) == 0;
+			told_peer = append(pair, shm, side ^ 1, USP_REC_TIPC_ERR, &rj, NULL, NULL, 0,
+					   msg_truesize(BASIC_H)) == 0;
 		}
-		/* tipc_sk_filter_connect(): the peer disconnects as the FIN
-		 * arrives */
+		/* the peer disconnects as the FIN arrives */
 		if (told_peer)
 			atomic_store(&peer->tipc.state, USP_TIPC_DISCONNECTING);
 		disconnecting = true;
 	} else {
-		while (head_message(pair, shm, side, &rec) == 0)
+		while (head_before(pair, shm, side, end, &rec) == 0)
 			usp__ring_consume(q, &rec, rec_truesize(conn, &rec));
 		disconnecting = true;
 	}
 	usp__unlock(&self->recv_lock);
-	usp__unlock(&self->send_lock);
+	usp__unlock(&shm->ep[1].send_lock);
+	usp__unlock(&shm->ep[0].send_lock);
 	return disconnecting;
 }
 
-/* tipc_release(): every holder of `side` is gone (pair.c
- * usp__endpoint_released, after its state CAS; the caller holds no
- * uspair lock). */
-void usp__tipc_released(struct usp_pair *pair, struct usp_shared *shm, int side)
+/*
+ * tipc_release(): every holder of `side` is gone (pair.c
+ * usp__endpoint_released, after its state CAS).  Its callers may hold
+ * locks (the descriptor table's, another pair's), so the release itself,
+ * which takes this pair's locks, is left to usp__tipc_settle, run next by
+ * whoever comes without locks: the closer (usp_close), the peer's next
+ * call, poll or wait (woken here).
+ */
+void usp__tipc_released(struct usp_shared *shm, int side)
 {
-	reject_queue(pair, shm, side, TIPC_ERR_NO_PORT);
 	atomic_store(&shm->ep[side].shutdown, USP_SHUTDOWN_MASK);
+	atomic_store(&shm->ep[side].tipc.release_pending, 1);
+}
+
+/* Do the releases left pending (usp__tipc_released).  Caller holds no
+ * uspair lock. */
+void usp__tipc_settle(struct usp_pair *pair)
+{
+	struct usp_shared *shm = pair->shm;
+	for (int side = 0; side < 2; side++) {
+		_Atomic uint32_t *pending = &shm->ep[side].tipc.release_pending;
+		uint32_t one = 1;
+		if (USP_LIKELY(!atomic_load_explicit(pending, memory_order_relaxed)) ||
+		    !atomic_compare_exchange_strong(pending, &one, 0))
+			continue;
+		reject_queue(pair, shm, side, TIPC_ERR_NO_PORT);
+		usp__wake_endpoint(&shm->ep[side ^ 1], -1);
+	}
+}
+
+static bool release_pending(struct usp_sock *s)
+{
+	return atomic_load_explicit(&s->peer->tipc.release_pending, memory_order_relaxed) ||
+	       atomic_load_explicit(&s->self->tipc.release_pending, memory_order_relaxed);
 }
 
 /* tipc_shutdown() */
@@ -445,16 +496,9 @@ int usp__tipc_shutdown(struct usp_sock *s, int how)
 		return -EINVAL;
 	if (usp__is_corrupt(s))
 		return -EIO;
+	usp__tipc_settle(s->pair);
 	bool disconnecting = reject_queue(s->pair, s->shm, s->side, TIPC_CONN_SHUTDOWN);
 	atomic_store(&s->self->shutdown, USP_SHUTDOWN_MASK);
-	if (disconnecting) {
-		/* discard any unreceived messages */
-		usp__lock(&s->self->recv_lock);
-		struct usp_rec rec;
-		while (head_message(s->pair, s->shm, s->side, &rec) == 0)
-			usp__ring_consume(s->rxq, &rec, rec_truesize(conn_type(s), &rec));
-		usp__unlock(&s->self->recv_lock);
-	}
 	usp__wake_endpoint(s->peer, s->fd);
 	usp__wake_endpoint(s->self, -1);
 	return disconnecting ? 0 : -ENOTCONN;
@@ -474,11 +518,27 @@ static bool nonblocking(struct usp_sock *s, int flags)
 	       atomic_load_explicit(&s->self->nonblock, memory_order_relaxed);
 }
 
+/* sock_error(): take the pending error (only usp_recvmmsg stores one on
+ * a TIPC socket); a value uspair cannot have stored is corruption */
+static int tipc_sock_error(struct usp_sock *s)
+{
+	if (!atomic_load_explicit(&s->self->sk_err, memory_order_relaxed))
+		return 0;
+	int err = atomic_exchange(&s->self->sk_err, 0);
+	if (!err)
+		return 0;
+	if (!usp__sk_err_valid(s, err)) {
+		usp__pair_corrupt(s->pair);
+		return -EIO;
+	}
+	return -err;
+}
+
 /* The condition a connection sender waits for, or anything that ends the
  * wait (tipc_sk_sock_err()). */
 static bool conn_send_ready(struct usp_sock *s)
 {
-	return !conn_cong(me(s)) || !established(s->self) ||
+	return !conn_cong(me(s)) || !established(s->self) || release_pending(s) ||
 	       atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) || usp__is_corrupt(s);
 }
 
@@ -491,12 +551,17 @@ static int conn_wait_room(struct usp_sock *s, struct usp_wait *w, bool nonblock)
 			return -EIO;
 		if (established(s->self) && !conn_cong(me(s)))
 			return 0;
+		/* tipc_sk_sock_err(): a pending error first */
+		int err = tipc_sock_error(s);
+		if (err)
+			return err;
 		if (!established(s->self))
 			return -EPIPE;
 		if (nonblock)
 			return -EAGAIN;
 		usp__unlock(&s->self->send_lock);
 		int r = usp__wait(s, w, conn_send_ready, true);
+		usp__tipc_settle(s->pair);
 		usp__lock(&s->self->send_lock);
 		if (r == -EAGAIN && established(s->self) && !conn_cong(me(s)))
 			r = 0;
@@ -526,8 +591,12 @@ static void nagle_ack(struct usp_sock *s)
 	uint32_t start = ld(&t->nagle_start);
 	if (start < NAGLE_START_MAX)
 		atomic_store(&t->nagle_start, start * 2);
+	bool was_cong = conn_cong(t);
 	atomic_fetch_sub(&t->snt_unacked, acked);
 	atomic_store(&t->snd_win, win);
+	/* sk_write_space(): other senders of ours may wait for the window */
+	if (was_cong && !conn_cong(t))
+		usp__wake(s->self, -1, USP_WAKE_ROOM);
 }
 
 static void cursor_skip(struct usp_iov_cursor *cur, size_t n)
@@ -581,11 +650,20 @@ static ssize_t conn_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t
 	struct usp_iov_cursor cur;
 	usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
 	bool droppable = ld(&me(s)->dest_droppable) != 0;
+	bool bad_buffer = usp__iov_has_bad(msg->msg_iov, msg->msg_iovlen);
 	size_t sent = 0;
 	int rc = 0;
 	usp__lock(&s->self->send_lock);
 	do {
+		/* fallen back (an empty pair only, fallback.c): the rest goes
+		 * through the descriptor, an AF_UNIX socket now */
+		if (usp__kernel_mode(s)) {
+			rc = -USP_ERAW;
+			break;
+		}
 		rc = conn_wait_room(s, &w, nonblock);
+		if (!rc && bad_buffer)
+			rc = -EFAULT; /* tipc_msg_build() could not copy */
 		if (rc)
 			break;
 		size_t chunk = len - sent < TIPC_MAX_USER ? len - sent : TIPC_MAX_USER;
@@ -656,8 +734,10 @@ static int dgram_dest(struct usp_sock *s, const struct msghdr *msg, enum dest *d
 		memset(&a, 0, sizeof(a));
 		a.family = AF_TIPC;
 		a.addrtype = (unsigned char)ld(&t->dest_addrtype);
-		a.addr.id.ref = ld(&t->dest_ref);
-		a.addr.id.node = ld(&t->dest_node);
+		uint32_t words[3];
+		for (int i = 0; i < 3; i++)
+			words[i] = ld(&t->dest_addr[i]);
+		memcpy(&a.addr, words, sizeof(words));
 	}
 	switch (a.addrtype) {
 	case TIPC_SOCKET_ADDR:
@@ -702,6 +782,8 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_
 		return r;
 	if (usp__is_corrupt(s))
 		return -EIO;
+	if (usp__iov_has_bad(msg->msg_iov, msg->msg_iovlen))
+		return -EFAULT;
 	usp__check_peer(s, false);
 	struct usp_iov_cursor cur;
 	usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
@@ -712,6 +794,10 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_
 	uint32_t err = dest == DEST_NOBODY ? TIPC_ERR_NO_PORT : 0;
 	if (dest == DEST_PEER) {
 		usp__lock(&s->self->send_lock);
+		if (usp__kernel_mode(s)) {
+			usp__unlock(&s->self->send_lock);
+			return -USP_ERAW; /* see conn_sendmsg */
+		}
 		if (usp__peer_gone(s))
 			err = TIPC_ERR_NO_PORT;
 		else if (!fits(s->pair, s->shm, s->side ^ 1, truesize,
@@ -753,6 +839,7 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_
 
 ssize_t usp__tipc_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t len, int flags)
 {
+	usp__tipc_settle(s->pair);
 	/* ancillary data means nothing to TIPC: it was copied in and is
 	 * ignored, as tipc_sendmsg() never looks at it */
 	if (conn_type(s))
@@ -764,7 +851,8 @@ ssize_t usp__tipc_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t l
 
 static bool recv_ready(struct usp_sock *s)
 {
-	return !usp__ring_empty(s->rxq) ||
+	return !usp__ring_empty(s->rxq) || release_pending(s) ||
+	       atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) ||
 	       (atomic_load_explicit(&s->self->shutdown, memory_order_relaxed) & USP_RCV_SHUTDOWN) ||
 	       usp__is_corrupt(s);
 }
@@ -774,16 +862,22 @@ static bool recv_ready(struct usp_sock *s)
 static int wait_for_msg(struct usp_sock *s, struct usp_wait *w, bool nonblock,
 			struct usp_rec *rec)
 {
+	int err = tipc_sock_error(s); /* tipc_wait_for_rcvmsg() */
+	if (err)
+		return err;
 	for (;;) {
 		int r = head_record(s->pair, s->shm, s->side, rec);
 		if (r != -EAGAIN)
 			return r;
+		if (usp__kernel_mode(s))
+			return -USP_ERAW; /* drained and fallen back: the descriptor */
 		if (nonblock)
 			return -EAGAIN;
 		if (atomic_load(&s->self->shutdown) & USP_RCV_SHUTDOWN)
 			return -ENOTCONN;
 		usp__unlock(&s->self->recv_lock);
 		r = usp__wait(s, w, recv_ready, true);
+		usp__tipc_settle(s->pair);
 		usp__lock(&s->self->recv_lock);
 		if (r == -EAGAIN) {
 			r = head_record(s->pair, s->shm, s->side, rec);
@@ -877,6 +971,10 @@ static ssize_t stream_recvmsg(struct usp_sock *s, struct msghdr *msg, size_t len
 			if (offset > v.dlen)
 				offset = v.dlen; /* untrusted */
 			size_t copy = v.dlen - offset < len - copied ? v.dlen - offset : len - copied;
+			if (usp__iov_has_bad(msg->msg_iov, msg->msg_iovlen)) {
+				rc = -EFAULT; /* skb_copy_datagram_msg(): nothing taken */
+				break;
+			}
 			usp__cursor_copy_in(&cur, v.data + offset, copy);
 			copied += copy;
 			offset += (uint32_t)copy;
@@ -936,6 +1034,10 @@ static ssize_t msg_recvmsg(struct usp_sock *s, struct msghdr *msg, size_t len, i
 		if (offset > v.dlen)
 			offset = v.dlen; /* untrusted */
 		copy = v.dlen - offset < len ? v.dlen - offset : len;
+		if (usp__iov_has_bad(msg->msg_iov, msg->msg_iovlen)) {
+			rc = -EFAULT; /* skb_copy_datagram_msg(): nothing taken */
+			goto out;
+		}
 		struct usp_iov_cursor cur;
 		usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen);
 		usp__cursor_copy_in(&cur, v.data + offset, copy);
@@ -974,8 +1076,8 @@ ssize_t usp__tipc_recvmsg(struct usp_sock *s, struct msghdr *msg, size_t len, in
 		return -EINVAL;
 	if (usp__is_corrupt(s))
 		return -EIO;
-	if (!nonblocking(s, flags))
-		usp__check_peer(s, false);
+	usp__check_peer(s, false); /* at most every 40 ms */
+	usp__tipc_settle(s->pair);
 	return s->tipc_type == SOCK_STREAM ? stream_recvmsg(s, msg, len, flags)
 					   : msg_recvmsg(s, msg, len, flags);
 }
@@ -985,6 +1087,7 @@ ssize_t usp__tipc_recvmsg(struct usp_sock *s, struct msghdr *msg, size_t len, in
 /* tipc_poll() */
 short usp__tipc_poll_mask(struct usp_sock *s, short events)
 {
+	usp__tipc_settle(s->pair); /* poll holds no lock */
 	unsigned mask = 0;
 	uint32_t shut = atomic_load(&s->self->shutdown);
 	if (shut & USP_RCV_SHUTDOWN)
@@ -1310,9 +1413,11 @@ int usp__tipc_connect(struct usp_sock *s, const struct sockaddr *addr, socklen_t
 	if (!sockaddr_sane(&a))
 		return -EINVAL;
 	if (!conn_type(s)) {
+		uint32_t words[3];
+		memcpy(words, &a.addr, sizeof(words));
 		atomic_store(&t->dest_addrtype, a.addrtype);
-		atomic_store(&t->dest_ref, a.addr.id.ref);
-		atomic_store(&t->dest_node, a.addr.id.node);
+		for (int i = 0; i < 3; i++)
+			atomic_store(&t->dest_addr[i], words[i]);
 		atomic_store(&t->dest_family, AF_TIPC);
 		return 0;
 	}

@@ -1859,6 +1859,117 @@ static void misc(void)
 	}
 }
 
+/* ------------------------------------------------------------------ */
+/* connect, bind, listen and accept on a paired socket                 */
+/* ------------------------------------------------------------------ */
+
+static void step_connect(const char *step, int fd, const void *addr, socklen_t len)
+{
+	errno = 0;
+	long r = SK(connect)(fd, (const struct sockaddr *)addr, len);
+	result(step, r, errno, "(addrlen=%u)", (unsigned)len);
+}
+
+static void step_bind(const char *step, int fd, const void *addr, socklen_t len)
+{
+	errno = 0;
+	long r = SK(bind)(fd, (const struct sockaddr *)addr, len);
+	result(step, r, errno, "(addrlen=%u)", (unsigned)len);
+}
+
+/* a send without an address after a connect, and where it went */
+static void send_and_look(const char *step, int sv[2])
+{
+	step_send(step, sv[1], "conn", 4, MSG_DONTWAIT | MSG_NOSIGNAL);
+	step_recv("  then recvmsg(sv[0],64)", sv[0], 64, 0, RECV_DONTWAIT);
+	step_recv("  then recvmsg(sv[1],64)", sv[1], 64, 0, RECV_DONTWAIT);
+}
+
+static void connection_calls_case(int type)
+{
+	int sv[2];
+	if (quiet_pair(type, sv) < 0)
+		return;
+	step_setsockopt("setsockopt(sv[1],SOL_TIPC,TIPC_DEST_DROPPABLE,0)", sv[1], SOL_TIPC,
+			TIPC_DEST_DROPPABLE, 0);
+	union any_addr peer, self, a;
+	memset(&peer, 0, sizeof(peer));
+	memset(&self, 0, sizeof(self));
+	socklen_t len = sizeof(peer.tipc);
+	SK(getpeername)(sv[1], (struct sockaddr *)&peer, &len);
+	len = sizeof(self.tipc);
+	SK(getsockname)(sv[1], (struct sockaddr *)&self, &len);
+	step_connect("connect(sv[1], its own address)", sv[1], &self, sizeof(self.tipc));
+	send_and_look("send(sv[1],\"conn\") after connect to itself", sv);
+	a = self;
+	a.tipc.addr.id.ref = 12345;
+	if (a.tipc.addr.id.ref == ref_sv0 || a.tipc.addr.id.ref == ref_sv1)
+		a.tipc.addr.id.ref = 12346;
+	step_connect("connect(sv[1], port id 12345 that nobody has)", sv[1], &a, sizeof(a.tipc));
+	send_and_look("send(sv[1],\"conn\") after connect to port 12345", sv);
+	memset(&a, 0, sizeof(a));
+	a.tipc.family = AF_TIPC;
+	a.tipc.addrtype = TIPC_SERVICE_RANGE;
+	a.tipc.addr.nameseq.type = 18888;
+	a.tipc.addr.nameseq.lower = 1;
+	a.tipc.addr.nameseq.upper = 5;
+	step_connect("connect(sv[1], service range 18888:1-5)", sv[1], &a, sizeof(a.tipc));
+	send_and_look("send(sv[1],\"conn\") after connect to a service range", sv);
+	a.tipc.addr.nameseq.upper = 0;
+	step_connect("connect(sv[1], service range 18888:1-0)", sv[1], &a, sizeof(a.tipc));
+	step_connect("connect(sv[1], its peer's address, addrlen 8)", sv[1], &peer, 8);
+	memset(&a, 0, sizeof(a));
+	a.tipc.family = AF_UNSPEC;
+	step_connect("connect(sv[1], AF_UNSPEC)", sv[1], &a, sizeof(a.tipc));
+	send_and_look("send(sv[1],\"conn\") after connect to AF_UNSPEC", sv);
+	step_connect("connect(sv[1], its peer's address)", sv[1], &peer, sizeof(peer.tipc));
+	send_and_look("send(sv[1],\"conn\") after connect to its peer", sv);
+
+	step_bind("bind(sv[1], no address)", sv[1], NULL, 0);
+	step_bind("bind(sv[1], its own socket address)", sv[1], &self, sizeof(self.tipc));
+	memset(&a, 0, sizeof(a));
+	a.tipc.family = AF_TIPC;
+	a.tipc.addrtype = TIPC_SERVICE_ADDR;
+	a.tipc.scope = TIPC_NODE_SCOPE;
+	a.tipc.addr.name.name.type = 10;
+	a.tipc.addr.name.name.instance = 1;
+	step_bind("bind(sv[1], reserved service type 10)", sv[1], &a, sizeof(a.tipc));
+	a.tipc.addr.name.name.type = 18888;
+	step_bind("bind(sv[1], service 18888:1)", sv[1], &a, sizeof(a.tipc));
+	step_bind("bind(sv[1], service 18888:1, addrlen 8)", sv[1], &a, 8);
+	a.tipc.scope = -TIPC_NODE_SCOPE;
+	step_bind("bind(sv[1], service 18888:1, negative scope: unbind)", sv[1], &a, sizeof(a.tipc));
+	a.tipc.family = AF_UNIX;
+	step_bind("bind(sv[1], family AF_UNIX)", sv[1], &a, sizeof(a.tipc));
+
+	errno = 0;
+	long r = SK(listen)(sv[1], 5);
+	result("listen(sv[1],5)", r, errno, NULL);
+	errno = 0;
+	r = SK(accept4)(sv[1], NULL, NULL, 0x10);
+	result("accept4(sv[1], flags 0x10)", r, errno, NULL);
+	errno = 0;
+	r = SK(accept4)(sv[1], NULL, NULL, SOCK_NONBLOCK);
+	result("accept4(sv[1], SOCK_NONBLOCK)", r, errno, NULL);
+	if (type == SOCK_STREAM || type == SOCK_SEQPACKET) {
+		step_shutdown("shutdown(sv[0],SHUT_RDWR)", sv[0], SHUT_RDWR);
+		step_connect("connect(sv[1], its peer's address) after the peer's shutdown", sv[1],
+			     &peer, sizeof(peer.tipc));
+		errno = 0;
+		r = SK(listen)(sv[1], 5);
+		result("listen(sv[1],5) after the peer's shutdown", r, errno, NULL);
+	}
+	close_pair(sv);
+}
+
+static void connection_calls(void)
+{
+	for (size_t t = 0; t < ARRAY_LEN(types); t++) {
+		set_prefix("connect %s", types[t].name);
+		connection_calls_case(types[t].type);
+	}
+}
+
 static void all_steps(void)
 {
 	sigpipe_never();
@@ -1880,6 +1991,7 @@ static void all_steps(void)
 	poll_no_events();
 	partial_read_then_shutdown();
 	droppable_fin();
+	connection_calls();
 	misc();
 	line_prefix[0] = '\0';
 }
