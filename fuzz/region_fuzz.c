@@ -1,7 +1,8 @@
 /*
  * region_fuzz: the hostile peer under libFuzzer.  Each input is decoded by
- * test/t_region_ops.c into one uspair pair, ordinary non-blocking calls on
- * both ends and writes into the pair's shared region; a rule violation
+ * test/t_region_ops.c into one uspair pair (AF_UNIX, or AF_TIPC:
+ * test/t_region_tipc.c), ordinary non-blocking calls on both ends and
+ * writes into the pair's shared region; a rule violation
  * (see the rules there) aborts, so libFuzzer keeps the input.  Sanitizer
  * reports, crashes and hangs (-timeout) are findings too.
  *

@@ -555,8 +555,15 @@ static void fall_back(int fd)
 
 EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
-	if (op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD)
-		fall_back(fd);
+	if ((op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && usp_is_uspair(fd) &&
+	    usp_fallback(fd) < 0 && errno == EBUSY) {
+		/* an AF_TIPC pair with messages queued cannot become the
+		 * AF_UNIX pair epoll would watch (docs/DESIGN.md, known
+		 * difference 16): say so rather than watch nothing */
+		usp__busy_message(fd, "added to an epoll set");
+		errno = EBUSY;
+		return -1;
+	}
 	return usp__real_epoll_ctl(epfd, op, fd, ev);
 }
 

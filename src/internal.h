@@ -344,6 +344,11 @@ struct usp_pair {
 	/* this process has seen the region corrupt: sticky, because the
 	 * shared flag can be cleared again by the peer that broke it */
 	_Atomic uint32_t corrupt;
+	/* An error usp_recvmmsg stored for the next call on each side, after
+	 * it had received something (the kernel's sk_err, which any errno of
+	 * a receive can be).  Kept here, out of the region, where a peer
+	 * could not forge one; so only this process sees it. */
+	_Atomic int mmsg_err[2];
 	/* usp__fork_gen when the region was mapped: no fork since means no
 	 * other process can see it, so it may be cached (pair.c) */
 	uint64_t fork_gen;
@@ -780,10 +785,26 @@ USP_HIDDEN void usp__put_cmsg(struct msghdr *msg, size_t *used, int level, int t
 USP_HIDDEN short usp__poll_mask(struct usp_sock *s, short events);
 
 /* A pending error (usp_endpoint.sk_err) uspair can have set: ECONNRESET on
- * STREAM and SEQPACKET only; anything else was written by a hostile peer. */
+ * AF_UNIX STREAM and SEQPACKET only (AF_TIPC pairs have none); anything
+ * else was written by a hostile peer. */
 static inline bool usp__sk_err_valid(const struct usp_sock *s, int err)
 {
-	return err == ECONNRESET && s->type != SOCK_DGRAM;
+	return err == ECONNRESET && s->type != SOCK_DGRAM && !s->tipc_type;
+}
+
+/* Take the error usp_recvmmsg left for this side (usp_pair.mmsg_err),
+ * as a negative errno, or 0. */
+static inline int usp__take_mmsg_err(struct usp_sock *s)
+{
+	_Atomic int *e = &s->pair->mmsg_err[s->side];
+	if (USP_LIKELY(!atomic_load_explicit(e, memory_order_relaxed)))
+		return 0;
+	return -atomic_exchange(e, 0);
+}
+
+static inline bool usp__mmsg_err_pending(const struct usp_sock *s)
+{
+	return atomic_load_explicit(&s->pair->mmsg_err[s->side], memory_order_relaxed) != 0;
 }
 
 /* Is the pair corrupt?  Either this process saw it (sticky) or the shared

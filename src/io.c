@@ -108,6 +108,9 @@ static bool sock_nonblock(struct usp_sock *s, int flags)
  * become a return value (a negative one would pass for a byte count). */
 static int sock_error(struct usp_sock *s)
 {
+	int local = usp__take_mmsg_err(s); /* recvmmsg's, this process only */
+	if (local)
+		return local;
 	if (USP_LIKELY(!atomic_load_explicit(&s->self->sk_err, memory_order_relaxed)))
 		return 0;
 	int err = atomic_exchange(&s->self->sk_err, 0);
@@ -164,7 +167,7 @@ static bool send_ready(struct usp_sock *s)
 	       (shutdown_bits(s->self) & USP_SEND_SHUTDOWN) ||
 	       (shutdown_bits(s->peer) & USP_RCV_SHUTDOWN) ||
 	       atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) ||
-	       pair_corrupt(s);
+	       usp__mmsg_err_pending(s) || pair_corrupt(s);
 }
 
 /* A receive that found nothing at the end of the queue (a peek whose
@@ -178,7 +181,7 @@ static bool recv_ready_past(struct usp_sock *s)
 	return usp__ld_acq(&s->rxq->tail) != s->wait_tail ||
 	       (shutdown_bits(s->self) & USP_RCV_SHUTDOWN) ||
 	       atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) ||
-	       pair_corrupt(s);
+	       usp__mmsg_err_pending(s) || pair_corrupt(s);
 }
 
 /* SO_PEEK_OFF (sk_peek_offset and its _fwd/_bwd helpers); caller holds
@@ -1379,7 +1382,7 @@ static bool plain_state(struct usp_sock *s)
 			   shutdown_bits(self) | shutdown_bits(peer) |
 			   USP_ACCESS_ONCE_U32(&self->pass_flags) |
 			   USP_ACCESS_ONCE_U32(&peer->pass_flags);
-	return !unusual && !usp__is_corrupt(s);
+	return !unusual && !usp__mmsg_err_pending(s) && !usp__is_corrupt(s);
 }
 
 static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int flags)
@@ -1664,7 +1667,7 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 	if (r == -USP_ERAW && got)
 		r = 0; /* the rest on the next call, from the backing socket */
 	if (got && r < 0 && r != -EAGAIN && r != -USP_ERAW)
-		atomic_store(&s.self->sk_err, (int32_t)-r);
+		atomic_store(&s.pair->mmsg_err[s.side], (int)-r);
 	usp__scm_defer_end(); /* as the kernel's fput() at the return */
 	usp__put(&s);
 	if (r == -USP_ERAW)

@@ -42,7 +42,7 @@ short usp__poll_mask(struct usp_sock *s, short events)
 		return usp__tipc_poll_mask(s, events);
 	unsigned mask = 0;
 	uint32_t shut = atomic_load(&s->self->shutdown);
-	if (atomic_load_explicit(&s->self->sk_err, memory_order_relaxed))
+	if (atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) || usp__mmsg_err_pending(s))
 		mask |= POLLERR;
 	if (shut == USP_SHUTDOWN_MASK)
 		mask |= POLLHUP;
@@ -227,7 +227,7 @@ int usp_poll(struct pollfd *fds, nfds_t nfds, int timeout)
 			 * ready for that (AF_TIPC RDM/DGRAM), the kernel's poll
 			 * would return at once, again and again; the slices
 			 * look at it instead */
-			if (is_usp[i] && armed[i].pair && armed[i].tipc_type &&
+			if (armed_any && is_usp[i] && armed[i].pair && armed[i].tipc_type &&
 			    usp__peer_gone(&armed[i]))
 				kfds[i].fd = -1;
 			kfds[i].events = is_usp[i] == USP_POLL_QUIET ? 0

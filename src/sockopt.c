@@ -156,9 +156,11 @@ int usp_getsockopt(int fd, int level, int optname, void *optval,
 	if (r == 0 && level == SOL_SOCKET &&
 	    (optname == SO_ERROR || optname == SO_PEEK_OFF)) {
 		/* state that moves with the data lives in shared memory */
-		int v = optname == SO_ERROR ? atomic_exchange(&s.self->sk_err, 0)
+		int local = optname == SO_ERROR ? -usp__take_mmsg_err(&s) : 0;
+		int v = local ? local
+		      : optname == SO_ERROR ? atomic_exchange(&s.self->sk_err, 0)
 					    : atomic_load(&s.self->peek_off);
-		if (optname == SO_ERROR && v && !usp__sk_err_valid(&s, v)) {
+		if (optname == SO_ERROR && v && !local && !usp__sk_err_valid(&s, v)) {
 			/* written by a hostile peer: not an error to hand out */
 			usp__pair_corrupt(s.pair);
 			v = EIO;

@@ -522,6 +522,9 @@ static bool nonblocking(struct usp_sock *s, int flags)
  * a TIPC socket); a value uspair cannot have stored is corruption */
 static int tipc_sock_error(struct usp_sock *s)
 {
+	int local = usp__take_mmsg_err(s);
+	if (local)
+		return local;
 	if (!atomic_load_explicit(&s->self->sk_err, memory_order_relaxed))
 		return 0;
 	int err = atomic_exchange(&s->self->sk_err, 0);
@@ -539,6 +542,7 @@ static int tipc_sock_error(struct usp_sock *s)
 static bool conn_send_ready(struct usp_sock *s)
 {
 	return !conn_cong(me(s)) || !established(s->self) || release_pending(s) ||
+	       usp__mmsg_err_pending(s) ||
 	       atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) || usp__is_corrupt(s);
 }
 
@@ -657,7 +661,7 @@ static ssize_t conn_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t
 	do {
 		/* fallen back (an empty pair only, fallback.c): the rest goes
 		 * through the descriptor, an AF_UNIX socket now */
-		if (usp__kernel_mode(s)) {
+		if (usp__kernel_mode(s) && !usp__is_corrupt(s)) {
 			rc = -USP_ERAW;
 			break;
 		}
@@ -710,6 +714,8 @@ static ssize_t conn_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t
 	return sent ? (ssize_t)sent : rc;
 }
 
+static bool sockaddr_sane(const struct sockaddr_tipc *a);
+
 /* Where an RDM/DGRAM message goes: the peer, ourselves, or no one (a
  * port that does not exist here: the message is rejected). */
 enum dest { DEST_PEER, DEST_SELF, DEST_NOBODY };
@@ -729,15 +735,22 @@ static int dgram_dest(struct usp_sock *s, const struct msghdr *msg, enum dest *d
 		/* the connected address (tsk->peer), a copy from the region:
 		 * checked below like a user's */
 		struct usp_tipc_ep *t = me(s);
-		if (ld(&t->dest_family) != AF_TIPC)
-			return -EDESTADDRREQ;
+		uint32_t family = ld(&t->dest_family);
+		if (family == 0)
+			return -EDESTADDRREQ; /* connect(AF_UNSPEC) */
 		memset(&a, 0, sizeof(a));
 		a.family = AF_TIPC;
-		a.addrtype = (unsigned char)ld(&t->dest_addrtype);
+		uint32_t atype = ld(&t->dest_addrtype);
+		a.addrtype = (unsigned char)atype;
 		uint32_t words[3];
 		for (int i = 0; i < 3; i++)
 			words[i] = ld(&t->dest_addr[i]);
 		memcpy(&a.addr, words, sizeof(words));
+		/* connect() stored only sane addresses */
+		if (family != AF_TIPC || atype != a.addrtype || !sockaddr_sane(&a)) {
+			usp__pair_corrupt(s->pair);
+			return -EIO;
+		}
 	}
 	switch (a.addrtype) {
 	case TIPC_SOCKET_ADDR:
@@ -794,7 +807,7 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_
 	uint32_t err = dest == DEST_NOBODY ? TIPC_ERR_NO_PORT : 0;
 	if (dest == DEST_PEER) {
 		usp__lock(&s->self->send_lock);
-		if (usp__kernel_mode(s)) {
+		if (usp__kernel_mode(s) && !usp__is_corrupt(s)) {
 			usp__unlock(&s->self->send_lock);
 			return -USP_ERAW; /* see conn_sendmsg */
 		}
@@ -839,6 +852,13 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_
 
 ssize_t usp__tipc_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t len, int flags)
 {
+	/* a message too long is an argument error, which comes first; a
+	 * corrupt pair answers EIO to everything else, whatever else its
+	 * region says (kernel_mode, addresses) */
+	if (s->tipc_type != SOCK_STREAM && len > TIPC_MAX_USER)
+		return -EMSGSIZE;
+	if (usp__is_corrupt(s))
+		return -EIO;
 	usp__tipc_settle(s->pair);
 	/* ancillary data means nothing to TIPC: it was copied in and is
 	 * ignored, as tipc_sendmsg() never looks at it */
@@ -851,7 +871,7 @@ ssize_t usp__tipc_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t l
 
 static bool recv_ready(struct usp_sock *s)
 {
-	return !usp__ring_empty(s->rxq) || release_pending(s) ||
+	return !usp__ring_empty(s->rxq) || release_pending(s) || usp__mmsg_err_pending(s) ||
 	       atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) ||
 	       (atomic_load_explicit(&s->self->shutdown, memory_order_relaxed) & USP_RCV_SHUTDOWN) ||
 	       usp__is_corrupt(s);
@@ -869,7 +889,7 @@ static int wait_for_msg(struct usp_sock *s, struct usp_wait *w, bool nonblock,
 		int r = head_record(s->pair, s->shm, s->side, rec);
 		if (r != -EAGAIN)
 			return r;
-		if (usp__kernel_mode(s))
+		if (usp__kernel_mode(s) && !usp__is_corrupt(s))
 			return -USP_ERAW; /* drained and fallen back: the descriptor */
 		if (nonblock)
 			return -EAGAIN;
@@ -899,15 +919,17 @@ static void consumed(struct usp_sock *s, const struct usp_rec *rec, size_t hlen)
 		return;
 	struct usp_tipc_ep *t = me(s);
 	/* read-modify-writes: a Nagle sender takes the count too */
-	int unacked = atomic_fetch_add(&t->rcv_unacked, blocks(hlen + rec->len)) +
-		      blocks(hlen + rec->len);
+	/* (in 64 bits: the counter is in the region, a peer may have made
+	 * it anything; the atomic itself wraps) */
+	int64_t unacked = (int64_t)atomic_fetch_add(&t->rcv_unacked, blocks(hlen + rec->len)) +
+			  blocks(hlen + rec->len);
 	if (unacked < ld32(&t->rcv_win) / ACK_RATE || !established(s->self))
 		return;
-	unacked = atomic_exchange(&t->rcv_unacked, 0);
+	int32_t acked = atomic_exchange(&t->rcv_unacked, 0);
 	int win = adv_blocks(ld32(&t->rcvbuf));
 	atomic_store_explicit(&t->rcv_win, win, memory_order_relaxed);
 	struct usp_tipc_ep *sender = them(s);
-	atomic_fetch_sub(&sender->snt_unacked, unacked);
+	atomic_fetch_sub(&sender->snt_unacked, acked);
 	atomic_store(&sender->snd_win, win);
 	usp__wake(s->peer, s->fd, USP_WAKE_ROOM);
 }
@@ -1076,6 +1098,12 @@ ssize_t usp__tipc_recvmsg(struct usp_sock *s, struct msghdr *msg, size_t len, in
 		return -EINVAL;
 	if (usp__is_corrupt(s))
 		return -EIO;
+	/* A flush of the ring into the backing socket (fallback.c) reads
+	 * under a recv_lock it holds.  A TIPC pair falls back only with
+	 * empty rings and is never flushed; only a peer that wrote the
+	 * region (flush_wanted) gets here: nothing to move. */
+	if (s->recv_locked)
+		return -EAGAIN;
 	usp__check_peer(s, false); /* at most every 40 ms */
 	usp__tipc_settle(s->pair);
 	return s->tipc_type == SOCK_STREAM ? stream_recvmsg(s, msg, len, flags)
@@ -1274,9 +1302,7 @@ int usp__tipc_getsockopt(struct usp_sock *s, int level, int optname, void *optva
 		v = ld32(&me(s)->rcvbuf);
 		break;
 	case SO_ERROR:
-		v = atomic_exchange(&s->self->sk_err, 0);
-		if (v != 0 && v != ECONNRESET) /* the only one uspair sets */
-			v = 0;
+		v = -usp__take_mmsg_err(s); /* recvmmsg's; uspair sets no other */
 		break;
 	case SO_PEEK_OFF:
 		return -EOPNOTSUPP; /* no set_peek_off in TIPC's ops */

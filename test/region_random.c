@@ -2,9 +2,10 @@
  * region_random: the hostile-peer decoder of fuzz/region_fuzz.c
  * (test/t_region_ops.c) fed with seeded pseudo-random inputs, so that the
  * ordinary builds (plain, ASan+UBSan, TSan, all gcc) run it without
- * libFuzzer.  Each input is one pair, a random interleaving of
- * non-blocking calls on both ends and writes into the shared region; see
- * t_region_ops.c for the rules checked.
+ * libFuzzer.  Each input is one pair (AF_UNIX or, with bit 0x20 of its
+ * first byte, AF_TIPC), a random interleaving of non-blocking calls on
+ * both ends and writes into the shared region; see t_region_ops.c for the
+ * rules checked.
  *
  * Environment: T_SEED (default: from the clock; printed), T_SECONDS (run
  * time, default 3), T_INPUTS (stop after this many inputs instead).
