@@ -1172,6 +1172,10 @@ static int tipc_getsockopt(struct usp_sock *s, int level, int optname, void *opt
 	switch (optname) {
 	case TIPC_IMPORTANCE:
 		value = ld(&t->importance);
+		if (value > TIPC_CRITICAL_IMPORTANCE) { /* setsockopt stores no more */
+			usp__pair_corrupt(s->pair);
+			return -EIO;
+		}
 		break;
 	case TIPC_SRC_DROPPABLE:
 		value = ld(&t->src_droppable) != 0;
@@ -1180,7 +1184,7 @@ static int tipc_getsockopt(struct usp_sock *s, int level, int optname, void *opt
 		value = ld(&t->dest_droppable) != 0;
 		break;
 	case TIPC_CONN_TIMEOUT:
-		value = ld(&t->conn_timeout);
+		value = ld(&t->conn_timeout) & 0xffff; /* a u16 in the kernel */
 		break;
 	case TIPC_NODE_RECVQ_DEPTH:
 		value = 0; /* obsolete */
