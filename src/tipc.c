@@ -1172,10 +1172,8 @@ static int tipc_getsockopt(struct usp_sock *s, int level, int optname, void *opt
 	switch (optname) {
 	case TIPC_IMPORTANCE:
 		value = ld(&t->importance);
-		if (value > TIPC_CRITICAL_IMPORTANCE) { /* setsockopt stores no more */
-			usp__pair_corrupt(s->pair);
-			return -EIO;
-		}
+		if (value > TIPC_CRITICAL_IMPORTANCE) /* setsockopt stores no more */
+			value = TIPC_CRITICAL_IMPORTANCE;
 		break;
 	case TIPC_SRC_DROPPABLE:
 		value = ld(&t->src_droppable) != 0;
