@@ -685,6 +685,9 @@ USP_HIDDEN void usp__watch_end(struct usp_sock *s);
 USP_HIDDEN void usp__watch_atfork_child(void);
 
 /* io.c */
+/* sock_error(): take the pending error, recvmmsg's (usp_pair.mmsg_err)
+ * first; one the region holds that uspair cannot have set is corruption */
+USP_HIDDEN int usp__sock_error(struct usp_sock *s);
 USP_HIDDEN ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg,
 				int flags);
 USP_HIDDEN ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg,

@@ -103,10 +103,11 @@ static bool sock_nonblock(struct usp_sock *s, int flags)
 }
 
 /* sock_error(): read and clear the pending error.  The word is in shared
- * memory: anything but the one error uspair sets (ECONNRESET, on STREAM and
- * SEQPACKET, see usp__endpoint_released) is corruption, and must not
- * become a return value (a negative one would pass for a byte count). */
-static int sock_error(struct usp_sock *s)
+ * memory: anything but the one error uspair sets there (ECONNRESET, on
+ * AF_UNIX STREAM and SEQPACKET, see usp__endpoint_released) is corruption,
+ * and must not become a return value (a negative one would pass for a byte
+ * count).  Also tipc.c's. */
+int usp__sock_error(struct usp_sock *s)
 {
 	int local = usp__take_mmsg_err(s); /* recvmmsg's, this process only */
 	if (local)
@@ -211,7 +212,7 @@ static int send_alloc_error(struct usp_sock *s)
 {
 	if (pair_corrupt(s))
 		return -EIO;
-	int err = sock_error(s);
+	int err = usp__sock_error(s);
 	if (err)
 		return err;
 	if (shutdown_bits(s->self) & USP_SEND_SHUTDOWN)
@@ -773,7 +774,7 @@ again:
 			if (copied >= target || (peek && (copied || visited)))
 				break;
 			/* POSIX 1003.1g order: pending error, then EOF */
-			if ((err = sock_error(s)))
+			if ((err = usp__sock_error(s)))
 				break;
 			if (shutdown_bits(s->self) & USP_RCV_SHUTDOWN)
 				break;
@@ -1142,7 +1143,7 @@ again:
 			goto out;
 		}
 		/* __skb_try_recv_datagram(): the pending error comes first */
-		if ((err = sock_error(s)))
+		if ((err = usp__sock_error(s)))
 			goto out;
 		uint64_t pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
 		/* a walk to a peek offset needs the whole queue */
@@ -1309,7 +1310,7 @@ ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 		 * corrupt pair answers EIO to everything but argument errors) */
 		if (pair_corrupt(s))
 			return -EIO;
-		ssize_t e = sock_error(s);
+		ssize_t e = usp__sock_error(s);
 		if (e)
 			return e;
 	}
@@ -1634,7 +1635,7 @@ int usp_recvmmsg(int fd, struct mmsghdr *msgvec, unsigned int vlen, int flags,
 		end = usp__now_ns() + (int64_t)timeout->tv_sec * 1000000000LL + timeout->tv_nsec;
 	}
 	/* __sys_recvmmsg(): a pending error first, unless MSG_ERRQUEUE */
-	ssize_t r = (flags & MSG_ERRQUEUE) ? 0 : sock_error(&s);
+	ssize_t r = (flags & MSG_ERRQUEUE) ? 0 : usp__sock_error(&s);
 	unsigned int got = 0;
 	usp__scm_defer_begin();
 	while (r == 0 && got < vlen) {

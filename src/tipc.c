@@ -518,25 +518,6 @@ static bool nonblocking(struct usp_sock *s, int flags)
 	       atomic_load_explicit(&s->self->nonblock, memory_order_relaxed);
 }
 
-/* sock_error(): take the pending error (only usp_recvmmsg stores one on
- * a TIPC socket); a value uspair cannot have stored is corruption */
-static int tipc_sock_error(struct usp_sock *s)
-{
-	int local = usp__take_mmsg_err(s);
-	if (local)
-		return local;
-	if (!atomic_load_explicit(&s->self->sk_err, memory_order_relaxed))
-		return 0;
-	int err = atomic_exchange(&s->self->sk_err, 0);
-	if (!err)
-		return 0;
-	if (!usp__sk_err_valid(s, err)) {
-		usp__pair_corrupt(s->pair);
-		return -EIO;
-	}
-	return -err;
-}
-
 /* The condition a connection sender waits for, or anything that ends the
  * wait (tipc_sk_sock_err()). */
 static bool conn_send_ready(struct usp_sock *s)
@@ -556,7 +537,7 @@ static int conn_wait_room(struct usp_sock *s, struct usp_wait *w, bool nonblock)
 		if (established(s->self) && !conn_cong(me(s)))
 			return 0;
 		/* tipc_sk_sock_err(): a pending error first */
-		int err = tipc_sock_error(s);
+		int err = usp__sock_error(s);
 		if (err)
 			return err;
 		if (!established(s->self))
@@ -882,7 +863,7 @@ static bool recv_ready(struct usp_sock *s)
 static int wait_for_msg(struct usp_sock *s, struct usp_wait *w, bool nonblock,
 			struct usp_rec *rec)
 {
-	int err = tipc_sock_error(s); /* tipc_wait_for_rcvmsg() */
+	int err = usp__sock_error(s); /* tipc_wait_for_rcvmsg() */
 	if (err)
 		return err;
 	for (;;) {

@@ -67,6 +67,16 @@ static void PRINTF_LIKE(1, 2) set_prefix(const char *fmt, ...)
 	snprintf(line_prefix, sizeof(line_prefix), "[%s] ", tag);
 }
 
+/* The topic's case for every type, each line prefixed "[TOPIC TYPE]". */
+static void each_type(const char *topic, void (*one_case)(int type))
+{
+	for (size_t t = 0; t < ARRAY_LEN(types); t++) {
+		set_prefix("%s %s", topic, types[t].name);
+		one_case(types[t].type);
+	}
+}
+
+
 static void step_shutdown(const char *step, int fd, int how)
 {
 	errno = 0;
@@ -375,10 +385,7 @@ static void eor_case(int type)
 
 static void eor_partial_reads(void)
 {
-	for (size_t t = 0; t < ARRAY_LEN(types); t++) {
-		set_prefix("eor %s", types[t].name);
-		eor_case(types[t].type);
-	}
+	each_type("eor", eor_case);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1109,10 +1116,7 @@ static void sockopts_case(int type)
 
 static void socket_options(void)
 {
-	for (size_t t = 0; t < ARRAY_LEN(types); t++) {
-		set_prefix("sockopt %s", types[t].name);
-		sockopts_case(types[t].type);
-	}
+	each_type("sockopt", sockopts_case);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1275,10 +1279,7 @@ static void namelen_case(int type)
 
 static void receive_namelen(void)
 {
-	for (size_t t = 0; t < ARRAY_LEN(types); t++) {
-		set_prefix("namelen %s", types[t].name);
-		namelen_case(types[t].type);
-	}
+	each_type("namelen", namelen_case);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1345,10 +1346,7 @@ static void ioctls_case(int type)
 
 static void ioctls(void)
 {
-	for (size_t t = 0; t < ARRAY_LEN(types); t++) {
-		set_prefix("ioctl %s", types[t].name);
-		ioctls_case(types[t].type);
-	}
+	each_type("ioctl", ioctls_case);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1964,10 +1962,7 @@ static void connection_calls_case(int type)
 
 static void connection_calls(void)
 {
-	for (size_t t = 0; t < ARRAY_LEN(types); t++) {
-		set_prefix("connect %s", types[t].name);
-		connection_calls_case(types[t].type);
-	}
+	each_type("connect", connection_calls_case);
 }
 
 static void all_steps(void)
