@@ -610,7 +610,10 @@ static void conn_send_to_nobody(struct usp_sock *s, struct usp_iov_cursor *cur, 
 		return;
 	usp__unlock(&s->self->send_lock);
 	usp__lock(&s->peer->send_lock);
-	if (give_back(s->pair, s->shm, s->side, TIPC_ERR_NO_PORT, ld(&them(s)->port), back, keep,
+	/* only a connected socket takes the rejection in (the first one:
+	 * it disconnects) */
+	if (established(s->self) &&
+	    give_back(s->pair, s->shm, s->side, TIPC_ERR_NO_PORT, ld(&them(s)->port), back, keep,
 		      false))
 		atomic_store(&me(s)->state, USP_TIPC_DISCONNECTING);
 	usp__unlock(&s->peer->send_lock);
@@ -666,7 +669,10 @@ static ssize_t conn_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t
 		size_t done = 0;
 		do {
 			size_t piece = chunk - done < piece_max ? chunk - done : piece_max;
-			if (USP_UNLIKELY(usp__peer_gone(s))) {
+			/* a peer that is gone, or disconnected without our
+			 * hearing (a FIN it did not send), takes nothing:
+			 * tipc_sk_filter_connect() rejects it */
+			if (USP_UNLIKELY(usp__peer_gone(s) || !established(s->peer))) {
 				conn_send_to_nobody(s, &cur, piece, droppable);
 			} else {
 				rc = append(s->pair, s->shm, s->side ^ 1, kind, NULL, &cur, NULL, piece,
