@@ -555,6 +555,7 @@ static void fall_back(int fd)
 
 EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 {
+	int saved = errno;
 	if ((op == EPOLL_CTL_ADD || op == EPOLL_CTL_MOD) && usp_is_uspair(fd) &&
 	    usp_fallback(fd) < 0 && errno == EBUSY) {
 		/* an AF_TIPC pair with messages queued cannot become the
@@ -564,6 +565,7 @@ EXPORT int epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev)
 		errno = EBUSY;
 		return -1;
 	}
+	errno = saved;
 	return usp__real_epoll_ctl(epfd, op, fd, ev);
 }
 

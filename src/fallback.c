@@ -343,7 +343,9 @@ int usp__fallback(struct usp_sock *s, bool need_drained)
 	usp__lock(&shm->ep[1].recv_lock);
 	/* checked with every producer and consumer stopped: TIPC senders
 	 * look at kernel_mode under their send_lock (tipc.c) */
-	if (s->tipc_type && (!usp__ring_empty(&shm->ring[0]) || !usp__ring_empty(&shm->ring[1]))) {
+	if (s->tipc_type && (!usp__ring_empty(&shm->ring[0]) || !usp__ring_empty(&shm->ring[1]) ||
+			     atomic_load(&shm->ep[0].tipc.release_pending) ||
+			     atomic_load(&shm->ep[1].tipc.release_pending))) {
 		usp__unlock(&shm->ep[1].recv_lock);
 		usp__unlock(&shm->ep[0].recv_lock);
 		usp__unlock(&shm->ep[1].send_lock);

@@ -1337,8 +1337,13 @@ ssize_t usp__recvmsg(struct usp_sock *s, struct msghdr *msg, int flags)
 	ssize_t len = iov_total(msg->msg_iov, msg->msg_iovlen);
 	if (len < 0)
 		return len;
-	if (s->tipc_type)
-		return usp__tipc_recvmsg(s, msg, (size_t)len, flags);
+	if (s->tipc_type) {
+		ssize_t t = usp__tipc_recvmsg(s, msg, (size_t)len, flags);
+		/* fallen back under us: the junk in front goes first */
+		if (t == -USP_ERAW && !s->recv_locked)
+			usp__passthrough(s);
+		return t;
+	}
 	ssize_t r;
 	size_t controllen = msg->msg_controllen;
 	int msg_flags = msg->msg_flags;

@@ -474,12 +474,23 @@ void usp__tipc_settle(struct usp_pair *pair)
 	struct usp_shared *shm = pair->shm;
 	for (int side = 0; side < 2; side++) {
 		_Atomic uint32_t *pending = &shm->ep[side].tipc.release_pending;
-		uint32_t one = 1;
-		if (USP_LIKELY(!atomic_load_explicit(pending, memory_order_relaxed)) ||
-		    !atomic_compare_exchange_strong(pending, &one, 0))
+		if (USP_LIKELY(!atomic_load_explicit(pending, memory_order_relaxed)))
 			continue;
+		if (!atomic_exchange(pending, 0)) {
+			/* another thread is doing it: it holds both send_locks
+			 * until done, so taking them waits for the result
+			 * (a close or poll after this sees the FIN) */
+			usp__lock(&shm->ep[0].send_lock);
+			usp__lock(&shm->ep[1].send_lock);
+			usp__unlock(&shm->ep[1].send_lock);
+			usp__unlock(&shm->ep[0].send_lock);
+			continue;
+		}
 		reject_queue(pair, shm, side, TIPC_ERR_NO_PORT);
+		/* both: the peer has a FIN, and a thread of the released end
+		 * (closed under it) may wait for the window */
 		usp__wake_endpoint(&shm->ep[side ^ 1], -1);
+		usp__wake_endpoint(&shm->ep[side], -1);
 	}
 }
 
@@ -611,8 +622,8 @@ static void conn_send_to_nobody(struct usp_sock *s, struct usp_iov_cursor *cur, 
 	usp__unlock(&s->self->send_lock);
 	usp__lock(&s->peer->send_lock);
 	/* only a connected socket takes the rejection in (the first one:
-	 * it disconnects) */
-	if (established(s->self) &&
+	 * it disconnects); none into a pair that fell back meanwhile */
+	if (established(s->self) && !usp__kernel_mode(s) &&
 	    give_back(s->pair, s->shm, s->side, TIPC_ERR_NO_PORT, ld(&them(s)->port), back, keep,
 		      false))
 		atomic_store(&me(s)->state, USP_TIPC_DISCONNECTING);
@@ -652,6 +663,9 @@ static ssize_t conn_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_t
 		rc = conn_wait_room(s, &w, nonblock);
 		if (!rc && bad_buffer)
 			rc = -EFAULT; /* tipc_msg_build() could not copy */
+		/* (again: the fallback may have come while we waited) */
+		if (!rc && usp__kernel_mode(s) && !usp__is_corrupt(s))
+			rc = -USP_ERAW;
 		if (rc)
 			break;
 		size_t chunk = len - sent < TIPC_MAX_USER ? len - sent : TIPC_MAX_USER;
@@ -822,6 +836,10 @@ static ssize_t dgram_sendmsg(struct usp_sock *s, const struct msghdr *msg, size_
 	size_t keep = len < sizeof(back) ? len : sizeof(back);
 	usp__cursor_init(&cur, msg->msg_iov, msg->msg_iovlen); /* from the start */
 	usp__lock(&s->peer->send_lock);
+	if (usp__kernel_mode(s) && !usp__is_corrupt(s)) {
+		usp__unlock(&s->peer->send_lock);
+		return -USP_ERAW; /* fallen back meanwhile: see conn_sendmsg */
+	}
 	if (!err && !fits(s->pair, s->shm, s->side, truesize, dgram_limit(s->self, importance)))
 		err = TIPC_ERR_OVERLOAD;
 	if (!err)
@@ -876,6 +894,8 @@ static int wait_for_msg(struct usp_sock *s, struct usp_wait *w, bool nonblock,
 		int r = head_record(s->pair, s->shm, s->side, rec);
 		if (r != -EAGAIN)
 			return r;
+		if ((err = usp__sock_error(s))) /* one that came while we waited */
+			return err;
 		if (usp__kernel_mode(s) && !usp__is_corrupt(s))
 			return -USP_ERAW; /* drained and fallen back: the descriptor */
 		if (nonblock)
@@ -1272,6 +1292,7 @@ static int tipc_setsockopt(struct usp_sock *s, int level, int optname, const voi
 int usp__tipc_getsockopt(struct usp_sock *s, int level, int optname, void *optval,
 			 socklen_t *optlen)
 {
+	usp__tipc_settle(s->pair);
 	if (level != SOL_SOCKET)
 		return tipc_getsockopt(s, level, optname, optval, optlen);
 	/* sock_getsockopt(): the backing socket checks the arguments and
@@ -1416,6 +1437,7 @@ static bool sockaddr_sane(const struct sockaddr_tipc *a)
  */
 int usp__tipc_connect(struct usp_sock *s, const struct sockaddr *addr, socklen_t len)
 {
+	usp__tipc_settle(s->pair);
 	struct sockaddr_tipc a;
 	if (len != sizeof(a))
 		return -EINVAL;
