@@ -130,6 +130,7 @@ static inline int pick_end(struct tro_state *st, uint8_t b)
 
 size_t tro_in_size(struct tro_in *in);
 void tro_check_poll_dead(struct tro_state *st);
+int tro_poll(struct tro_state *st, struct tro_in *in, unsigned *revents, unsigned *allowed);
 
 /* t_region_tipc.c */
 void tro_tipc_begin(struct tro_state *st);

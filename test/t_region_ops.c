@@ -505,12 +505,15 @@ static void op_recv(struct tro_state *st, struct tro_in *in, bool vectored)
 		note_received(st, e, total, flags, r, msg_flags, vectored);
 }
 
-static void op_poll(struct tro_state *st, struct tro_in *in)
+/* A poll(0) of a picked end, checked against the rules every family has
+ * (rule 4, rule 6); the end is returned (-1: none picked) with revents and
+ * what it may hold (the events asked for, POLLERR and POLLHUP). */
+int tro_poll(struct tro_state *st, struct tro_in *in, unsigned *revents, unsigned *allowed_out)
 {
 	uint8_t b = in8(in);
 	int e = pick_end(st, b);
 	if (e < 0)
-		return;
+		return -1;
 	static const short evs[] = {POLLIN, POLLOUT, POLLIN | POLLOUT,
 				    POLLIN | POLLOUT | POLLRDHUP | POLLPRI, 0};
 	struct pollfd p = {.fd = st->sv[e], .events = evs[(b >> 1) % 5]};
@@ -520,12 +523,20 @@ static void op_poll(struct tro_state *st, struct tro_in *in)
 	trace(st, "poll end %d events %#x = %d revents %#x", e, (unsigned)p.events, r,
 	      (unsigned)p.revents);
 	unsigned allowed = (unsigned short)p.events | POLLERR | POLLHUP;
-	if (r < 0 || r > 1 || (r == 1) != (p.revents != 0) ||
-	    ((unsigned short)p.revents & ~allowed))
-		violation(st, "poll gave %d revents %#x for events %#x", r, (unsigned)p.revents,
-			  (unsigned)p.events);
-	if (st->dead && (p.revents & (POLLERR | POLLHUP)) != (POLLERR | POLLHUP))
-		violation(st, "after EIO, poll revents %#x", (unsigned)p.revents);
+	unsigned rev = (unsigned short)p.revents;
+	if (r < 0 || r > 1 || (r == 1) != (rev != 0) || (rev & ~allowed))
+		violation(st, "poll gave %d revents %#x for events %#x", r, rev, (unsigned)p.events);
+	if (st->dead && (rev & (POLLERR | POLLHUP)) != (POLLERR | POLLHUP))
+		violation(st, "after EIO, poll revents %#x", rev);
+	*revents = rev;
+	*allowed_out = allowed;
+	return e;
+}
+
+static void op_poll(struct tro_state *st, struct tro_in *in)
+{
+	unsigned rev, allowed;
+	tro_poll(st, in, &rev, &allowed);
 }
 
 static void op_ioctl(struct tro_state *st, struct tro_in *in)

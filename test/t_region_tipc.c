@@ -390,6 +390,24 @@ static void after_send(struct tro_state *st, int e, size_t len, enum tt_dest des
 			   .port = tt.port[e],
 			   .pat_end = (uint8_t)o,
 			   .pat = tt.next_msg};
+	/* A peer that disconnected without a FIN to us (a droppable message
+	 * of ours was at its head) takes nothing (tipc_sk_filter_connect()):
+	 * the message is dropped if droppable, otherwise its first buffer
+	 * comes back, once, and disconnects us. */
+	if (conn(st) && !loose(st) && tt.est[e] && !tt.est[o]) {
+		if (!m.droppable) {
+			if (st->type == SOCK_STREAM)
+				m.len = (uint32_t)((size_t)r < TT_MAX_USER ? (size_t)r : TT_MAX_USER);
+			struct tt_msg back = rejection(&m, TIPC_ERR_NO_PORT, tt.port[o]);
+			q_push(&tt.q[e], &back);
+			tt.est[e] = false;
+		}
+		if (st->type == SOCK_STREAM)
+			tt.stream_sent[o] += (size_t)r;
+		else
+			tt.next_msg++;
+		return;
+	}
 	if (st->type == SOCK_STREAM) {
 		/* one message per 66000 bytes, a zero-length send one too (the
 		 * receiver skips it); a last one of at most 1500 bytes sent in
@@ -855,24 +873,10 @@ static void op_recv(struct tro_state *st, struct tro_in *in, bool vectored)
 
 static void op_poll(struct tro_state *st, struct tro_in *in)
 {
-	uint8_t b = in8(in);
-	int e = pick_end(st, b);
+	unsigned rev, allowed;
+	int e = tro_poll(st, in, &rev, &allowed);
 	if (e < 0)
 		return;
-	static const short evs[] = {POLLIN, POLLOUT, POLLIN | POLLOUT,
-				    POLLIN | POLLOUT | POLLRDHUP | POLLPRI, 0};
-	struct pollfd p = {.fd = st->sv[e], .events = evs[(b >> 1) % 5]};
-	st->op = "poll";
-	int r = usp_poll(&p, 1, 0);
-	st->stats->calls++;
-	trace(st, "poll end %d events %#x = %d revents %#x", e, (unsigned)p.events, r,
-	      (unsigned)p.revents);
-	unsigned allowed = (unsigned short)p.events | POLLERR | POLLHUP;
-	unsigned rev = (unsigned short)p.revents;
-	if (r < 0 || r > 1 || (r == 1) != (rev != 0) || (rev & ~allowed))
-		violation(st, "poll gave %d revents %#x for events %#x", r, rev, (unsigned)p.events);
-	if (st->dead && (rev & (POLLERR | POLLHUP)) != (POLLERR | POLLHUP))
-		violation(st, "after EIO, poll revents %#x", rev);
 	if (!q_known(st, e))
 		return;
 	/* T8: tipc_poll() */
