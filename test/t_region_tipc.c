@@ -242,33 +242,59 @@ enum tt_dest { D_CONNECTED, D_PEER, D_SELF, D_NOBODY, D_OTHER_NODE };
 static const char *const dest_names[] = {"", " to the peer's port", " to its own port",
 					 " to a port of no one", " to another node"};
 
-/* What kind of record a send appended to ring q ending at `end`: its own
- * message of len bytes (TM_DATA), a rejection of it (TM_ERR), or -1. */
-static int appended_kind(struct tro_state *st, int q, uint64_t end, size_t len)
+/* The header of the record at position pos of ring q (8-byte aligned:
+ * loose() is false wherever these are used, so positions are the
+ * library's own). */
+static struct usp_rec_hdr ring_hdr(struct tro_state *st, int q, uint64_t pos)
 {
 	unsigned char *data = (unsigned char *)st->shm + USP_DATA_OFFSET + (size_t)q * USP_RING_BYTES;
-	size_t elen = 8 + (len < TT_MAX_FORWARD ? len : TT_MAX_FORWARD);
 	struct usp_rec_hdr h;
-	memcpy(&h, data + ((end - USP_REC_HDR - ((len + 7) & ~(size_t)7)) & USP_RING_MASK),
-	       sizeof(h));
-	if ((h.kind & 0xff) == USP_REC_DATA && h.len == len)
+	memcpy(&h, data + (pos & USP_RING_MASK & ~(uint64_t)7), sizeof(h));
+	return h;
+}
+
+static uint64_t rec_end(uint64_t pos, size_t len)
+{
+	return pos + USP_REC_HDR + ((len + 7) & ~(uint64_t)7);
+}
+
+/* What kind of record one send appended to ring q, whose tail went from
+ * t0 to end: its own message of len bytes (TM_DATA), a rejection of it
+ * (TM_ERR), or -1.  The record is found where the producer put it: at t0,
+ * or at the start of the next lap after a WRAP record or an early wrap
+ * (src/ring.c).  Reading back from `end` instead would guess: a
+ * rejection's payload {err, port} can look like a data header (err 4 and
+ * a random port whose low byte is 1 read as "DATA, 4 bytes"). */
+static int appended_kind(struct tro_state *st, int q, uint64_t t0, uint64_t end, size_t len)
+{
+	uint64_t lap = (t0 | USP_RING_MASK) + 1;
+	uint64_t start = end > lap ? lap : t0;
+	struct usp_rec_hdr h = ring_hdr(st, q, start);
+	size_t elen = 8 + (len < TT_MAX_FORWARD ? len : TT_MAX_FORWARD);
+	if ((h.kind & 0xff) == USP_REC_DATA && h.len == len && rec_end(start, len) == end)
 		return TM_DATA;
-	memcpy(&h, data + ((end - USP_REC_HDR - ((elen + 7) & ~(size_t)7)) & USP_RING_MASK),
-	       sizeof(h));
-	if ((h.kind & 0xff) == USP_REC_TIPC_ERR && h.len == elen)
+	if ((h.kind & 0xff) == USP_REC_TIPC_ERR && h.len == elen && rec_end(start, elen) == end)
 		return TM_ERR;
 	return -1;
 }
 
-/* Is the record that ends ring q at `end` a STREAM message of len bytes
- * sent in Nagle mode? */
-static bool nagle_tail(struct tro_state *st, int q, uint64_t end, size_t len)
+static bool is_nagle_data(struct usp_rec_hdr h, size_t len)
 {
-	unsigned char *data = (unsigned char *)st->shm + USP_DATA_OFFSET + (size_t)q * USP_RING_BYTES;
-	struct usp_rec_hdr h;
-	memcpy(&h, data + ((end - USP_REC_HDR - ((len + 7) & ~(size_t)7)) & USP_RING_MASK),
-	       sizeof(h));
 	return (h.kind & 0xff) == USP_REC_DATA && (h.kind & USP_REC_TIPC_NAGLE) && h.len == len;
+}
+
+/* Do the last two records that end ring q at `end` hold a STREAM send's
+ * last n bytes as two Nagle buffers, the first of `first` bytes?  Both
+ * headers are checked, so that payload bytes cannot pass for one, unless
+ * the second starts a lap (a WRAP record may then sit between them). */
+static bool nagle_split(struct tro_state *st, int q, uint64_t end, size_t n, size_t first)
+{
+	size_t second = n - first;
+	uint64_t p2 = end - rec_end(0, second);
+	uint64_t p1 = p2 - rec_end(0, first);
+	if (!is_nagle_data(ring_hdr(st, q, p2), second))
+		return false;
+	return (p2 & USP_RING_MASK) == 0 || is_nagle_data(ring_hdr(st, q, p1), first);
 }
 
 /* The model after an RDM/DGRAM send of message m by end e: where it went
@@ -289,7 +315,7 @@ static void model_dgram_sent(struct tro_state *st, int e, enum tt_dest dest, str
 	}
 	if (!grew_e)
 		return; /* dropped: over the limit of the queue it went to */
-	int kind = appended_kind(st, e, ring_tail(st, e), m.len);
+	int kind = appended_kind(st, e, t0[e], ring_tail(st, e), m.len);
 	if (kind == TM_DATA && dest == D_SELF) {
 		m.self = true;
 		q_push(&tt.q[e], &m);
@@ -419,7 +445,7 @@ static void after_send(struct tro_state *st, int e, size_t len, enum tt_dest des
 			size_t n = (size_t)r - done < TT_MAX_USER ? (size_t)r - done : TT_MAX_USER;
 			size_t first = n;
 			if (done + n == (size_t)r && n > TT_NAGLE_PIECE && n <= TT_MAX_NAGLE &&
-			    !loose(st) && nagle_tail(st, o, end, n - TT_NAGLE_PIECE))
+			    !loose(st) && nagle_split(st, o, end, n, TT_NAGLE_PIECE))
 				first = TT_NAGLE_PIECE;
 			m.len = (uint32_t)first;
 			m.pat = tt.stream_sent[o] + done;
