@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Instructions per one-byte send+recv round, counted by callgrind (`make
 # hotpath`): the repeatable measure for hot-path work.  Builds
-# scripts/hotpath.c against $BUILD/libuspair.a twice, with and without
-# link-time optimisation at the final link, and prints both counts.
+# scripts/hotpath.c against $BUILD/libuspair.a, with and without
+# link-time optimisation at the final link, and against the shared
+# library, and prints the counts.
 set -eu
 build=${BUILD:-build}
 rounds=${HOTPATH_ROUNDS:-400000}
@@ -11,9 +12,22 @@ if ! command -v valgrind >/dev/null; then
 	echo "hotpath: valgrind not installed (apt-get install valgrind)"
 	exit 77
 fi
-for lto in "-flto=auto" ""; do
-	bin=$build/hotpath${lto:+-lto}
-	$cc -O2 -g $lto -Iinclude scripts/hotpath.c "$build/libuspair.a" -pthread -o "$bin"
+# the static library with and without LTO at the final link, then the
+# shared library (what the preload's users run: its calls go through the
+# PLT and its thread-local data is reached from a shared object)
+for link in lto plain shared; do
+	case $link in
+	lto) bin=$build/hotpath-lto
+		$cc -O2 -g -flto=auto -Iinclude scripts/hotpath.c "$build/libuspair.a" -pthread -o "$bin"
+		label="LTO link" ;;
+	plain) bin=$build/hotpath
+		$cc -O2 -g -Iinclude scripts/hotpath.c "$build/libuspair.a" -pthread -o "$bin"
+		label="plain link" ;;
+	shared) bin=$build/hotpath-shared
+		$cc -O2 -g -Iinclude scripts/hotpath.c -L"$build" -luspair -Wl,-rpath,"$PWD/$build" \
+			-pthread -o "$bin"
+		label="shared lib" ;;
+	esac
 	for type in stream seqpacket dgram; do
 		out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$rounds" "$type" 2>&1)
 		refs=$(printf '%s\n' "$out" | sed -n 's/.*I *refs: *//p' | tr -d ,)
@@ -21,8 +35,7 @@ for lto in "-flto=auto" ""; do
 			printf 'hotpath: no count from callgrind for %s:\n%s\n' "$type" "$out"
 			exit 1
 		fi
-		if [ -n "$lto" ]; then link="LTO link"; else link="plain link"; fi
 		printf 'hotpath %-9s %-10s %6d instructions per send+recv round\n' \
-			"$type" "$link" $((refs / rounds))
+			"$type" "$label" $((refs / rounds))
 	done
 done

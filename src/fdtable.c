@@ -80,8 +80,8 @@ struct lookup_cache {
 	volatile sig_atomic_t busy;
 };
 static _Atomic uint64_t table_gen = 1;
-_Thread_local unsigned usp__tl_local_locks;
-static _Thread_local struct lookup_cache tl_cache = {
+USP_TLS unsigned usp__tl_local_locks;
+static USP_TLS struct lookup_cache tl_cache = {
 	.way = {{.fd = -1}, {.fd = -1}, {.fd = -1}, {.fd = -1}}};
 static struct lookup_cache *caches_list;
 static pthread_key_t cache_key;

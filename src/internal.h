@@ -19,6 +19,13 @@
 #include "uspair.h"
 
 #define USP_HIDDEN __attribute__((visibility("hidden")))
+/* Thread-local variables of the library: the initial-exec model, so that
+ * the shared library and the preload reach them with one %fs-relative
+ * access instead of a __tls_get_addr call (the lookup cache is read twice
+ * per call: 88 of 1,183 instructions per send+recv round went there).  It
+ * takes static TLS space (under 200 bytes), which glibc sets aside for
+ * libraries loaded with dlopen too. */
+#define USP_TLS _Thread_local __attribute__((tls_model("initial-exec")))
 #define USP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define USP_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define USP_CACHELINE 64
@@ -542,7 +549,7 @@ static inline bool usp__kernel_mode(const struct usp_sock *s)
  * a signal handler that interrupts such a section must not take any of
  * them, so the lookup cache, whose misses and refills may, is bypassed
  * while the count is not zero (fdtable.c usp__lookup_cached). */
-USP_HIDDEN extern _Thread_local unsigned usp__tl_local_locks;
+USP_HIDDEN extern USP_TLS unsigned usp__tl_local_locks;
 static inline void usp__local_lock(pthread_mutex_t *m)
 {
 	usp__tl_local_locks++;

@@ -179,6 +179,12 @@ static bool send_ready(struct usp_sock *s)
  * would say "ready" at once while records it cannot return are queued. */
 static bool recv_ready_past(struct usp_sock *s)
 {
+	/* Ask for the line the next record goes to on every check, so that
+	 * its transfer to this core overlaps the tail's instead of following
+	 * it once the tail moved (about 5% off a one-byte round trip between
+	 * processes, alternating runs).  A hint only: the offset is masked
+	 * into the ring, a prefetch never faults, and it reads nothing. */
+	__builtin_prefetch(s->rxdata + (s->wait_tail & USP_RING_MASK), 0, 3);
 	return usp__ld_acq(&s->rxq->tail) != s->wait_tail ||
 	       (shutdown_bits(s->self) & USP_RCV_SHUTDOWN) ||
 	       atomic_load_explicit(&s->self->sk_err, memory_order_relaxed) ||

@@ -636,7 +636,7 @@ struct deferred_fd {
 	struct usp_pair *pair;
 	int side;
 };
-static _Thread_local struct {
+static USP_TLS struct {
 	bool active;
 	size_t n, cap;
 	struct deferred_fd *v;

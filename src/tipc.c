@@ -128,7 +128,7 @@ static bool conn_cong(struct usp_tipc_ep *t)
  * socketpair()); the two ends of a pair are made distinct by the caller. */
 static uint32_t random_port(void)
 {
-	static _Thread_local uint64_t state;
+	static USP_TLS uint64_t state;
 	if (!state && getrandom(&state, sizeof(state), GRND_NONBLOCK) != sizeof(state))
 		state = (uint64_t)usp__now_ns();
 	uint64_t z = (state += 0x9e3779b97f4a7c15ull ^ (uint64_t)usp__now_ns());
