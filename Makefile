@@ -56,7 +56,7 @@ STLIB := $(BUILD)/libuspair.a
 PRELOAD := $(BUILD)/libuspair-preload.so
 
 .PHONY: all lib tests tools check runtests check-all check-install bench install uninstall clean \
-	fuzz fuzz-run hotpath aggregate
+	fuzz fuzz-run hotpath aggregate rate-floor
 all: lib tests tools
 lib: $(SHLIB) $(STLIB) $(PRELOAD)
 tests: $(TEST_BINS)
@@ -142,6 +142,13 @@ hotpath: lib
 aggregate: lib
 	$(CC) -O2 -Iinclude scripts/aggregate.c $(STLIB) -pthread -o $(BUILD)/aggregate
 	$(BUILD)/aggregate $(AGGREGATE_ROUNDS)
+
+# What 64-byte messages cost with bare shared memory, with a lock, with
+# the wake protocol's fence and with a robust mutex, beside uspair's
+# (scripts/rate_floor.c): where the message rate is bounded.
+rate-floor: lib
+	$(CC) -O2 $(WARN) -Iinclude scripts/rate_floor.c $(STLIB) -pthread -o $(BUILD)/rate_floor
+	$(BUILD)/rate_floor $(RATE_FLOOR_ROUNDS)
 
 # libFuzzer targets: every fuzz/NAME.c becomes build-fuzz/NAME, built with
 # clang from the library sources directly (not from $(BUILD)), together
