@@ -763,7 +763,18 @@ static inline bool usp__wmem_writable(uint64_t wmem, int sndbuf)
 /* tipc.c: AF_TIPC pairs */
 USP_HIDDEN void usp__tipc_init(struct usp_shared *shm, int tipc_type);
 USP_HIDDEN void usp__tipc_released(struct usp_shared *shm, int side);
-USP_HIDDEN void usp__tipc_settle(struct usp_pair *pair);
+USP_HIDDEN void usp__tipc_settle_pending(struct usp_pair *pair);
+/* Do the TIPC releases left pending (tipc.c), if any: every TIPC entry
+ * point calls it, so the common case (none) is two loads, inline. */
+static inline void usp__tipc_settle(struct usp_pair *pair)
+{
+	struct usp_shared *shm = pair->shm;
+	if (USP_UNLIKELY(atomic_load_explicit(&shm->ep[0].tipc.release_pending,
+					      memory_order_relaxed) |
+			 atomic_load_explicit(&shm->ep[1].tipc.release_pending,
+					      memory_order_relaxed)))
+		usp__tipc_settle_pending(pair);
+}
 USP_HIDDEN ssize_t usp__tipc_sendmsg(struct usp_sock *s, const struct msghdr *msg,
 				     size_t len, int flags);
 USP_HIDDEN ssize_t usp__tipc_recvmsg(struct usp_sock *s, struct msghdr *msg,

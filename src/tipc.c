@@ -467,9 +467,9 @@ void usp__tipc_released(struct usp_shared *shm, int side)
 	atomic_store(&shm->ep[side].tipc.release_pending, 1);
 }
 
-/* Do the releases left pending (usp__tipc_released).  Caller holds no
- * uspair lock. */
-void usp__tipc_settle(struct usp_pair *pair)
+/* Do the releases left pending (usp__tipc_released); usp__tipc_settle
+ * (internal.h) calls it when a flag is set.  Caller holds no uspair lock. */
+void usp__tipc_settle_pending(struct usp_pair *pair)
 {
 	struct usp_shared *shm = pair->shm;
 	for (int side = 0; side < 2; side++) {
@@ -890,10 +890,28 @@ static int wait_for_msg(struct usp_sock *s, struct usp_wait *w, bool nonblock,
 	int err = usp__sock_error(s); /* tipc_wait_for_rcvmsg() */
 	if (err)
 		return err;
+	bool asked = false;
 	for (;;) {
 		int r = head_record(s->pair, s->shm, s->side, rec);
 		if (r != -EAGAIN)
 			return r;
+		/* Nothing queued: only now ask the kernel whether the peer is
+		 * gone (a non-blocking call each time, as an AF_UNIX receive
+		 * does before EAGAIN; a blocking one at most every 40 ms, the
+		 * watchdog watches it asleep).  A release found that way is
+		 * only marked (usp__endpoint_released takes no lock for a
+		 * TIPC pair); settling it queues its FIN and returned
+		 * messages here, and takes locks, so ours is let go for it. */
+		if (!asked) {
+			asked = true;
+			usp__check_peer(s, nonblock);
+			if (release_pending(s)) {
+				usp__unlock(&s->self->recv_lock);
+				usp__tipc_settle(s->pair);
+				usp__lock(&s->self->recv_lock);
+			}
+			continue;
+		}
 		if ((err = usp__sock_error(s))) /* one that came while we waited */
 			return err;
 		if (usp__kernel_mode(s) && !usp__is_corrupt(s))
@@ -1111,7 +1129,6 @@ ssize_t usp__tipc_recvmsg(struct usp_sock *s, struct msghdr *msg, size_t len, in
 	 * region (flush_wanted) gets here: nothing to move. */
 	if (s->recv_locked)
 		return -EAGAIN;
-	usp__check_peer(s, false); /* at most every 40 ms */
 	usp__tipc_settle(s->pair);
 	return s->tipc_type == SOCK_STREAM ? stream_recvmsg(s, msg, len, flags)
 					   : msg_recvmsg(s, msg, len, flags);
