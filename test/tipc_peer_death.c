@@ -9,14 +9,16 @@
  * that path.
  *
  * For every type, the parent sends a message the child never reads (it
- * comes back as a returned message for RDM/DGRAM, or is dropped with the
- * connection's FIN), the child sends one message and goes.  Then the
- * parent records every receive, with and without a control buffer, and
- * its poll mask, once non-blocking and once blocking (SO_RCVTIMEO 200 ms,
- * so that a missed wake-up fails the comparison instead of hanging), and
- * the transcripts of the three ways to go must be equal.  It waits 50 ms
- * after the death first: uspair may notice one up to 40 ms late (DESIGN.md
- * known difference 2).
+ * comes back to the parent for RDM/DGRAM, made returnable, or inside the
+ * connection's FIN), the child sends one message and goes.  The parent
+ * records every receive, with and without a control buffer, its poll mask
+ * and a send: receiving without blocking, blocking after the death, or
+ * blocked in a receive while the peer goes (only the watchdog can wake
+ * it then); SO_RCVTIMEO makes a wake-up that never comes an EAGAIN in
+ * the transcript instead of a hang.  The transcripts of the three ways to
+ * go must be equal.  Where the survivor starts after the death, it waits
+ * 50 ms first: uspair may notice one up to 40 ms late (DESIGN.md known
+ * difference 2).
  */
 #include <errno.h>
 #include <poll.h>
@@ -107,15 +109,41 @@ static void record_poll(struct transcript *t, int fd)
 	say(t, "  poll = %d revents %#x\n", r, r == 1 ? (unsigned)p.revents : 0u);
 }
 
-/* The scenario for one type, peer leaving by `death`, the survivor
- * receiving blocking or not.  Returns false if it could not be run. */
-static bool run(struct transcript *t, int type, enum death death, bool blocking)
+/* How the survivor receives: without blocking, blocking after the
+ * death, or blocked in a receive when the peer goes (then only the
+ * watchdog, or the close, can wake it). */
+enum how { NONBLOCKING, BLOCKING, BLOCKED, N_HOWS };
+static const char *const how_names[N_HOWS] = {"non-blocking", "blocking", "blocked"};
+
+static void die(int fd, enum death death)
+{
+	switch (death) {
+	case BY_CLOSE:
+		usp_close(fd);
+		exit(0);
+	case BY_EXIT:
+		_exit(0);
+	default:
+		raise(SIGKILL);
+	}
+	_exit(4);
+}
+
+/* The scenario for one type, the peer leaving by `death`, the survivor
+ * receiving as `how` says.  Returns false if it could not be run. */
+static bool run(struct transcript *t, int type, enum death death, enum how how)
 {
 	int sv[2];
 	if (usp_socketpair(AF_TIPC, type, 0, sv) != 0) {
 		perror("usp_socketpair");
 		return false;
 	}
+	/* RDM/DGRAM: make "ping" come back when the peer goes unread
+	 * (DGRAM's is droppable by default, and a dropped message would
+	 * look the same whether or not the death was noticed) */
+	int zero = 0;
+	if (type == SOCK_RDM || type == SOCK_DGRAM)
+		usp_setsockopt(sv[0], SOL_TIPC, TIPC_DEST_DROPPABLE, &zero, sizeof(zero));
 	int go[2];
 	if (pipe(go) != 0)
 		return false;
@@ -131,44 +159,59 @@ static bool run(struct transcript *t, int type, enum death death, bool blocking)
 			_exit(2);
 		if (usp_send(sv[1], "hello", 5, 0) != 5)
 			_exit(3);
-		switch (death) {
-		case BY_CLOSE:
-			usp_close(sv[1]);
-			exit(0);
-		case BY_EXIT:
-			_exit(0);
-		default:
-			raise(SIGKILL);
+		if (how == BLOCKED) {
+			/* until the parent has read "hello" and is blocked in
+			 * its next receive */
+			if (read(go[0], &c, 1) != 1)
+				_exit(2);
+			usleep(100 * 1000);
 		}
-		_exit(4);
+		die(sv[1], death);
 	}
 	usp_close(sv[1]);
 	say(t, "%s, peer leaves by %s, %s receives:\n",
 	    type == SOCK_STREAM ? "STREAM" : type == SOCK_SEQPACKET ? "SEQPACKET"
 					 : type == SOCK_RDM	? "RDM"
 								: "DGRAM",
-	    death_names[death], blocking ? "blocking" : "non-blocking");
+	    death_names[death], how_names[how]);
 	ssize_t r = usp_send(sv[0], "ping", 4, 0);
 	say(t, "  send(ping) = %zd\n", r);
 	if (write(go[1], "g", 1) != 1)
 		return false;
-	int status;
-	waitpid(pid, &status, 0);
-	close(go[0]);
-	close(go[1]);
-	/* DESIGN.md known difference 2: a death is noticed within 40 ms
-	 * (the check of the send above counts), not at once */
-	usleep(50 * 1000);
-	if (blocking) {
-		struct timeval tv = {0, 200 * 1000};
+	if (how != NONBLOCKING) {
+		/* a wake-up that never comes fails the comparison (EAGAIN)
+		 * instead of hanging */
+		struct timeval tv = {2, 0};
 		usp_setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	}
-	/* the data, then what the release left: the first receive without
-	 * a control buffer, the others with one (the receives come first:
-	 * they must notice the death themselves) */
-	int flags = blocking ? 0 : MSG_DONTWAIT;
-	record_recv(t, sv[0], flags, false);
-	for (int i = 0; i < 3; i++)
+	int flags = how == NONBLOCKING ? MSG_DONTWAIT : 0;
+	int status;
+	if (how == BLOCKED) {
+		record_recv(t, sv[0], flags, false); /* "hello" */
+		if (write(go[1], "g", 1) != 1)
+			return false;
+		/* blocked until the death: what the release left */
+		record_recv(t, sv[0], flags, true);
+		waitpid(pid, &status, 0);
+	} else {
+		waitpid(pid, &status, 0);
+		/* DESIGN.md known difference 2: a death is noticed within
+		 * 40 ms (the check of the send above counts), not at once */
+		usleep(50 * 1000);
+		/* the data, then what the release left: the first receive
+		 * without a control buffer, the others with one (the
+		 * receives come first: they must notice the death) */
+		record_recv(t, sv[0], flags, false);
+		record_recv(t, sv[0], flags, true);
+	}
+	close(go[0]);
+	close(go[1]);
+	if (how != NONBLOCKING) {
+		/* the rest needs no waiting */
+		struct timeval tv = {0, 100 * 1000};
+		usp_setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
+	for (int i = 0; i < 2; i++)
 		record_recv(t, sv[0], flags, true);
 	record_recv(t, sv[0], flags, false);
 	record_poll(t, sv[0]);
@@ -183,11 +226,11 @@ int main(void)
 	static const int types[] = {SOCK_STREAM, SOCK_SEQPACKET, SOCK_RDM, SOCK_DGRAM};
 	int failures = 0;
 	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
-		for (int blocking = 0; blocking < 2; blocking++) {
+		for (int how = 0; how < N_HOWS; how++) {
 			static struct transcript t[N_DEATHS];
 			for (int d = 0; d < N_DEATHS; d++) {
 				memset(&t[d], 0, sizeof(t[d]));
-				if (!run(&t[d], types[i], (enum death)d, blocking)) {
+				if (!run(&t[d], types[i], (enum death)d, (enum how)how)) {
 					fprintf(stderr, "tipc_peer_death: could not run\n");
 					return 1;
 				}
