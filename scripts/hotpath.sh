@@ -24,18 +24,27 @@ for link in lto plain shared; do
 		$cc -O2 -g -Iinclude scripts/hotpath.c "$build/libuspair.a" -pthread -o "$bin"
 		label="plain link" ;;
 	shared) bin=$build/hotpath-shared
-		$cc -O2 -g -Iinclude scripts/hotpath.c -L"$build" -luspair -Wl,-rpath,"$PWD/$build" \
+		libdir=$(cd "$build" && pwd)
+		$cc -O2 -g -Iinclude scripts/hotpath.c -L"$libdir" -luspair -Wl,-rpath,"$libdir" \
 			-pthread -o "$bin"
 		label="shared lib" ;;
 	esac
-	for type in stream seqpacket dgram; do
-		out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$rounds" "$type" 2>&1)
+	types="stream seqpacket dgram"
+	# AF_TIPC pairs: their own send and receive paths
+	[ "$link" = plain ] && types="$types tipc-stream tipc-seqpacket tipc-rdm"
+	for type in $types; do
+		# a round that fails (or a binary that does not load) gives no
+		# count: say so and fail
+		if ! out=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$rounds" "$type" 2>&1); then
+			printf 'hotpath: %s %s failed:\n%s\n' "$bin" "$type" "$out"
+			exit 1
+		fi
 		refs=$(printf '%s\n' "$out" | sed -n 's/.*I *refs: *//p' | tr -d ,)
 		if [ -z "$refs" ]; then
 			printf 'hotpath: no count from callgrind for %s:\n%s\n' "$type" "$out"
 			exit 1
 		fi
-		printf 'hotpath %-9s %-10s %6d instructions per send+recv round\n' \
+		printf 'hotpath %-14s %-10s %6d instructions per send+recv round\n' \
 			"$type" "$label" $((refs / rounds))
 	done
 done

@@ -3,16 +3,18 @@
  * this machine with nothing but shared memory, and what each piece of a
  * multi-sender-safe queue adds (`make rate-floor`).  The sender writes
  * 64-byte records into a 64 KiB ring and publishes a tail; the receiver
- * reads each one and publishes its head.  Per message, the sender adds:
+ * copies each one out and publishes its head.  Per message:
  *
  *   bare      nothing (one producer by construction)
- *   xchg      an atomic exchange as the lock and a release store as the
- *             unlock: the least a queue several senders share needs
+ *   xchg      the sender takes an atomic exchange as the lock and a
+ *             release store as the unlock: the least a queue several
+ *             senders share needs
  *   +fence    that, and a seq_cst fence after the tail (the Dekker fence
  *             a waker needs before it looks for sleepers, W1 in wait.c)
- *   robust    glibc's robust process-shared mutex in place of the exchange,
- *             and the fence: what uspair's send path takes (its receive
- *             path takes the same again)
+ *   robust    glibc's robust process-shared mutex in place of the
+ *             exchange, and the fence: what uspair's send path takes
+ *   robust2   that, and the receiver takes its own robust mutex and the
+ *             fence per message too, as uspair's receive path does
  *
  * The modes alternate over ROUNDS rounds and the median is printed, with
  * the rate uspair's own one-way SEQPACKET 64 B test gets in the same run.
@@ -38,14 +40,18 @@
 #define MESSAGES 4000000L
 #define MAX_ROUNDS 15
 
-enum mode { BARE, XCHG, FENCE, ROBUST, USPAIR, N_MODES };
-static const char *const mode_names[N_MODES] = {"bare", "xchg", "+fence", "robust", "uspair"};
+enum mode { BARE, XCHG, FENCE, ROBUST, ROBUST2, USPAIR, N_MODES };
+static const char *const mode_names[N_MODES] = {"bare",	   "xchg",    "+fence",
+						"robust", "robust2", "uspair"};
 
 struct ring {
 	_Alignas(64) _Atomic uint64_t tail;
 	_Alignas(64) _Atomic uint64_t head;
 	_Alignas(64) _Atomic uint32_t lock;
 	_Alignas(64) pthread_mutex_t mutex;
+	_Alignas(64) pthread_mutex_t recv_mutex;
+	/* the receiver found a bad record: the sender stops */
+	_Alignas(64) _Atomic int failed;
 	_Alignas(64) unsigned char slot[SLOTS][MSG];
 };
 
@@ -56,15 +62,25 @@ static double now_s(void)
 	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static void receive_ring(struct ring *r)
+static void receive_ring(struct ring *r, enum mode mode)
 {
+	unsigned char copy[MSG];
 	uint64_t head = 0;
 	while (head < MESSAGES) {
 		uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
 		for (; head < tail; head++) {
-			if (r->slot[head % SLOTS][0] != (unsigned char)head)
-				_exit(1);
+			if (mode == ROBUST2)
+				pthread_mutex_lock(&r->recv_mutex);
+			memcpy(copy, r->slot[head % SLOTS], MSG);
 			atomic_store_explicit(&r->head, head + 1, memory_order_release);
+			if (mode == ROBUST2) {
+				atomic_thread_fence(memory_order_seq_cst);
+				pthread_mutex_unlock(&r->recv_mutex);
+			}
+			if (copy[0] != (unsigned char)head || copy[MSG - 1] != (unsigned char)head) {
+				atomic_store(&r->failed, 1);
+				_exit(1);
+			}
 		}
 	}
 	_exit(0);
@@ -74,18 +90,21 @@ static void send_ring(struct ring *r, enum mode mode)
 {
 	uint64_t seen_head = 0;
 	for (uint64_t i = 0; i < MESSAGES; i++) {
-		while (i - seen_head >= SLOTS)
+		while (i - seen_head >= SLOTS) {
 			seen_head = atomic_load_explicit(&r->head, memory_order_acquire);
-		if (mode == ROBUST)
+			if (atomic_load_explicit(&r->failed, memory_order_relaxed))
+				return;
+		}
+		if (mode >= ROBUST)
 			pthread_mutex_lock(&r->mutex);
 		else if (mode != BARE)
 			while (atomic_exchange_explicit(&r->lock, 1, memory_order_acquire))
 				;
 		memset(r->slot[i % SLOTS], (unsigned char)i, MSG);
 		atomic_store_explicit(&r->tail, i + 1, memory_order_release);
-		if (mode == FENCE || mode == ROBUST)
+		if (mode >= FENCE)
 			atomic_thread_fence(memory_order_seq_cst);
-		if (mode == ROBUST)
+		if (mode >= ROBUST)
 			pthread_mutex_unlock(&r->mutex);
 		else if (mode != BARE)
 			atomic_store_explicit(&r->lock, 0, memory_order_release);
@@ -103,10 +122,11 @@ static double run_ring(enum mode mode)
 	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
 	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
 	pthread_mutex_init(&r->mutex, &a);
+	pthread_mutex_init(&r->recv_mutex, &a);
 	double t0 = now_s();
 	pid_t pid = fork();
 	if (pid == 0)
-		receive_ring(r);
+		receive_ring(r, mode);
 	if (pid < 0)
 		return -1;
 	send_ring(r, mode);
@@ -139,12 +159,12 @@ static double run_uspair(void)
 	for (long i = 0; i < MESSAGES; i++) {
 		buf[0] = (unsigned char)i;
 		if (usp_send(sv[0], buf, MSG, 0) != MSG)
-			break;
+			break; /* the receiver failed (its end is closed) */
 	}
+	usp_close(sv[0]); /* a receiver still waiting then sees EOF: exit 1 */
 	int status;
 	waitpid(pid, &status, 0);
 	double rate = MESSAGES / (now_s() - t0);
-	usp_close(sv[0]);
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? rate : -1;
 }
 
