@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "internal.h"
 #include "t_region_ops.h"
@@ -86,6 +87,9 @@ struct tro_state {
 	size_t n_fields;
 	const uint64_t *interesting;
 	size_t n_interesting;
+	/* the sizes tro_in_size() picks at its "edges" (per family) */
+	const size_t *size_edges;
+	size_t n_size_edges;
 	struct tro_stats *stats;
 	int violations;
 	int step;
@@ -128,11 +132,20 @@ static inline int pick_end(struct tro_state *st, uint8_t b)
 	return st->open[e] ? e : -1;
 }
 
-size_t tro_in_size(struct tro_in *in);
+/* Buffer sizes read from the input, cut so that together they fit
+ * TRO_BUF: lens[0..cnt-1]; returns their total. */
+size_t tro_in_lens(struct tro_state *st, struct tro_in *in, size_t *lens, int cnt);
+/* iov[i] covers lens[i] bytes of buf, one after another. */
+void tro_fill_iov(struct iovec *iov, unsigned char *buf, const size_t *lens, int cnt);
+/* Closes the end that op byte names, unless that would leave no end open:
+ * returns the end closed, or -1. */
+int tro_close(struct tro_state *st, struct tro_in *in);
 void tro_check_poll_dead(struct tro_state *st);
 int tro_poll(struct tro_state *st, struct tro_in *in, unsigned *revents, unsigned *allowed);
 
 /* t_region_tipc.c */
+extern const size_t tro_tipc_size_edges[];
+extern const size_t tro_tipc_n_size_edges;
 void tro_tipc_begin(struct tro_state *st);
 /* Runs the op of opcode byte `code` on an AF_TIPC pair; false when it is
  * a corruption write (left to the caller). */

@@ -165,9 +165,10 @@
 
 #include "t_region_int.h"
 
-/* A size: mostly small, sometimes around page and record boundaries,
- * rarely large. */
-size_t tro_in_size(struct tro_in *in)
+/* A size: mostly small, sometimes one of the family's edges (page and
+ * record boundaries; for AF_TIPC its limits: t_region_tipc.c), rarely
+ * large. */
+static size_t tro_in_size(struct tro_state *st, struct tro_in *in)
 {
 	uint8_t cls = in8(in);
 	uint16_t v = in16(in);
@@ -180,15 +181,34 @@ size_t tro_in_size(struct tro_in *in)
 		return v & 1023;
 	case 4:
 		return v & 8191;
-	case 5: {
-		static const size_t edges[] = {0, 1, 7, 8, 9, 4096, 4095, 4097,
-					       16384, 65536, 65535, 212960, 212992};
-		return edges[v % (sizeof(edges) / sizeof(edges[0]))];
-	}
+	case 5:
+		return st->size_edges[v % st->n_size_edges];
 	case 6:
 		return v;
 	default:
 		return ((size_t)v << 2) % TRO_BUF;
+	}
+}
+
+size_t tro_in_lens(struct tro_state *st, struct tro_in *in, size_t *lens, int cnt)
+{
+	size_t total = 0;
+	for (int i = 0; i < cnt; i++) {
+		lens[i] = tro_in_size(st, in);
+		if (total + lens[i] > TRO_BUF)
+			lens[i] = TRO_BUF - total;
+		total += lens[i];
+	}
+	return total;
+}
+
+void tro_fill_iov(struct iovec *iov, unsigned char *buf, const size_t *lens, int cnt)
+{
+	size_t off = 0;
+	for (int i = 0; i < cnt; i++) {
+		iov[i].iov_base = buf + off;
+		iov[i].iov_len = lens[i];
+		off += lens[i];
 	}
 }
 
@@ -424,13 +444,7 @@ static void op_send(struct tro_state *st, struct tro_in *in, bool vectored)
 	int e = pick_end(st, b);
 	size_t lens[4] = {0};
 	int cnt = vectored ? 1 + (b >> 1) % 4 : 1;
-	size_t total = 0;
-	for (int i = 0; i < cnt; i++) {
-		lens[i] = tro_in_size(in);
-		if (total + lens[i] > TRO_BUF)
-			lens[i] = TRO_BUF - total;
-		total += lens[i];
-	}
+	size_t total = tro_in_lens(st, in, lens, cnt);
 	if (e < 0)
 		return;
 	fill_send(st, e, total);
@@ -439,12 +453,7 @@ static void op_send(struct tro_state *st, struct tro_in *in, bool vectored)
 	errno = 0;
 	if (vectored) {
 		struct iovec iov[4];
-		size_t off = 0;
-		for (int i = 0; i < cnt; i++) {
-			iov[i].iov_base = tro_sendbuf + off;
-			iov[i].iov_len = lens[i];
-			off += lens[i];
-		}
+		tro_fill_iov(iov, tro_sendbuf, lens, cnt);
 		struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
 		st->op = "sendmsg";
 		r = usp_sendmsg(st->sv[e], &msg, flags);
@@ -467,13 +476,7 @@ static void op_recv(struct tro_state *st, struct tro_in *in, bool vectored)
 	int e = pick_end(st, b);
 	size_t lens[4] = {0};
 	int cnt = vectored ? 1 + (b >> 4) % 4 : 1;
-	size_t total = 0;
-	for (int i = 0; i < cnt; i++) {
-		lens[i] = tro_in_size(in);
-		if (total + lens[i] > TRO_BUF)
-			lens[i] = TRO_BUF - total;
-		total += lens[i];
-	}
+	size_t total = tro_in_lens(st, in, lens, cnt);
 	if (e < 0)
 		return;
 	int flags = recv_flags(b);
@@ -482,12 +485,7 @@ static void op_recv(struct tro_state *st, struct tro_in *in, bool vectored)
 	errno = 0;
 	if (vectored) {
 		struct iovec iov[4];
-		size_t off = 0;
-		for (int i = 0; i < cnt; i++) {
-			iov[i].iov_base = tro_recvbuf + off;
-			iov[i].iov_len = lens[i];
-			off += lens[i];
-		}
+		tro_fill_iov(iov, tro_recvbuf, lens, cnt);
 		struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)cnt};
 		st->op = "recvmsg";
 		r = usp_recvmsg(st->sv[e], &msg, flags);
@@ -610,13 +608,13 @@ static void op_setsockopt(struct tro_state *st, struct tro_in *in)
 		st->peek_off_on[e] = v >= 0;
 }
 
-static void op_close(struct tro_state *st, struct tro_in *in)
+int tro_close(struct tro_state *st, struct tro_in *in)
 {
 	uint8_t b = in8(in);
 	int e = pick_end(st, b);
 	/* keep one end: the rules are about answers */
 	if (e < 0 || !st->open[other(e)])
-		return;
+		return -1;
 	st->op = "close";
 	int r = usp_close(st->sv[e]);
 	st->stats->calls++;
@@ -625,6 +623,7 @@ static void op_close(struct tro_state *st, struct tro_in *in)
 		violation(st, "close gave %d (%s)", r, strerror(errno));
 	st->open[e] = false;
 	st->model_ok = false; /* the closed end's queue is gone */
+	return e;
 }
 
 /* ---- corruption ---- */
@@ -700,6 +699,9 @@ static void field_set(struct tro_state *st, const struct tro_field *f, uint64_t 
 
 /* AF_UNIX pairs: this list and its order are part of the input format */
 static const uint64_t interesting_unix[] = {INTERESTING_UNIX};
+/* sizes around pages, records and the default send buffers */
+static const size_t size_edges_unix[] = {0,    1,     7,     8,	    9,	    4096,  4095,
+					 4097, 16384, 65536, 65535, 212960, 212992};
 /* AF_TIPC pairs: the same, then values TIPC's state and records hold:
  * states, error codes, windows (blocks), message limits, importances */
 static const uint64_t interesting_tipc[] = {
@@ -916,7 +918,7 @@ static void unix_step(struct tro_state *st, struct tro_in *in, uint8_t code)
 		op_setsockopt(st, in);
 		break;
 	case OP_CLOSE:
-		op_close(st, in);
+		tro_close(st, in);
 		break;
 	default:
 		op_corrupt(st, in);
@@ -947,6 +949,8 @@ int tro_run(const uint8_t *data, size_t size, struct tro_stats *stats)
 	st.n_fields = tipc ? N_OF(fields_tipc) : N_OF(fields_unix);
 	st.interesting = tipc ? interesting_tipc : interesting_unix;
 	st.n_interesting = tipc ? N_OF(interesting_tipc) : N_OF(interesting_unix);
+	st.size_edges = tipc ? tro_tipc_size_edges : size_edges_unix;
+	st.n_size_edges = tipc ? tro_tipc_n_size_edges : N_OF(size_edges_unix);
 	st.stats = stats;
 	st.model_ok = true;
 	st.verbose = getenv("TRO_VERBOSE") && atoi(getenv("TRO_VERBOSE")) > 0;

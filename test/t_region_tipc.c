@@ -207,34 +207,13 @@ static const char *state_name(int e)
 	return tt.est[e] ? "established" : "disconnecting";
 }
 
-/* A size, as tro_in_size(), with TIPC's edges: 1 KiB flow-control blocks,
- * the 1024 bytes a rejection brings back, Nagle's 1500, the 66000-byte
- * message limit. */
-static size_t tt_size(struct tro_in *in)
-{
-	uint8_t cls = in8(in);
-	uint16_t v = in16(in);
-	switch (cls & 7) {
-	case 0:
-	case 1:
-	case 2:
-		return v & 63;
-	case 3:
-		return v & 1023;
-	case 4:
-		return v & 8191;
-	case 5: {
-		static const size_t edges[] = {0,     1,     8,	    999,    1000,  1023,
-					       1024,  1025,  1032,   1500,   1501,  4096,
-					       65535, 65999, 66000, 66001, 132000, 132001};
-		return edges[v % (sizeof(edges) / sizeof(edges[0]))];
-	}
-	case 6:
-		return v;
-	default:
-		return ((size_t)v << 2) % TRO_BUF;
-	}
-}
+/* The sizes tro_in_size() picks at its edges for AF_TIPC pairs: 1 KiB
+ * flow-control blocks, the 1024 bytes a rejection brings back, Nagle's
+ * 1500, the 66000-byte message limit. */
+const size_t tro_tipc_size_edges[] = {0,     1,     8,	   999,	   1000,  1023,
+				      1024,  1025,  1032,  1500,   1501,  4096,
+				      65535, 65999, 66000, 66001, 132000, 132001};
+const size_t tro_tipc_n_size_edges = sizeof(tro_tipc_size_edges) / sizeof(tro_tipc_size_edges[0]);
 
 /* ---- sending ---- */
 
@@ -481,13 +460,7 @@ static void op_send(struct tro_state *st, struct tro_in *in, bool vectored)
 	enum tt_dest dest = dests[(b >> 3) & 7];
 	/* TIPC never raises SIGPIPE: some sends do not ask for it */
 	int flags = MSG_DONTWAIT | ((b & 0x40) ? 0 : MSG_NOSIGNAL);
-	size_t total = 0;
-	for (int i = 0; i < cnt; i++) {
-		lens[i] = tt_size(in);
-		if (total + lens[i] > TRO_BUF)
-			lens[i] = TRO_BUF - total;
-		total += lens[i];
-	}
+	size_t total = tro_in_lens(st, in, lens, cnt);
 	if (e < 0)
 		return;
 	int o = other(e);
@@ -506,12 +479,7 @@ static void op_send(struct tro_state *st, struct tro_in *in, bool vectored)
 	errno = 0;
 	if (vectored) {
 		struct iovec iov[4];
-		size_t off = 0;
-		for (int i = 0; i < cnt; i++) {
-			iov[i].iov_base = tro_sendbuf + off;
-			iov[i].iov_len = lens[i];
-			off += lens[i];
-		}
+		tro_fill_iov(iov, tro_sendbuf, lens, cnt);
 		struct msghdr msg = {.msg_name = named ? &a : NULL,
 				     .msg_namelen = named ? sizeof(a) : 0,
 				     .msg_iov = iov,
@@ -744,13 +712,7 @@ static void op_recv(struct tro_state *st, struct tro_in *in, bool vectored)
 	int cnt = vectored ? 1 + (x & 3) : 1;
 	bool want_name = vectored ? (x & 0x20) : (b & 0x20);
 	size_t lens[4] = {0};
-	size_t total = 0;
-	for (int i = 0; i < cnt; i++) {
-		lens[i] = tt_size(in);
-		if (total + lens[i] > TRO_BUF)
-			lens[i] = TRO_BUF - total;
-		total += lens[i];
-	}
+	size_t total = tro_in_lens(st, in, lens, cnt);
 	if (e < 0)
 		return;
 	int flags = MSG_DONTWAIT;
@@ -786,12 +748,7 @@ static void op_recv(struct tro_state *st, struct tro_in *in, bool vectored)
 	errno = 0;
 	if (vectored) {
 		struct iovec iov[4];
-		size_t off = 0;
-		for (int i = 0; i < cnt; i++) {
-			iov[i].iov_base = tro_recvbuf + off;
-			iov[i].iov_len = lens[i];
-			off += lens[i];
-		}
+		tro_fill_iov(iov, tro_recvbuf, lens, cnt);
 		struct msghdr msg = {.msg_name = want_name ? &name : NULL,
 				     .msg_namelen = want_name ? namelen : 0,
 				     .msg_iov = iov,
@@ -1240,20 +1197,8 @@ static void op_getsockopt(struct tro_state *st, struct tro_in *in)
 
 static void op_close(struct tro_state *st, struct tro_in *in)
 {
-	uint8_t b = in8(in);
-	int e = pick_end(st, b);
-	/* keep one end: the rules are about answers */
-	if (e < 0 || !st->open[other(e)])
-		return;
-	st->op = "close";
-	int r = usp_close(st->sv[e]);
-	st->stats->calls++;
-	trace(st, "close end %d = %d", e, r);
-	if (r != 0)
-		violation(st, "close gave %d (%s)", r, strerror(errno));
-	st->open[e] = false;
-	st->model_ok = false;
-	tt.loose = true; /* tipc_release() rejected its queue: not followed */
+	if (tro_close(st, in) >= 0)
+		tt.loose = true; /* tipc_release() rejected its queue: not followed */
 }
 
 /* ---- driver ---- */

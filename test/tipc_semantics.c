@@ -1129,6 +1129,18 @@ union any_addr {
 	char room[128];
 };
 
+/* fd's peer's name and its own (not steps: the answers are in the
+ * transcript elsewhere; these only feed the addressed calls) */
+static void names_of(int fd, union any_addr *peer, union any_addr *self)
+{
+	memset(peer, 0, sizeof(*peer));
+	memset(self, 0, sizeof(*self));
+	socklen_t len = sizeof(peer->tipc);
+	SK(getpeername)(fd, (struct sockaddr *)peer, &len);
+	len = sizeof(self->tipc);
+	SK(getsockname)(fd, (struct sockaddr *)self, &len);
+}
+
 static void step_sendto(const char *step, int fd, const void *addr, socklen_t len, int sv[2])
 {
 	errno = 0;
@@ -1148,12 +1160,7 @@ static void sendto_case(int type, int not_droppable)
 		step_setsockopt("setsockopt(sv[1],SOL_TIPC,TIPC_DEST_DROPPABLE,0)", sv[1],
 				SOL_TIPC, TIPC_DEST_DROPPABLE, 0);
 	union any_addr peer, self, a;
-	memset(&peer, 0, sizeof(peer));
-	memset(&self, 0, sizeof(self));
-	socklen_t len = sizeof(peer.tipc);
-	SK(getpeername)(sv[1], (struct sockaddr *)&peer, &len);
-	len = sizeof(self.tipc);
-	SK(getsockname)(sv[1], (struct sockaddr *)&self, &len);
+	names_of(sv[1], &peer, &self);
 	int b = sv[1];
 	step_sendto("sendto(sv[1], its peer's address)", b, &peer, sizeof(peer.tipc), sv);
 	step_sendto("sendto(sv[1], its own address)", b, &self, sizeof(self.tipc), sv);
@@ -1891,12 +1898,7 @@ static void connection_calls_case(int type)
 	step_setsockopt("setsockopt(sv[1],SOL_TIPC,TIPC_DEST_DROPPABLE,0)", sv[1], SOL_TIPC,
 			TIPC_DEST_DROPPABLE, 0);
 	union any_addr peer, self, a;
-	memset(&peer, 0, sizeof(peer));
-	memset(&self, 0, sizeof(self));
-	socklen_t len = sizeof(peer.tipc);
-	SK(getpeername)(sv[1], (struct sockaddr *)&peer, &len);
-	len = sizeof(self.tipc);
-	SK(getsockname)(sv[1], (struct sockaddr *)&self, &len);
+	names_of(sv[1], &peer, &self);
 	step_connect("connect(sv[1], its own address)", sv[1], &self, sizeof(self.tipc));
 	send_and_look("send(sv[1],\"conn\") after connect to itself", sv);
 	a = self;
