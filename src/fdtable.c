@@ -375,6 +375,16 @@ bool usp__lookup_cached(int fd, struct usp_sock *s)
 	return !gone_to_kernel(s);
 }
 
+/* For tests: whether the calling thread's next lookup of fd would be
+ * served by its cache (a fresh entry, and nothing forcing a bypass). */
+bool usp__lookup_cache_serves(int fd)
+{
+	const struct lookup_cache *c = &tl_cache;
+	int w = fd & (LOOKUP_CACHE_WAYS - 1);
+	return fd >= 0 && !c->busy && !usp__tl_local_locks && c->way[w].fd == fd &&
+	       c->way[w].gen == atomic_load_explicit(&table_gen, memory_order_acquire);
+}
+
 /* The calling thread's entries for pair go (one of its descriptors was
  * just closed by this thread), so that a program closing pairs from the
  * thread that used them unmaps them at once. */

@@ -517,6 +517,7 @@ USP_HIDDEN void usp__region_cache_atfork_parent(void);
 USP_HIDDEN void usp__region_cache_atfork_child(void);
 USP_HIDDEN bool usp__region_cached(const void *mem);
 USP_HIDDEN int usp__region_cache_count(void);
+USP_HIDDEN bool usp__lookup_cache_serves(int fd); /* fdtable.c, for tests */
 USP_HIDDEN extern _Atomic uint64_t usp__fork_gen; /* forks seen, parent or child */
 USP_HIDDEN void usp__backing_sndbuf(int kfd, struct usp_endpoint *ep);
 USP_HIDDEN void usp__backing_ready(struct usp_sock *s);
@@ -569,6 +570,16 @@ static inline bool usp__local_trylock(pthread_mutex_t *m)
 static inline void usp__local_unlock(pthread_mutex_t *m)
 {
 	pthread_mutex_unlock(m);
+	atomic_signal_fence(memory_order_seq_cst);
+	usp__tl_local_locks--;
+}
+/* A fork child's handler re-initialises a lock its prepare handler took
+ * (the child must not unlock what another thread's memory says): the
+ * count goes back too, or the forking thread's count stays above zero
+ * and the child looks everything up without the cache. */
+static inline void usp__local_reinit(pthread_mutex_t *m)
+{
+	pthread_mutex_init(m, NULL);
 	atomic_signal_fence(memory_order_seq_cst);
 	usp__tl_local_locks--;
 }

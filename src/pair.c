@@ -102,7 +102,7 @@ void usp__region_cache_atfork_parent(void)
 
 void usp__region_cache_atfork_child(void)
 {
-	pthread_mutex_init(&cache_lock, NULL);
+	usp__local_reinit(&cache_lock);
 	cache_epoch++;
 }
 

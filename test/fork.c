@@ -483,6 +483,7 @@ static void scenario_exec(struct t_ctx *c)
 /* ---- uspair only: the region cache across fork ---- */
 
 int usp__region_cache_count(void); /* internal (src/pair.c), for this check */
+_Bool usp__lookup_cache_serves(int fd); /* internal (src/fdtable.c), for the next */
 
 /* n messages from sv[0] to sv[1] and back, every byte checked; 0 if all
  * arrived intact. */
@@ -550,6 +551,60 @@ static void check_region_cache(int type)
 	usp_close(q[1]);
 }
 
+/* ---- uspair only: the lookup cache across fork ---- */
+
+/* One message each way on sv, then whether this thread's lookup cache
+ * serves both descriptors: 0 if it does. */
+static int cache_serves_after_traffic(int sv[2])
+{
+	if (self_traffic(sv, 1, 3) != 0)
+		return 2;
+	return usp__lookup_cache_serves(sv[0]) && usp__lookup_cache_serves(sv[1]) ? 0 : 1;
+}
+
+/* The fork handlers take the library's process-local locks; the child
+ * must come out of them as the parent does, or every call of the child
+ * (the worker of a parent/worker program) looks its descriptor up the
+ * slow way, with two atomic read-modify-writes on the pair's count. */
+static void check_lookup_cache(int type)
+{
+	const char *tn = t_type_name(type);
+	int sv[2];
+	if (usp_socketpair(AF_UNIX, type, 0, sv) < 0) {
+		t_fail("lookup cache %s: socketpair: %s", tn, strerror(errno));
+		return;
+	}
+	if (cache_serves_after_traffic(sv) != 0)
+		t_fail("lookup cache %s: not used before any fork", tn);
+	pid_t child = fork();
+	if (child == 0) {
+		alarm(20);
+		int r = cache_serves_after_traffic(sv);
+		if (r == 0) { /* and in a grandchild */
+			pid_t g = fork();
+			if (g == 0)
+				_exit(cache_serves_after_traffic(sv));
+			int st;
+			r = waitpid(g, &st, 0) == g && WIFEXITED(st) ? WEXITSTATUS(st) + 10 : 20;
+			if (r == 10)
+				r = 0;
+		}
+		_exit(r);
+	}
+	int status;
+	if (waitpid(child, &status, 0) != child || !WIFEXITED(status))
+		t_fail("lookup cache %s: the child did not exit", tn);
+	else if (WEXITSTATUS(status) == 2 || WEXITSTATUS(status) == 12)
+		t_fail("lookup cache %s: a child's traffic failed", tn);
+	else if (WEXITSTATUS(status))
+		t_fail("lookup cache %s: not used in a fork %s", tn,
+		       WEXITSTATUS(status) >= 10 ? "grandchild" : "child");
+	if (cache_serves_after_traffic(sv) != 0)
+		t_fail("lookup cache %s: not used in the parent after a fork", tn);
+	usp_close(sv[0]);
+	usp_close(sv[1]);
+}
+
 int main(void)
 {
 	static const int no = 0, yes = 1;
@@ -594,5 +649,8 @@ int main(void)
 	check_region_cache(SOCK_STREAM);
 	check_region_cache(SOCK_SEQPACKET);
 	check_region_cache(SOCK_DGRAM);
+	check_lookup_cache(SOCK_STREAM);
+	check_lookup_cache(SOCK_SEQPACKET);
+	check_lookup_cache(SOCK_DGRAM);
 	return t_finish();
 }
