@@ -217,14 +217,19 @@ static void register_atfork(void)
  * drained: drop s, the caller uses the descriptor itself.  A corrupt pair
  * answers EIO on both ends even after the fallback: a hostile peer must
  * not be able to end that by setting kernel_mode. */
-static bool gone_to_kernel(struct usp_sock *s)
+static USP_COLD bool gone_to_kernel_slow(struct usp_sock *s)
 {
-	if (USP_UNLIKELY(atomic_load_explicit(&s->self->kernel_mode, memory_order_relaxed)) &&
-	    !usp__is_corrupt(s) && usp__passthrough(s)) {
+	if (!usp__is_corrupt(s) && usp__passthrough(s)) {
 		usp__put(s);
 		return true;
 	}
 	return false;
+}
+
+static inline bool gone_to_kernel(struct usp_sock *s)
+{
+	return USP_UNLIKELY(atomic_load_explicit(&s->self->kernel_mode, memory_order_relaxed)) &&
+	       gone_to_kernel_slow(s);
 }
 
 bool usp__lookup(int fd, struct usp_sock *s)
@@ -232,26 +237,30 @@ bool usp__lookup(int fd, struct usp_sock *s)
 	return usp__lookup_entry(fd, s) && !gone_to_kernel(s);
 }
 
-/* s describes (pair, side) as seen through descriptor fd; the caller
- * holds a reference on pair, which s now carries (usp__put). */
-void usp__sock_init(struct usp_sock *s, struct usp_pair *pair, int side, int fd)
+/* What a descriptor of each side of pair describes (usp__sock_init
+ * copies it and adds the descriptor): computed once, when the pair gets
+ * its region, instead of at every lookup. */
+void usp__pair_socks_init(struct usp_pair *pair)
 {
 	struct usp_shared *shm = pair->shm;
-	s->pair = pair;
-	s->shm = shm;
-	s->side = side;
-	s->fd = fd;
-	s->recv_locked = false;
-	s->spun = false;
-	s->cached = false;
-	s->type = pair->type;
-	s->tipc_type = pair->tipc_type;
-	s->self = &shm->ep[side];
-	s->peer = &shm->ep[side ^ 1];
-	s->rxq = &shm->ring[side];
-	s->txq = &shm->ring[side ^ 1];
-	s->rxdata = (unsigned char *)shm + USP_DATA_OFFSET + (size_t)side * USP_RING_BYTES;
-	s->txdata = (unsigned char *)shm + USP_DATA_OFFSET + (size_t)(side ^ 1) * USP_RING_BYTES;
+	for (int side = 0; side < 2; side++) {
+		struct usp_sock *s = &pair->sock[side];
+		*s = (struct usp_sock){
+			.pair = pair,
+			.shm = shm,
+			.self = &shm->ep[side],
+			.peer = &shm->ep[side ^ 1],
+			.rxq = &shm->ring[side],
+			.txq = &shm->ring[side ^ 1],
+			.rxdata = (unsigned char *)shm + USP_DATA_OFFSET + (size_t)side * USP_RING_BYTES,
+			.txdata = (unsigned char *)shm + USP_DATA_OFFSET +
+				  (size_t)(side ^ 1) * USP_RING_BYTES,
+			.fd = -1,
+			.side = side,
+			.type = pair->type,
+			.tipc_type = pair->tipc_type,
+		};
+	}
 }
 
 bool usp__lookup_entry(int fd, struct usp_sock *s)
@@ -329,6 +338,40 @@ static void cache_key_create(void)
 	pthread_key_create(&cache_key, cache_destroy);
 }
 
+/* A miss of the calling thread's cache (which is busy: c->busy set):
+ * look fd up in the table and make it the entry of way w.  Out of line,
+ * so that a hit saves no registers for it. */
+static USP_COLD bool cache_fill(struct lookup_cache *c, int w, uint64_t gen, int fd,
+				    struct usp_sock *s)
+{
+	bool found = usp__lookup_entry(fd, s);
+	if (found && !c->listed) {
+		pthread_once(&cache_key_once, cache_key_create);
+		if (pthread_setspecific(cache_key, c) == 0) {
+			usp__local_lock(&table_mutex);
+			c->next = caches_list;
+			caches_list = c;
+			c->listed = true;
+			usp__local_unlock(&table_mutex);
+		}
+	}
+	if (found && c->listed) {
+		/* the entry's own reference (s holds one: refs > 0) */
+		atomic_fetch_add_explicit(&s->pair->refs, 1, memory_order_relaxed);
+		struct usp_pair *old = c->way[w].pair;
+		c->way[w].pair = s->pair;
+		c->way[w].side = s->side;
+		c->way[w].fd = fd;
+		c->way[w].gen = gen;
+		if (old)
+			usp__pair_unref(old);
+	}
+	/* s carries the lookup's own reference: the cache is free */
+	atomic_signal_fence(memory_order_seq_cst);
+	c->busy = 0;
+	return found && !gone_to_kernel(s);
+}
+
 bool usp__lookup_cached(int fd, struct usp_sock *s)
 {
 	struct lookup_cache *c = &tl_cache;
@@ -340,38 +383,10 @@ bool usp__lookup_cached(int fd, struct usp_sock *s)
 	atomic_signal_fence(memory_order_seq_cst);
 	int w = fd & (LOOKUP_CACHE_WAYS - 1);
 	uint64_t gen = atomic_load_explicit(&table_gen, memory_order_acquire); /* G2 */
-	if (USP_LIKELY(c->way[w].fd == fd && c->way[w].gen == gen)) {
-		usp__sock_init(s, c->way[w].pair, c->way[w].side, fd);
-		s->cached = true; /* busy until usp__put */
-	} else {
-		bool found = usp__lookup_entry(fd, s);
-		if (found && !c->listed) {
-			pthread_once(&cache_key_once, cache_key_create);
-			if (pthread_setspecific(cache_key, c) == 0) {
-				usp__local_lock(&table_mutex);
-				c->next = caches_list;
-				caches_list = c;
-				c->listed = true;
-				usp__local_unlock(&table_mutex);
-			}
-		}
-		if (found && c->listed) {
-			/* the entry's own reference (s holds one: refs > 0) */
-			atomic_fetch_add_explicit(&s->pair->refs, 1, memory_order_relaxed);
-			struct usp_pair *old = c->way[w].pair;
-			c->way[w].pair = s->pair;
-			c->way[w].side = s->side;
-			c->way[w].fd = fd;
-			c->way[w].gen = gen;
-			if (old)
-				usp__pair_unref(old);
-		}
-		/* s carries the lookup's own reference: the cache is free */
-		atomic_signal_fence(memory_order_seq_cst);
-		c->busy = 0;
-		if (!found)
-			return false;
-	}
+	if (USP_UNLIKELY(c->way[w].fd != fd || c->way[w].gen != gen))
+		return cache_fill(c, w, gen, fd, s);
+	usp__sock_init(s, c->way[w].pair, c->way[w].side, fd);
+	s->cached = true; /* busy until usp__put */
 	return !gone_to_kernel(s);
 }
 

@@ -28,6 +28,8 @@
 #define USP_TLS _Thread_local __attribute__((tls_model("initial-exec")))
 #define USP_LIKELY(x) __builtin_expect(!!(x), 1)
 #define USP_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* a rare path kept out of its caller's way (no registers saved for it) */
+#define USP_COLD __attribute__((noinline, cold))
 #define USP_CACHELINE 64
 
 /* ------------------------------------------------------------------------
@@ -325,6 +327,32 @@ struct usp_shared {
  * --------------------------------------------------------------------- */
 
 /* One per pair mapped in this process. */
+struct usp_pair;
+
+/* What a looked-up descriptor refers to; holds one ref on pair. */
+struct usp_sock {
+	struct usp_pair *pair;
+	struct usp_shared *shm;
+	struct usp_endpoint *self, *peer;
+	struct usp_ring *rxq; /* our receive queue */
+	struct usp_ring *txq; /* the peer's receive queue */
+	unsigned char *rxdata, *txdata;
+	int fd;
+	int side;
+	int type;
+	int tipc_type; /* AF_TIPC: the type the user sees; 0 for AF_UNIX */
+	/* a blocked receive waits for the tail to move past this (io.c) */
+	uint64_t wait_tail;
+	/* the caller holds self->recv_lock across several non-blocking
+	 * receives (fallback.c flush_ring): the receive paths leave it */
+	bool recv_locked;
+	/* the fast path spun already in this call: a wait sleeps at once */
+	bool spun;
+	/* the reference on pair is the calling thread's lookup cache's, not
+	 * this lookup's (fdtable.c usp__lookup_cached): usp__put leaves it */
+	bool cached;
+};
+
 struct usp_pair {
 	struct usp_shared *shm; /* the region, USP_REGION_BYTES long */
 	int type;		/* copied at creation: never read from shm */
@@ -359,30 +387,9 @@ struct usp_pair {
 	/* usp__fork_gen when the region was mapped: no fork since means no
 	 * other process can see it, so it may be cached (pair.c) */
 	uint64_t fork_gen;
-};
-
-/* What a looked-up descriptor refers to; holds one ref on pair. */
-struct usp_sock {
-	struct usp_pair *pair;
-	struct usp_shared *shm;
-	struct usp_endpoint *self, *peer;
-	struct usp_ring *rxq; /* our receive queue */
-	struct usp_ring *txq; /* the peer's receive queue */
-	unsigned char *rxdata, *txdata;
-	int fd;
-	int side;
-	int type;
-	int tipc_type; /* AF_TIPC: the type the user sees; 0 for AF_UNIX */
-	/* a blocked receive waits for the tail to move past this (io.c) */
-	uint64_t wait_tail;
-	/* the caller holds self->recv_lock across several non-blocking
-	 * receives (fallback.c flush_ring): the receive paths leave it */
-	bool recv_locked;
-	/* the fast path spun already in this call: a wait sleeps at once */
-	bool spun;
-	/* the reference on pair is the calling thread's lookup cache's, not
-	 * this lookup's (fdtable.c usp__lookup_cached): usp__put leaves it */
-	bool cached;
+	/* what a descriptor of each side describes, fd aside: usp__sock_init
+	 * copies it (set with shm, never changed while the pair lives) */
+	struct usp_sock sock[2];
 };
 
 /* An iovec array walked in order (io.c, tipc.c). */
@@ -496,7 +503,12 @@ USP_HIDDEN bool usp__lookup_entry(int fd, struct usp_sock *s);
 /* usp__lookup through the calling thread's cache: for the hot calls only */
 USP_HIDDEN bool usp__lookup_cached(int fd, struct usp_sock *s);
 USP_HIDDEN void usp__lookup_cache_forget(struct usp_pair *pair);
-USP_HIDDEN void usp__sock_init(struct usp_sock *s, struct usp_pair *pair, int side, int fd);
+static inline void usp__sock_init(struct usp_sock *s, struct usp_pair *pair, int side, int fd)
+{
+	*s = pair->sock[side];
+	s->fd = fd;
+}
+USP_HIDDEN void usp__pair_socks_init(struct usp_pair *pair);
 USP_HIDDEN void usp__put(struct usp_sock *s);
 USP_HIDDEN int usp__install(int fd, struct usp_pair *pair, int side);
 USP_HIDDEN int usp__install_dup(struct usp_sock *s, int newfd);

@@ -252,6 +252,7 @@ int usp__pair_create(int type, int tipc_type, int kernel_sv[2], struct usp_pair 
 	pair->shm = shm;
 	pair->type = type;
 	pair->tipc_type = tipc_type;
+	usp__pair_socks_init(pair);
 	atomic_store(&pair->refs, 2); /* one per table entry */
 	for (int i = 0; i < 2; i++)
 		atomic_init(&pair->spin_ns[i], 20000);
