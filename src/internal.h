@@ -366,6 +366,9 @@ struct usp_pair {
 	/* the tail of each side's receive ring as this process's readers
 	 * last read it (io.c rx_tail); written under that side's recv_lock */
 	_Atomic uint64_t seen_tail[2];
+	/* the producer's `charged` read with that tail: a lower bound of the
+	 * charge (io.c wake_room); written under that side's recv_lock */
+	_Atomic uint64_t seen_charged[2];
 	_Atomic int64_t last_check_ns[2];
 	/* a descriptor of each side in this process, if any (a hint: check
 	 * it with usp__lookup) */

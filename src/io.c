@@ -245,13 +245,17 @@ static void publish(struct usp_sock *s, uint64_t tail, uint32_t len,
  * the tail again, so no call returns less than one that read it would.
  * Another process's readers may have moved head past our value: re-read.
  */
-static uint64_t rx_tail(struct usp_sock *s, uint64_t pos)
+static inline __attribute__((always_inline)) uint64_t rx_tail(struct usp_sock *s, uint64_t pos)
 {
 	_Atomic uint64_t *seen = &s->pair->seen_tail[s->side];
 	uint64_t t = atomic_load_explicit(seen, memory_order_relaxed);
 	if ((int64_t)(t - pos) <= 0) {
 		t = usp__ld_acq(&s->rxq->tail); /* C1 */
 		atomic_store_explicit(seen, t, memory_order_relaxed);
+		/* on the tail's line; for wake_room's lower bound */
+		atomic_store_explicit(&s->pair->seen_charged[s->side],
+				      atomic_load_explicit(&s->rxq->charged, memory_order_relaxed),
+				      memory_order_relaxed);
 	}
 	return t;
 }
@@ -262,9 +266,21 @@ static uint64_t rx_tail(struct usp_sock *s, uint64_t pos)
  * wake-up.  A sleeper's last check before its futex wait asks only for
  * room (send_ready), which writable implies, so no wake-up is lost; like
  * the kernel's writer, it then sleeps on while the reader keeps the
- * queue above a quarter.  The charge is read only when someone waits, so
- * the common case costs the fence and two loads of the sleeper counts. */
-static void wake_room(struct usp_sock *s)
+ * queue above a quarter.
+ *
+ * A consume that cannot have made the queue writable wakes nobody, so it
+ * needs neither the W1 fence nor the sleeper counts.  It knows without
+ * pulling the producer's line: `charged` only grows, and its value as
+ * this process's readers last read it with the tail (rx_tail, under the
+ * recv_lock, after C1, so it covers every record below that tail) is a
+ * lower bound of the charge now; if even that bound minus what has been
+ * released is above a quarter of SO_SNDBUF, the queue is not writable.
+ * In a queue kept full by a faster sender that is most consumes (the
+ * rest, and a queue drained to empty as in a ping-pong, take the fence).
+ * A bound that went below `released` (readers of another process moved
+ * past our tail) proves nothing, and the full check runs.  A larger
+ * SO_SNDBUF wakes the senders itself (sockopt.c). */
+static void wake_room_fenced(struct usp_sock *s)
 {
 	struct usp_endpoint *sender = s->peer;
 	atomic_thread_fence(memory_order_seq_cst); /* W1: pairs with S1 */
@@ -275,8 +291,17 @@ static void wake_room(struct usp_sock *s)
 		usp__wake(sender, s->fd, USP_WAKE_ROOM);
 }
 
+static inline __attribute__((always_inline)) void wake_room(struct usp_sock *s)
+{
+	uint64_t low = atomic_load_explicit(&s->pair->seen_charged[s->side], memory_order_relaxed) -
+		       atomic_load_explicit(&s->rxq->released, memory_order_relaxed);
+	if (low - 1 < USP_MAX_SNDBUF && !usp__wmem_writable(low, endpoint_sndbuf(s->peer)))
+		return;
+	wake_room_fenced(s);
+}
+
 /* Consume the record at head (C2: pairs with P2 in the sender). */
-static void consume(struct usp_sock *s, const struct usp_rec *rec,
+static inline __attribute__((always_inline)) void consume(struct usp_sock *s, const struct usp_rec *rec,
 		    uint32_t truesize)
 {
 	usp__ring_consume(s->rxq, rec, truesize);

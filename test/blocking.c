@@ -37,7 +37,8 @@ static void set_timeout(int fd, int opt, long usec)
 
 /* ---- a thread doing one thing after a delay ---- */
 
-enum action { ACT_SEND, ACT_SEND_PIECES, ACT_SEND_THEN_SHUTDOWN, ACT_CLOSE, ACT_DRAIN };
+enum action { ACT_SEND, ACT_SEND_PIECES, ACT_SEND_THEN_SHUTDOWN, ACT_CLOSE, ACT_DRAIN,
+	      ACT_SEND_1000, ACT_POLLOUT };
 
 struct helper {
 	enum action action;
@@ -45,6 +46,7 @@ struct helper {
 	long want;		/* ACT_DRAIN: bytes (STREAM) or records to take */
 	int is_stream;
 	long result;
+	double took; /* seconds the action took */
 };
 
 static void *helper_thread(void *arg)
@@ -70,6 +72,19 @@ static void *helper_thread(void *arg)
 	case ACT_CLOSE:
 		h->result = usp_close(h->fd);
 		break;
+	case ACT_SEND_1000: { /* into a full queue: sleeps (SO_SNDTIMEO set) */
+		double from = t_now();
+		h->result = usp_send(h->fd, (char[1000]){ 0 }, 1000, 0);
+		if (h->result < 0)
+			h->result = -errno;
+		h->took = t_now() - from;
+		break;
+	}
+	case ACT_POLLOUT: {
+		struct pollfd p = { .fd = h->fd, .events = POLLOUT };
+		h->result = usp_poll(&p, 1, 2000) < 0 ? -errno : p.revents;
+		break;
+	}
 	case ACT_DRAIN: {
 		char *buf = malloc(200000);
 		long got = 0;
@@ -197,6 +212,40 @@ static void scenario_send_woken_by_reader(struct t_ctx *c)
 	t_send_pattern(c, c->a, size, 1, 0);
 	t_thread_join(th);
 	t_log(c, "reader took %s", h.result == h.want ? "everything" : "NOT everything");
+	t_queues(c);
+}
+
+/*
+ * A sender asleep on a full queue, and a poll for POLLOUT, are woken once
+ * the reader has taken the queue down to a quarter of SO_SNDBUF
+ * (unix_write_space()), not only when it empties it: the reader stops
+ * with ten of the 1000-byte messages left.  A sender that is not woken
+ * sleeps until its SO_SNDTIMEO of 4 s, then finds the room and sends
+ * (as Linux's would): the log says whether it was woken well before that.
+ * (A poll re-checks by itself every 40 ms, docs/DESIGN.md; its answer is
+ * compared.)
+ */
+static void scenario_woken_at_a_quarter(struct t_ctx *c)
+{
+	char buf[1000];
+	set_timeout(c->a, SO_SNDTIMEO, 4000000);
+	for (int phase = 0; phase < 2; phase++) {
+		long filled = fill(c->a);
+		pthread_t th;
+		struct helper h = { phase ? ACT_POLLOUT : ACT_SEND_1000, c->a, 0, 0, 0 };
+		t_thread_start(&th, helper_thread, &h);
+		t_sleep_ms(DELAY_MS + 130); /* the helper is asleep by now */
+		long taken = 0;
+		while (taken < filled / 1000 - 10 &&
+		       usp_recv(c->b, buf, sizeof(buf), MSG_DONTWAIT) == (ssize_t)sizeof(buf))
+			taken++;
+		t_thread_join(th);
+		t_log(c, "%s: filled %ld bytes, took all but %ld messages, helper got %ld%s",
+		      phase ? "poll POLLOUT" : "blocked send", filled, filled / 1000 - taken,
+		      h.result, phase || h.took < 2.0 ? "" : ", only at its timeout");
+		while (usp_recv(c->b, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+			;
+	}
 	t_queues(c);
 }
 
@@ -438,6 +487,7 @@ int main(void)
 	t_compare_matrix("recv_woken_by_process", scenario_recv_woken_by_process, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("peek_past_queue", scenario_peek_past_queue, T_ALL_TYPES, T_BLOCKING, T_DIR_0_TO_1, NULL);
 	t_compare_matrix("send_woken_by_reader", scenario_send_woken_by_reader, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
+	t_compare_matrix("woken_at_a_quarter", scenario_woken_at_a_quarter, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("waitall_across_sends", scenario_waitall_across_sends, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("woken_by_peer_close", scenario_woken_by_peer_close, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("send_woken_by_peer_close", scenario_send_woken_by_peer_close, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
