@@ -88,20 +88,29 @@ static struct {
 } region_cache[USP_REGION_CACHE];
 static int region_cache_n;
 
-/* The fork handlers hold cache_lock across fork (after table_mutex), so
- * that the child never copies a half-updated cache. */
+static pthread_mutex_t free_pairs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* The fork handlers hold cache_lock and then free_pairs_lock across fork
+ * (after table_mutex), so that the child never copies a half-updated
+ * cache or free list, nor a lock that another thread held at the fork
+ * and that no thread of the child would ever release (its next
+ * usp_socketpair or last close hung: 2 forks in 918 while another thread
+ * made and closed pairs). */
 void usp__region_cache_atfork_prepare(void)
 {
 	usp__local_lock(&cache_lock);
+	usp__local_lock(&free_pairs_lock);
 }
 
 void usp__region_cache_atfork_parent(void)
 {
+	usp__local_unlock(&free_pairs_lock);
 	usp__local_unlock(&cache_lock);
 }
 
 void usp__region_cache_atfork_child(void)
 {
+	usp__local_reinit(&free_pairs_lock);
 	usp__local_reinit(&cache_lock);
 	cache_epoch++;
 }
@@ -166,7 +175,6 @@ int usp__region_cache_count(void)
  * with type-stable memory that touch is harmless, and its increment-if-
  * not-zero never revives a released pair.
  */
-static pthread_mutex_t free_pairs_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct usp_pair *free_pairs; /* linked through ->shm */
 
 static void pair_free(struct usp_pair *pair)

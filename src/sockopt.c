@@ -122,6 +122,13 @@ int usp_setsockopt(int fd, int level, int optname, const void *optval,
 		mirror_option(&s, optname);
 	if (sndbuf) {
 		int saved = errno;
+		/* A consume of the peer's that found the queue unwritable
+		 * under the old SO_SNDBUF wakes nobody and makes no fence
+		 * (io.c wake_room): passing through its recv_lock (the order
+		 * send_lock, then the peer's recv_lock) makes what it released
+		 * visible to the senders woken below. */
+		usp__lock(&s.peer->recv_lock);
+		usp__unlock(&s.peer->recv_lock);
 		usp__unlock(&s.self->send_lock);
 		errno = saved;
 	}

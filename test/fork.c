@@ -24,6 +24,7 @@
 #include "t_helpers.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -585,7 +586,7 @@ static void check_lookup_cache(int type)
 			if (g == 0)
 				_exit(cache_serves_after_traffic(sv));
 			int st;
-			r = waitpid(g, &st, 0) == g && WIFEXITED(st) ? WEXITSTATUS(st) + 10 : 20;
+			r = waitpid(g, &st, 0) == g && WIFEXITED(st) ? WEXITSTATUS(st) + 10 : 3;
 			if (r == 10)
 				r = 0;
 		}
@@ -596,6 +597,8 @@ static void check_lookup_cache(int type)
 		t_fail("lookup cache %s: the child did not exit", tn);
 	else if (WEXITSTATUS(status) == 2 || WEXITSTATUS(status) == 12)
 		t_fail("lookup cache %s: a child's traffic failed", tn);
+	else if (WEXITSTATUS(status) == 3)
+		t_fail("lookup cache %s: the grandchild did not exit", tn);
 	else if (WEXITSTATUS(status))
 		t_fail("lookup cache %s: not used in a fork %s", tn,
 		       WEXITSTATUS(status) >= 10 ? "grandchild" : "child");
@@ -603,6 +606,80 @@ static void check_lookup_cache(int type)
 		t_fail("lookup cache %s: not used in the parent after a fork", tn);
 	usp_close(sv[0]);
 	usp_close(sv[1]);
+}
+
+/* ---- fork while another thread makes and closes pairs ---- */
+
+static atomic_int churn_stop;
+
+static void *churn_pairs(void *arg)
+{
+	int type = *(const int *)arg;
+	while (!atomic_load(&churn_stop)) {
+		int sv[2];
+		if (usp_socketpair(AF_UNIX, type, 0, sv) == 0) {
+			usp_close(sv[0]);
+			usp_close(sv[1]);
+		}
+	}
+	return NULL;
+}
+
+/* The library's process-local locks (the descriptor table's, the region
+ * cache's, the free list of pair structures) must be held by the fork
+ * handlers, or a child forked while another thread holds one waits for
+ * it for good at its first usp_socketpair or last close.  Each child
+ * makes and closes pairs under alarm(); about one fork in 500 caught the
+ * free list's lock before it was held across fork. */
+static void check_fork_during_churn(int type)
+{
+	const char *tn = t_type_name(type);
+	pthread_t th[3];
+	atomic_store(&churn_stop, 0);
+	for (int i = 0; i < 3; i++)
+		t_thread_start(&th[i], churn_pairs, &type);
+	int hung = 0, failed = 0, code = 0;
+	for (int i = 0; i < 1000 && !hung && !failed; i++) {
+		pid_t child = fork();
+		if (child < 0) {
+			t_fail("fork during churn %s: fork: %s", tn, strerror(errno));
+			break;
+		}
+		if (child == 0) {
+			signal(SIGALRM, SIG_DFL); /* a hang ends by the signal */
+			alarm(3);
+			int bad = 0;
+			for (int k = 0; k < 3; k++) {
+				int sv[2];
+				if (usp_socketpair(AF_UNIX, type, 0, sv) < 0) {
+					bad = errno;
+					break;
+				}
+				if (self_traffic(sv, 1, 5) != 0)
+					bad = 255;
+				usp_close(sv[0]);
+				usp_close(sv[1]);
+			}
+			_exit(bad & 255);
+		}
+		int status;
+		if (waitpid(child, &status, 0) != child)
+			failed = 1;
+		else if (WIFSIGNALED(status))
+			hung = 1;
+		else if (!WIFEXITED(status) || WEXITSTATUS(status))
+			failed = 1, code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+	}
+	atomic_store(&churn_stop, 1);
+	for (int i = 0; i < 3; i++)
+		t_thread_join(th[i]);
+	if (hung)
+		t_fail("fork during churn %s: a child hung making pairs (killed by its alarm)", tn);
+	if (failed)
+		t_fail("fork during churn %s: a child's pair failed (%s)", tn,
+		       code == 255 ? "data lost or garbled"
+		       : code > 0  ? strerror(code)
+				   : "no exit status");
 }
 
 int main(void)
@@ -652,5 +729,6 @@ int main(void)
 	check_lookup_cache(SOCK_STREAM);
 	check_lookup_cache(SOCK_SEQPACKET);
 	check_lookup_cache(SOCK_DGRAM);
+	check_fork_during_churn(SOCK_SEQPACKET);
 	return t_finish();
 }
