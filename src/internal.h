@@ -326,7 +326,6 @@ struct usp_shared {
  * Process-local state.
  * --------------------------------------------------------------------- */
 
-/* One per pair mapped in this process. */
 struct usp_pair;
 
 /* What a looked-up descriptor refers to; holds one ref on pair. */
@@ -353,6 +352,7 @@ struct usp_sock {
 	bool cached;
 };
 
+/* One per pair mapped in this process. */
 struct usp_pair {
 	struct usp_shared *shm; /* the region, USP_REGION_BYTES long */
 	int type;		/* copied at creation: never read from shm */

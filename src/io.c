@@ -266,20 +266,8 @@ static inline __attribute__((always_inline)) uint64_t rx_tail(struct usp_sock *s
  * wake-up.  A sleeper's last check before its futex wait asks only for
  * room (send_ready), which writable implies, so no wake-up is lost; like
  * the kernel's writer, it then sleeps on while the reader keeps the
- * queue above a quarter.
- *
- * A consume that cannot have made the queue writable wakes nobody, so it
- * needs neither the W1 fence nor the sleeper counts.  It knows without
- * pulling the producer's line: `charged` only grows, and its value as
- * this process's readers last read it with the tail (rx_tail, under the
- * recv_lock, after C1, so it covers every record below that tail) is a
- * lower bound of the charge now; if even that bound minus what has been
- * released is above a quarter of SO_SNDBUF, the queue is not writable.
- * In a queue kept full by a faster sender that is most consumes (the
- * rest, and a queue drained to empty as in a ping-pong, take the fence).
- * A bound that went below `released` (readers of another process moved
- * past our tail) proves nothing, and the full check runs.  A larger
- * SO_SNDBUF wakes the senders itself (sockopt.c). */
+ * queue above a quarter.  (wake_room below first rules out consumes
+ * that cannot have made the queue writable.) */
 static void wake_room_fenced(struct usp_sock *s)
 {
 	struct usp_endpoint *sender = s->peer;
@@ -291,6 +279,23 @@ static void wake_room_fenced(struct usp_sock *s)
 		usp__wake(sender, s->fd, USP_WAKE_ROOM);
 }
 
+/*
+ * A consume that cannot have made the queue writable wakes nobody, so it
+ * needs neither the W1 fence nor the sleeper counts.  It knows without
+ * pulling the producer's line: `charged` only grows, and its value as
+ * this process's readers last read it with the tail (rx_tail, under the
+ * recv_lock, after C1, so it covers every record below that tail) is a
+ * lower bound of the charge now; if even that bound minus what has been
+ * released is above a quarter of SO_SNDBUF, the queue is not writable.
+ * In a queue kept full by a faster sender that is most consumes (the
+ * rest, and a queue drained to empty as in a ping-pong, take the fence).
+ * A bound of 0, or one that went below `released` (readers of another
+ * process moved past our tail: the difference wraps), proves nothing,
+ * and the full check runs (`low - 1 < USP_MAX_SNDBUF` is false for
+ * both).  A larger SO_SNDBUF wakes the senders itself, after passing
+ * through our recv_lock so that what a skipping consume released is
+ * visible to them (sockopt.c).  Caller holds our recv_lock.
+ */
 static inline __attribute__((always_inline)) void wake_room(struct usp_sock *s)
 {
 	uint64_t low = atomic_load_explicit(&s->pair->seen_charged[s->side], memory_order_relaxed) -
