@@ -631,6 +631,7 @@ static void *churn_pairs(void *arg)
  * it for good at its first usp_socketpair or last close.  Each child
  * makes and closes pairs under alarm(); about one fork in 500 caught the
  * free list's lock before it was held across fork. */
+static void check_fork_during_churn(int type) __attribute__((unused));
 static void check_fork_during_churn(int type)
 {
 	const char *tn = t_type_name(type);
@@ -729,6 +730,13 @@ int main(void)
 	check_lookup_cache(SOCK_STREAM);
 	check_lookup_cache(SOCK_SEQPACKET);
 	check_lookup_cache(SOCK_DGRAM);
+#ifdef T_SANITIZER_INTERCEPTS
+	/* the sanitizer runtimes' own locks (allocator, thread registry) are
+	 * not held across fork: a child forked while a churning thread holds
+	 * one hangs in the runtime, not in uspair */
+	t_note("fork during churn: not run under a sanitizer (its runtime is not fork-safe with threads running)");
+#else
 	check_fork_during_churn(SOCK_SEQPACKET);
+#endif
 	return t_finish();
 }
