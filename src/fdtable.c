@@ -338,6 +338,13 @@ static void cache_key_create(void)
 	pthread_key_create(&cache_key, cache_destroy);
 }
 
+/* Way w of c holds fd, filled under the table generation gen (G2):
+ * what makes a lookup a hit. */
+static inline bool cache_way_fresh(const struct lookup_cache *c, int w, int fd, uint64_t gen)
+{
+	return c->way[w].fd == fd && c->way[w].gen == gen;
+}
+
 /* A miss of the calling thread's cache (which is busy: c->busy set):
  * look fd up in the table and make it the entry of way w.  Out of line,
  * so that a hit saves no registers for it. */
@@ -383,7 +390,7 @@ bool usp__lookup_cached(int fd, struct usp_sock *s)
 	atomic_signal_fence(memory_order_seq_cst);
 	int w = fd & (LOOKUP_CACHE_WAYS - 1);
 	uint64_t gen = atomic_load_explicit(&table_gen, memory_order_acquire); /* G2 */
-	if (USP_UNLIKELY(c->way[w].fd != fd || c->way[w].gen != gen))
+	if (USP_UNLIKELY(!cache_way_fresh(c, w, fd, gen)))
 		return cache_fill(c, w, gen, fd, s);
 	usp__sock_init(s, c->way[w].pair, c->way[w].side, fd);
 	s->cached = true; /* busy until usp__put */
@@ -396,8 +403,8 @@ bool usp__lookup_cache_serves(int fd)
 {
 	const struct lookup_cache *c = &tl_cache;
 	int w = fd & (LOOKUP_CACHE_WAYS - 1);
-	return fd >= 0 && !c->busy && !usp__tl_local_locks && c->way[w].fd == fd &&
-	       c->way[w].gen == atomic_load_explicit(&table_gen, memory_order_acquire);
+	return fd >= 0 && !c->busy && !usp__tl_local_locks &&
+	       cache_way_fresh(c, w, fd, atomic_load_explicit(&table_gen, memory_order_acquire));
 }
 
 /* The calling thread's entries for pair go (one of its descriptors was
