@@ -160,6 +160,7 @@ static void atfork_prepare(void)
 	for_each_entry(count_fork_holder, NULL);
 	usp__region_cache_atfork_prepare();
 	usp__watch_atfork_prepare();
+	usp__lock_atfork_prepare();
 }
 
 static void atfork_parent(void)
@@ -185,6 +186,7 @@ static void caches_atfork_child(void)
 static void atfork_child(void)
 {
 	atomic_fetch_add(&usp__fork_gen, 1);
+	usp__lock_atfork_child();
 	caches_atfork_child();
 	usp__region_cache_atfork_child();
 	usp__local_unlock(&table_mutex);

@@ -207,6 +207,12 @@ struct usp_tipc_ep {
 	_Atomic uint32_t release_pending;
 };
 
+/* An endpoint lock (lock.c): owner ids and a waiters bit in one word;
+ * no pointers, so that nothing the peer writes here is ever followed. */
+struct usp_lock {
+	_Atomic uint64_t word;
+};
+
 /*
  * Socket state of one endpoint, shared by every holder (a kernel socket's
  * state lives in its struct sock, shared by every descriptor that refers to
@@ -301,9 +307,9 @@ struct usp_endpoint {
 	/* AF_TIPC pairs only (tipc.c); untrusted like the rest */
 	_Alignas(USP_CACHELINE) struct usp_tipc_ep tipc;
 	_Alignas(USP_CACHELINE) _Atomic int32_t holders; /* fds in all processes */
-	/* robust, process-shared; each on its own line */
-	_Alignas(USP_CACHELINE) pthread_mutex_t send_lock;
-	_Alignas(USP_CACHELINE) pthread_mutex_t recv_lock;
+	/* lock.c; each on its own line */
+	_Alignas(USP_CACHELINE) struct usp_lock send_lock;
+	_Alignas(USP_CACHELINE) struct usp_lock recv_lock;
 };
 
 struct usp_shared {
@@ -598,9 +604,57 @@ static inline void usp__local_reinit(pthread_mutex_t *m)
 	atomic_signal_fence(memory_order_seq_cst);
 	usp__tl_local_locks--;
 }
-USP_HIDDEN void usp__lock(pthread_mutex_t *m);
-USP_HIDDEN void usp__unlock(pthread_mutex_t *m);
-USP_HIDDEN void usp__lock_init(pthread_mutex_t *m);
+/* lock.c: the endpoint locks (see there for the word, the ordering and
+ * the wake protocol).  Locked: an acquiring CAS of the caller's id into a
+ * free word (L1); unlocked: a releasing exchange with 0 (U1), which wakes
+ * a sleeper when USP_LOCK_WAITERS was set. */
+#define USP_LOCK_TID_MASK 0x3fffffffu
+#define USP_LOCK_FOREIGN 0x3fffffffu /* not a thread id (those are < 2^22) */
+#define USP_LOCK_WAITERS 0x80000000u
+USP_HIDDEN extern USP_TLS uint64_t usp__tl_lock_id; /* 0 until first used */
+USP_HIDDEN uint64_t usp__lock_id_slow(void);
+USP_HIDDEN void usp__lock_slow(struct usp_lock *l, uint64_t self);
+USP_HIDDEN void usp__lock_wake(struct usp_lock *l);
+USP_HIDDEN void usp__lock_init(struct usp_lock *l);
+USP_HIDDEN bool usp__trylock(struct usp_lock *l);
+USP_HIDDEN void usp__lock_atfork_prepare(void);
+USP_HIDDEN void usp__lock_atfork_child(void);
+/* owners judged so far by this process's waiters (for tests) */
+USP_HIDDEN extern _Atomic unsigned long usp__lock_checks;
+
+/* a spinning wait's pause (wait.c, lock.c) */
+static inline void usp__cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#elif defined(__aarch64__)
+	__asm__ __volatile__("yield");
+#endif
+}
+
+static inline uint64_t usp__lock_id(void)
+{
+	uint64_t id = usp__tl_lock_id;
+	return USP_LIKELY(id) ? id : usp__lock_id_slow();
+}
+
+static inline void usp__lock(struct usp_lock *l)
+{
+	uint64_t self = usp__lock_id();
+	uint64_t expected = 0;
+	if (USP_UNLIKELY(!atomic_compare_exchange_strong_explicit(
+		    &l->word, &expected, self, memory_order_acquire, /* L1 */
+		    memory_order_relaxed)))
+		usp__lock_slow(l, self);
+}
+
+static inline void usp__unlock(struct usp_lock *l)
+{
+	/* U1: pairs with L1 of the next holder */
+	uint64_t old = atomic_exchange_explicit(&l->word, 0, memory_order_release);
+	if (USP_UNLIKELY(old & USP_LOCK_WAITERS))
+		usp__lock_wake(l);
+}
 
 /* truesize.c: the kernel's memory accounting for AF_UNIX skbs */
 USP_HIDDEN uint32_t usp__dgram_truesize(size_t len);
@@ -632,7 +686,7 @@ USP_HIDDEN int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 			      struct usp_rec *rec);
 USP_HIDDEN int usp__ring_reserve(struct usp_pair *pair, struct usp_ring *r,
 				 unsigned char *data, uint32_t len, uint32_t kind,
-				 uint64_t sndbuf, pthread_mutex_t *consumer_lock,
+				 uint64_t sndbuf, struct usp_lock *consumer_lock,
 				 uint64_t *tail, unsigned char **payload);
 USP_HIDDEN bool usp__ring_has_room(struct usp_pair *pair, struct usp_ring *r,
 				   uint64_t sndbuf);

@@ -320,7 +320,7 @@ static int64_t timeo_of(_Atomic int64_t *t)
 }
 
 /* Wait outside the lock; returns 0 to retry or an error to return. */
-static int wait_unlocked(struct usp_sock *s, pthread_mutex_t *lock,
+static int wait_unlocked(struct usp_sock *s, struct usp_lock *lock,
 			 struct usp_wait *w, usp_ready_fn ready, bool liveness)
 {
 	usp__unlock(lock);

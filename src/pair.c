@@ -1,6 +1,6 @@
 /*
- * Creation of a pair's shared region, the robust locks inside it, and
- * liveness: how an endpoint learns that every holder of its peer is gone.
+ * Creation of a pair's shared region, and liveness: how an endpoint
+ * learns that every holder of its peer is gone.
  *
  * Liveness has two sources (docs/DESIGN.md "Liveness"):
  *  1. Cooperative: usp_endpoint.holders counts the descriptors that refer
@@ -28,31 +28,6 @@
 #include "internal.h"
 
 #define USP_LIVENESS_NS (40 * 1000 * 1000LL)
-
-void usp__lock_init(pthread_mutex_t *m)
-{
-	pthread_mutexattr_t a;
-	pthread_mutexattr_init(&a);
-	pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-	pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-	pthread_mutex_init(m, &a);
-	pthread_mutexattr_destroy(&a);
-}
-
-/* A holder that died with the lock held never published what it was
- * writing (tail and head are stored last), so the protected state is
- * consistent and the lock can be taken over. */
-void usp__lock(pthread_mutex_t *m)
-{
-	int r = pthread_mutex_lock(m);
-	if (USP_UNLIKELY(r == EOWNERDEAD))
-		pthread_mutex_consistent(m);
-}
-
-void usp__unlock(pthread_mutex_t *m)
-{
-	pthread_mutex_unlock(m);
-}
 
 static void endpoint_init(struct usp_endpoint *ep)
 {

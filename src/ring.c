@@ -117,13 +117,10 @@ corrupt:
  * readers (poll, FIONREAD) treat tail - head <= 0 as empty, so no
  * intermediate state looks readable.
  */
-static void early_wrap(struct usp_ring *r, pthread_mutex_t *consumer_lock,
+static void early_wrap(struct usp_ring *r, struct usp_lock *consumer_lock,
 		       uint64_t t)
 {
-	int r_lock = pthread_mutex_trylock(consumer_lock);
-	if (r_lock == EOWNERDEAD)
-		pthread_mutex_consistent(consumer_lock);
-	else if (r_lock)
+	if (!usp__trylock(consumer_lock))
 		return; /* a consumer is busy: wrap another time */
 	uint64_t h = usp__ld_acq(&r->head);
 	if (h == t) {
@@ -132,12 +129,12 @@ static void early_wrap(struct usp_ring *r, pthread_mutex_t *consumer_lock,
 		atomic_store_explicit(&r->seen_head, lap, memory_order_relaxed);
 		atomic_store_explicit(&r->tail, lap, memory_order_release);
 	}
-	pthread_mutex_unlock(consumer_lock);
+	usp__unlock(consumer_lock);
 }
 
 int usp__ring_reserve(struct usp_pair *pair, struct usp_ring *r,
 		      unsigned char *data, uint32_t len, uint32_t kind,
-		      uint64_t sndbuf, pthread_mutex_t *consumer_lock,
+		      uint64_t sndbuf, struct usp_lock *consumer_lock,
 		      uint64_t *tail, unsigned char **payload)
 {
 	uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);

@@ -61,15 +61,6 @@ int64_t usp__coarse_now_ns(void)
 	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-static void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#elif defined(__aarch64__)
-	__asm__ __volatile__("yield");
-#endif
-}
-
 /* timeout_ns < 0: no timeout. */
 static long futex_wait(_Atomic uint32_t *word, uint32_t val, int64_t timeout_ns)
 {
@@ -192,7 +183,7 @@ bool usp__spin(struct usp_sock *s, usp_ready_fn ready)
 				atomic_store_explicit(budget, limit * 2, memory_order_relaxed);
 			return true;
 		}
-		cpu_relax();
+		usp__cpu_relax();
 		if ((i & 31) == 0 && usp__now_ns() - start > limit)
 			break;
 	}

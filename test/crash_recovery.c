@@ -2,7 +2,7 @@
  * A holder killed in the middle of an operation: SIGKILL a child that is
  * sending on an endpoint this process also sends on, at random moments,
  * many times.  Afterwards the survivor must (1) still be able to send on
- * that endpoint (the robust send lock was recovered, no hang), and (2) the
+ * that endpoint (the send lock was recovered, no hang), and (2) the
  * reader must only ever see whole records, each intact, never a partial
  * one.  Also: once every holder has closed a pair, its shared memory is
  * unmapped (no region is left in /proc/self/maps).

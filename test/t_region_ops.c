@@ -47,11 +47,12 @@
  * USP_REC_TIPC_* and USP_REC_PEEKED flag bits), and the {err, port} head
  * of a rejection's payload.
  *
- * Not written: the two robust mutexes of each endpoint.  A peer that
- * scribbles over a lock word can make the other end wait for the lock
- * forever, which is known difference 10 in docs/DESIGN.md ("lock words in
- * shared memory are unprotected"); a fuzzer that wrote them would find
- * only that hang.
+ * Not written: the two lock words of each endpoint (the rest of their
+ * lines is).  A peer that scribbles over a lock word can make the other
+ * end wait for the lock, for good if the word names a live process, which
+ * is known difference 10 in docs/DESIGN.md; a fuzzer that wrote them
+ * would find only that hang (test/lock "lock lines" writes the rest of
+ * the lines while the locks are in use).
  *
  * The rules, checked after every call.  "Corrupted" means this input has
  * written into the region (the library may not have noticed); "dead"
@@ -746,8 +747,8 @@ static bool in_lock(size_t off)
 	for (int i = 0; i < 2; i++) {
 		size_t s = offsetof(struct usp_shared, ep[i].send_lock);
 		size_t r = offsetof(struct usp_shared, ep[i].recv_lock);
-		if ((off >= s && off < s + sizeof(pthread_mutex_t)) ||
-		    (off >= r && off < r + sizeof(pthread_mutex_t)))
+		if ((off >= s && off < s + sizeof(struct usp_lock)) ||
+		    (off >= r && off < r + sizeof(struct usp_lock)))
 			return true;
 	}
 	return false;
