@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "t_helpers.h"
 
 static int failures;
 
@@ -34,16 +35,6 @@ static int failures;
 static const char *type_name(int type)
 {
 	return type == SOCK_STREAM ? "STREAM" : type == SOCK_DGRAM ? "DGRAM" : "SEQPACKET";
-}
-
-static struct usp_shared *region_of(int fd)
-{
-	struct usp_sock s;
-	if (!usp__lookup(fd, &s))
-		return NULL;
-	struct usp_shared *shm = s.shm;
-	usp__put(&s);
-	return shm;
 }
 
 enum corruption {
@@ -71,7 +62,7 @@ static void corrupt_once(int type, enum corruption c)
 		return;
 	}
 	CHECK(usp_send(sv[0], "hello", 5, 0) == 5, "send");
-	struct usp_shared *shm = region_of(sv[1]);
+	struct usp_shared *shm = t_usp_region(sv[1], NULL);
 	struct usp_ring *q = &shm->ring[1];
 	unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET + USP_RING_BYTES;
 	uint64_t head = atomic_load(&q->head);
@@ -144,7 +135,7 @@ static void bad_sk_err(int type, int value)
 		CHECK(0, "usp_socketpair: %s", strerror(errno));
 		return;
 	}
-	struct usp_shared *shm = region_of(sv[1]);
+	struct usp_shared *shm = t_usp_region(sv[1], NULL);
 	atomic_store(&shm->ep[1].sk_err, value);
 	ssize_t r = usp_recv(sv[1], buf, sizeof(buf), 0);
 	CHECK(r < 0 && errno == EIO, "%s sk_err %d: recv gave %zd (%s), want EIO", type_name(type),
@@ -169,7 +160,7 @@ static void eio_before_state_errors(int type)
 		return;
 	}
 	CHECK(usp_send(sv[0], "hello", 5, 0) == 5, "send");
-	struct usp_shared *shm = region_of(sv[1]);
+	struct usp_shared *shm = t_usp_region(sv[1], NULL);
 	struct usp_ring *q = &shm->ring[1];
 	unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET + USP_RING_BYTES;
 	struct usp_rec_hdr *hdr =
@@ -202,7 +193,7 @@ static void seqpacket_peer_gone_unshut(void)
 		CHECK(0, "usp_socketpair: %s", strerror(errno));
 		return;
 	}
-	struct usp_shared *shm = region_of(sv[1]);
+	struct usp_shared *shm = t_usp_region(sv[1], NULL);
 	atomic_store(&shm->ep[0].state, USP_EP_GONE);
 	for (int i = 0; i < 2; i++) {
 		ssize_t r = usp_send(sv[1], "x", 1, MSG_NOSIGNAL);
@@ -225,7 +216,7 @@ static void corrupt_flag_cleared(int type)
 		return;
 	}
 	CHECK(usp_send(sv[0], "hello", 5, 0) == 5, "send");
-	struct usp_shared *shm = region_of(sv[1]);
+	struct usp_shared *shm = t_usp_region(sv[1], NULL);
 	struct usp_ring *q = &shm->ring[1];
 	unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET + USP_RING_BYTES;
 	struct usp_rec_hdr *hdr =
@@ -267,7 +258,7 @@ static void huge_timeouts(int type)
 	ssize_t r = usp_recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT);
 	CHECK(r < 0 && errno == EAGAIN, "%s: recv gave %zd", type_name(type), r);
 	CHECK(usp_send(sv[0], "x", 1, MSG_DONTWAIT) == 1, "%s: send", type_name(type));
-	struct usp_shared *shm = region_of(sv[1]);
+	struct usp_shared *shm = t_usp_region(sv[1], NULL);
 	atomic_store(&shm->ep[1].rcvtimeo_us, INT64_MAX);
 	atomic_store(&shm->ep[1].sndtimeo_us, INT64_MAX);
 	CHECK(usp_recv(sv[1], buf, sizeof(buf), MSG_DONTWAIT) == 1, "%s: recv", type_name(type));
@@ -287,7 +278,7 @@ static void random_scribbler(int type, unsigned seed)
 		CHECK(0, "usp_socketpair: %s", strerror(errno));
 		return;
 	}
-	struct usp_shared *shm = region_of(sv[0]);
+	struct usp_shared *shm = t_usp_region(sv[0], NULL);
 	fflush(stdout);
 	pid_t child = fork();
 	if (child == 0) {

@@ -44,26 +44,6 @@
 
 #include "internal.h"
 
-static struct usp_shared *region_of(int fd)
-{
-	struct usp_sock s;
-	if (!usp__lookup(fd, &s))
-		return NULL;
-	struct usp_shared *shm = s.shm;
-	usp__put(&s);
-	return shm;
-}
-
-static int side_of(int fd)
-{
-	struct usp_sock s;
-	if (!usp__lookup(fd, &s))
-		return -1;
-	int side = s.side;
-	usp__put(&s);
-	return side;
-}
-
 /* ---- 1. holder died ---- */
 
 enum death { BY_THREAD_EXIT, BY_EXIT_UNREAPED, BY_SIGKILL, BY_EXIT_REAPED };
@@ -82,9 +62,9 @@ static void take_locks(struct t_ctx *c)
 {
 	if (c->kind != T_USPAIR)
 		return;
-	struct usp_shared *shm = region_of(c->a);
-	int a = side_of(c->a), b = side_of(c->b);
-	if (!shm || a < 0 || b < 0)
+	int a, b;
+	struct usp_shared *shm = t_usp_region(c->a, &a);
+	if (!shm || !t_usp_region(c->b, &b))
 		t_die("no region behind a uspair descriptor");
 	usp__lock(&shm->ep[a].send_lock);
 	usp__lock(&shm->ep[b].recv_lock);
@@ -176,7 +156,7 @@ static void check_lock_lines(int type)
 	}
 	atomic_store(&scribbling, true);
 	pthread_t t;
-	t_thread_start(&t, scribbler, region_of(sv[0]));
+	t_thread_start(&t, scribbler, t_usp_region(sv[0], NULL));
 	char out[100], in[128];
 	int bad = 0;
 	for (int i = 0; i < 20000 && !bad; i++) {

@@ -1,5 +1,6 @@
 /* Shared helpers for the uspair differential tests; see t_helpers.h. */
 #include "t_helpers.h"
+#include "internal.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -1480,4 +1481,16 @@ int t_run_in_child(int (*fn)(void *), void *arg)
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
 	return 128 + WTERMSIG(status);
+}
+
+struct usp_shared *t_usp_region(int fd, int *side)
+{
+	struct usp_sock s;
+	if (!usp__lookup(fd, &s))
+		return NULL;
+	struct usp_shared *shm = s.shm;
+	if (side)
+		*side = s.side;
+	usp__put(&s);
+	return shm;
 }

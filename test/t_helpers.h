@@ -256,6 +256,10 @@ struct t_blocked_recv {
 };
 void *t_blocked_recv_thread(void *arg);
 void t_thread_join(pthread_t thread);
+/* uspair only: the shared region behind a uspair descriptor and the side
+ * of the pair it is (when side is not NULL); NULL for any other fd. */
+struct usp_shared;
+struct usp_shared *t_usp_region(int fd, int *side);
 /* Runs fn in a forked child, returns its exit status (or 128+signal). */
 int t_run_in_child(int (*fn)(void *), void *arg);
 
