@@ -11,6 +11,7 @@
  * library's table lock there).
  */
 #include "t_helpers.h"
+#include "internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -40,14 +41,30 @@ const char *__tsan_default_options(void)
 
 static bool use_kernel;
 static int wake_fd = -1;
+/* for the monitor: the run in progress, its pairs and its progress */
+static const char *run_kind = "none";
+static int run_type, run_a[2] = {-1, -1}, run_w[2] = {-1, -1};
+static _Atomic long run_rounds;
+static _Atomic double run_deadline; /* 0: no run in its timed loop */
 /* atomics: handlers run on the main thread and on the churn thread */
 static atomic_int handler_writes, handler_errors;
+static atomic_int main_tid, churn_tid;
 static atomic_bool churn_stop;
+
+static double now_s(void);
 
 static void on_alarm(int sig)
 {
 	(void)sig;
 	int saved = errno;
+	/* A handler that takes longer than the timer's period would run
+	 * again at once on its return, and the loop below would never see
+	 * its deadline: past it, the handler stops the timer itself. */
+	double deadline = atomic_load(&run_deadline);
+	if (deadline && now_s() > deadline + 2) {
+		struct itimerval off = {{0, 0}, {0, 0}};
+		setitimer(ITIMER_REAL, &off, NULL);
+	}
 	ssize_t r = use_kernel ? write(wake_fd, "s", 1) : usp_write(wake_fd, "s", 1);
 	if (r == 1)
 		atomic_fetch_add(&handler_writes, 1);
@@ -69,12 +86,59 @@ static void *churn(void *arg)
 	sigemptyset(&alrm);
 	sigaddset(&alrm, SIGALRM);
 	pthread_sigmask(SIG_BLOCK, &alrm, NULL);
+	atomic_store(&churn_tid, (int)gettid());
 	while (!atomic_load(&churn_stop)) {
 		int sv[2];
 		if ((use_kernel ? socketpair : usp_socketpair)(AF_UNIX, SOCK_STREAM, 0, sv) == 0) {
 			(use_kernel ? close : usp_close)(sv[0]);
 			(use_kernel ? close : usp_close)(sv[1]);
 		}
+	}
+	return NULL;
+}
+
+static void print_lock_word(const char *name, int fd, bool send)
+{
+	int side;
+	struct usp_shared *shm = t_usp_region(fd, &side);
+	if (!shm)
+		return;
+	struct usp_lock *l = send ? &shm->ep[side].send_lock : &shm->ep[side].recv_lock;
+	fprintf(stderr, "  %s %s_lock word %#llx\n", name, send ? "send" : "recv",
+		(unsigned long long)atomic_load(&l->word));
+}
+
+/* A run that takes 60 s is stuck: say where, with the lock words of its
+ * pairs (owner pid << 32 | tid, 0x80000000 = waiters), then fail. */
+static void *monitor(void *arg)
+{
+	(void)arg;
+	sigset_t all;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	const char *kind = NULL;
+	int type = -1, stuck_s = 0;
+	for (;;) {
+		t_sleep_ms(1000);
+		if (kind != run_kind || type != run_type) {
+			kind = run_kind;
+			type = run_type;
+			stuck_s = 0;
+			continue;
+		}
+		if (++stuck_s < 60)
+			continue;
+		fprintf(stderr, "FAIL: stuck for 60 s in the %s run of type %d after %ld rounds, "
+			"%d handler writes (main %d, churn %d; pid %d)\n", kind, type,
+			atomic_load(&run_rounds), atomic_load(&handler_writes),
+			atomic_load(&main_tid), atomic_load(&churn_tid), (int)getpid());
+		if (strcmp(kind, "uspair") == 0) {
+			print_lock_word("a[0]", run_a[0], true);
+			print_lock_word("a[1]", run_a[1], false);
+			print_lock_word("w[0]", run_w[0], true);
+			print_lock_word("w[1]", run_w[1], false);
+		}
+		_exit(1);
 	}
 	return NULL;
 }
@@ -104,6 +168,13 @@ static void run(bool kernel, int type)
 		spare[nspare++] = w[1];
 	}
 	wake_fd = w[0];
+	run_a[0] = a[0];
+	run_a[1] = a[1];
+	run_w[0] = w[0];
+	run_w[1] = w[1];
+	atomic_store(&run_rounds, 0);
+	run_type = type;
+	run_kind = kind;
 	atomic_store(&handler_writes, 0);
 	atomic_store(&handler_errors, 0);
 	atomic_store(&churn_stop, false);
@@ -118,6 +189,7 @@ static void run(bool kernel, int type)
 	long received = 0, rounds = 0;
 	bool intact = true;
 	double end = now_s() + 0.5;
+	atomic_store(&run_deadline, end);
 	char out[64], in[64], sink[256];
 	while (now_s() < end && intact) {
 		memset(out, (int)(rounds & 0x7f), sizeof(out));
@@ -138,7 +210,9 @@ static void run(bool kernel, int type)
 		if (rounds % 16 == 0)
 			pthread_kill(t, SIGUSR1);
 		rounds++;
+		atomic_store_explicit(&run_rounds, rounds, memory_order_relaxed);
 	}
+	atomic_store(&run_deadline, 0);
 	struct itimerval off = {{0, 0}, {0, 0}};
 	setitimer(ITIMER_REAL, &off, NULL);
 	atomic_store(&churn_stop, true);
@@ -166,6 +240,10 @@ static void run(bool kernel, int type)
 int main(void)
 {
 	t_init("handler_io"); /* its SIGALRM watchdog is replaced by run()'s handler */
+	atomic_store(&main_tid, (int)gettid());
+	pthread_t mon;
+	if (pthread_create(&mon, NULL, monitor, NULL) != 0)
+		t_die("pthread_create");
 	for (int k = 0; k < 2; k++) {
 		run(k == 0, SOCK_STREAM);
 		run(k == 0, SOCK_SEQPACKET);
