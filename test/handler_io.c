@@ -42,8 +42,8 @@ const char *__tsan_default_options(void)
 static bool use_kernel;
 static int wake_fd = -1;
 /* for the monitor: the run in progress, its pairs and its progress */
-static const char *run_kind = "none";
-static int run_type, run_a[2] = {-1, -1}, run_w[2] = {-1, -1};
+static const char *_Atomic run_kind = "none";
+static atomic_int run_type, run_a[2] = {-1, -1}, run_w[2] = {-1, -1};
 static _Atomic long run_rounds;
 static _Atomic double run_deadline; /* 0: no run in its timed loop */
 /* atomics: handlers run on the main thread and on the churn thread */
