@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,10 +226,25 @@ static void scenario_send_woken_by_reader(struct t_ctx *c)
  * its SO_SNDTIMEO of 4 s, then finds the room and sends (as Linux's
  * would): the log says whether it was woken well before that.  (A poll
  * re-checks by itself every 40 ms, docs/DESIGN.md; its answer is
- * compared.)
+ * compared.)  With a non-NULL c->user the reader is another process
+ * (forked before the sleeper starts), whose view of the queue, and so its
+ * decision whether its receive may wake anyone (io.c wake_room), is its
+ * own.
  */
+static void drain_to_writable(struct t_ctx *c, int sndbuf)
+{
+	char buf[1000];
+	for (;;) {
+		int outq = 0;
+		if (usp_ioctl(c->a, SIOCOUTQ, &outq) < 0 || (outq + 1L) * 4 <= sndbuf ||
+		    usp_recv(c->b, buf, sizeof(buf), MSG_DONTWAIT) != (ssize_t)sizeof(buf))
+			break;
+	}
+}
+
 static void scenario_woken_at_a_quarter(struct t_ctx *c)
 {
+	bool reader_process = c->user != NULL;
 	char buf[1000];
 	int sndbuf = 0;
 	socklen_t sl = sizeof(sndbuf);
@@ -237,15 +253,38 @@ static void scenario_woken_at_a_quarter(struct t_ctx *c)
 	set_timeout(c->a, SO_SNDTIMEO, 4000000);
 	for (int phase = 0; phase < 2; phase++) {
 		long filled = fill(c->a);
+		int go[2] = {-1, -1};
+		pid_t reader = -1;
+		if (reader_process) {
+			if (pipe(go) != 0)
+				t_die("pipe: %s", strerror(errno));
+			reader = fork();
+			if (reader < 0)
+				t_die("fork: %s", strerror(errno));
+			if (reader == 0) {
+				char x;
+				alarm(20);
+				if (read(go[0], &x, 1) == 1)
+					drain_to_writable(c, sndbuf);
+				usp_close(c->a); /* its holds on the pair, before _exit */
+				usp_close(c->b);
+				_exit(0);
+			}
+		}
 		pthread_t th;
 		struct helper h = { phase ? ACT_POLLOUT : ACT_SEND_1000, c->a, 0, 0, 0, 0 };
 		t_thread_start(&th, helper_thread, &h);
 		t_sleep_ms(DELAY_MS + 130); /* the helper is asleep by now */
-		for (;;) {
-			int outq = 0;
-			if (usp_ioctl(c->a, SIOCOUTQ, &outq) < 0 || (outq + 1L) * 4 <= sndbuf ||
-			    usp_recv(c->b, buf, sizeof(buf), MSG_DONTWAIT) != (ssize_t)sizeof(buf))
-				break;
+		if (reader_process) {
+			if (write(go[1], "g", 1) != 1)
+				t_die("write: %s", strerror(errno));
+			int st;
+			if (waitpid(reader, &st, 0) != reader || !WIFEXITED(st) || WEXITSTATUS(st))
+				t_fail("%s: the reader process failed (%#x)", c->scenario, st);
+			close(go[0]);
+			close(go[1]);
+		} else {
+			drain_to_writable(c, sndbuf);
 		}
 		t_thread_join(th);
 		t_log(c, "%s: filled %ld bytes, helper got %ld%s",
@@ -490,12 +529,15 @@ static void scenario_eintr_with_restart(struct t_ctx *c)
 
 int main(void)
 {
+	static int yes = 1;
 	t_init("blocking");
 	t_compare_matrix("recv_woken_by_thread", scenario_recv_woken_by_thread, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("recv_woken_by_process", scenario_recv_woken_by_process, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("peek_past_queue", scenario_peek_past_queue, T_ALL_TYPES, T_BLOCKING, T_DIR_0_TO_1, NULL);
 	t_compare_matrix("send_woken_by_reader", scenario_send_woken_by_reader, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("woken_at_a_quarter", scenario_woken_at_a_quarter, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
+	t_compare_matrix("woken_at_a_quarter by a reader process", scenario_woken_at_a_quarter,
+			 T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, &yes);
 	t_compare_matrix("waitall_across_sends", scenario_waitall_across_sends, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("woken_by_peer_close", scenario_woken_by_peer_close, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
 	t_compare_matrix("send_woken_by_peer_close", scenario_send_woken_by_peer_close, T_ALL_TYPES, T_BLOCKING, T_ALL_DIRS, NULL);
