@@ -358,9 +358,13 @@ void usp__endpoint_released(struct usp_shared *shm, int side)
 		 * meta block). */
 		unsigned char *data = (unsigned char *)shm + USP_DATA_OFFSET +
 				      (size_t)side * USP_RING_BYTES;
-		/* read only: the header is copied out of its bounded slot */
+		/* read only: the header is copied out of its bounded slot,
+		 * and the whole span, head and tail being the peer's to
+		 * write, must lie inside this ring (an OOB record's byte at
+		 * the ring's last header slot would be past the region) */
 		uint64_t span = tail - head;
-		if ((span == USP_REC_HDR || span == USP_REC_HDR + 8) && !(head & 7)) {
+		if ((span == USP_REC_HDR || span == USP_REC_HDR + 8) && !(head & 7) &&
+		    (head & USP_RING_MASK) + span <= USP_RING_BYTES) {
 			const unsigned char *p = data + (head & USP_RING_MASK);
 			struct usp_rec_hdr h;
 			memcpy(&h, p, sizeof(h));
