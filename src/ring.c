@@ -141,6 +141,13 @@ int usp__ring_reserve(struct usp_pair *pair, struct usp_ring *r,
 	uint64_t h = atomic_load_explicit(&r->seen_head, memory_order_relaxed);
 	uint32_t span = rec_span(len, kind);
 	uint64_t off = t & USP_RING_MASK;
+	/* tail is the peer's to write too: an unaligned one would put the
+	 * WRAP header below up to 7 bytes past the ring (past the region for
+	 * the second ring) */
+	if (USP_UNLIKELY(t & 7)) {
+		usp__pair_corrupt(pair);
+		return -EIO;
+	}
 	/* Each time the write offset crosses a USP_RING_HOT_BYTES boundary past
 	 * the first, see whether the lap can start again at offset 0, so that
 	 * the pages in use stay few (a cache line of the consumer's is read
@@ -168,6 +175,7 @@ int usp__ring_reserve(struct usp_pair *pair, struct usp_ring *r,
 		off = t & USP_RING_MASK;
 	}
 	for (bool fresh = false;; fresh = true) {
+		/* t is read again after an early wrap */
 		if (t - h > USP_RING_BYTES || (t & 7)) {
 			usp__pair_corrupt(pair);
 			return -EIO;

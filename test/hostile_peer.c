@@ -320,17 +320,27 @@ static void random_scribbler(int type, unsigned seed)
 	usp_close(sv[1]);
 }
 
-/* The release of an endpoint looks at a lone record left at the head of
- * its queue (pair.c usp__endpoint_released).  A peer that puts an
- * out-of-band record's header in the ring's last 8 bytes, with head and
- * tail around it, must not make that look read past the ring: for the
- * second ring, past the region.  In a child (whose region cache starts
- * empty once a first pair has been made), a guard page is left where
- * the region will end: mmap places
- * the region at the top of the highest gap that fits, and the test makes
- * that gap end at the guard.  Without the check the close died of
- * SIGSEGV.  Exit 0: no read past; 77: the region landed elsewhere. */
-static int release_reads_inside_child(int type)
+/*
+ * Two places that wrote or read at an offset the peer chose, next to the
+ * end of the region: each runs in a child (whose region cache starts
+ * empty once a first pair has been made), which leaves a guard page where
+ * the region will end: mmap places the region at the top of the highest
+ * gap that fits, and the child makes that gap end at the guard.  A read
+ * or write past the region is then SIGSEGV.  The child exits 0 when all
+ * went well, 77 when the region landed elsewhere.
+ *  - "release": the release of an endpoint looks at a lone record at the
+ *    head of its queue (pair.c usp__endpoint_released); the peer put an
+ *    out-of-band header in the ring's last 8 bytes, head and tail around
+ *    it.  Without the check the close read one byte past the region.
+ *  - "unaligned tail": a send crossing a 64 KiB boundary may write a WRAP
+ *    header at the tail (ring.c usp__ring_reserve); the peer set the tail
+ *    3 bytes short of the ring's end.  Without the check that write went
+ *    5 bytes past the region; the send must say EIO.
+ */
+enum guarded { GUARD_RELEASE, GUARD_UNALIGNED_TAIL };
+static const char *guarded_name[] = {"release", "unaligned tail"};
+
+static int guarded_child(int type, enum guarded what)
 {
 	size_t page = 4096;
 	/* first a pair that stays open: its creation unmaps the regions the
@@ -354,24 +364,33 @@ static int release_reads_inside_child(int type)
 	unsigned char *end = (unsigned char *)shm + USP_REGION_BYTES;
 	if (end != guard)
 		return 77;
-	struct usp_ring *q = &shm->ring[1];
-	uint64_t head = USP_RING_BYTES - USP_REC_HDR;
-	struct usp_rec_hdr *hdr = (struct usp_rec_hdr *)(end - USP_REC_HDR);
-	hdr->len = 1;
-	hdr->kind = USP_REC_OOB;
-	atomic_store(&q->head, head);
-	atomic_store(&q->tail, head + USP_REC_HDR + USP_OOB_SPAN);
-	usp_close(sv[1]); /* the release of end 1 runs here */
-	usp_close(sv[0]);
+	struct usp_ring *q = &shm->ring[1]; /* the queue into sv[1] */
+	if (what == GUARD_RELEASE) {
+		uint64_t head = USP_RING_BYTES - USP_REC_HDR;
+		struct usp_rec_hdr *hdr = (struct usp_rec_hdr *)(end - USP_REC_HDR);
+		hdr->len = 1;
+		hdr->kind = USP_REC_OOB;
+		atomic_store(&q->head, head);
+		atomic_store(&q->tail, head + USP_REC_HDR + USP_OOB_SPAN);
+		usp_close(sv[1]); /* the release of end 1 runs here */
+	} else {
+		uint64_t tail = USP_RING_BYTES - 3;
+		atomic_store(&q->tail, tail);
+		atomic_store(&q->head, tail - 8);
+		atomic_store(&q->seen_head, tail - 8);
+		char buf[100] = {0};
+		if (usp_send(sv[0], buf, sizeof(buf), MSG_DONTWAIT) != -1 || errno != EIO)
+			return 4;
+	}
 	return 0;
 }
 
-static void release_reads_inside(int type)
+static void guarded(int type, enum guarded what)
 {
 	pid_t child = fork();
 	if (child == 0) {
 		alarm(20);
-		_exit(release_reads_inside_child(type));
+		_exit(guarded_child(type, what));
 	}
 	int st;
 	if (waitpid(child, &st, 0) != child) {
@@ -379,12 +398,11 @@ static void release_reads_inside(int type)
 		return;
 	}
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
-		fprintf(stderr, "note: %s: the region did not land below the guard page, "
-			"release past the ring not checked\n", type_name(type));
+		fprintf(stderr, "note: %s %s: the region did not land below the guard page, "
+			"not checked\n", type_name(type), guarded_name[what]);
 	else
-		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-		      "%s: a release with a lone OOB header in the ring's last 8 bytes: %s %d",
-		      type_name(type), WIFSIGNALED(st) ? "killed by signal" : "exit",
+		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s %s: %s %d", type_name(type),
+		      guarded_name[what], WIFSIGNALED(st) ? "killed by signal" : "exit",
 		      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 }
 
@@ -406,8 +424,10 @@ int main(void)
 		huge_timeouts(types[t]);
 	}
 	seqpacket_peer_gone_unshut();
-	for (int t = 0; t < 3; t++)
-		release_reads_inside(types[t]);
+	for (int t = 0; t < 3; t++) {
+		guarded(types[t], GUARD_RELEASE);
+		guarded(types[t], GUARD_UNALIGNED_TAIL);
+	}
 	for (int t = 0; t < 3; t++)
 		random_scribbler(types[t], 1234u + (unsigned)t);
 	if (failures) {
