@@ -90,6 +90,17 @@ void usp__region_cache_atfork_child(void)
 	cache_epoch++;
 }
 
+/* Tests and fuzzers (test/t_region_ops.c) set this before their first
+ * pair, and never clear it: each region is then followed by a PROT_NONE
+ * page, so that an access past its end faults instead of landing in the
+ * next mapping unseen (the sanitizers do not track mmap'd memory). */
+bool usp__region_guard;
+
+static size_t region_span(void)
+{
+	return USP_REGION_BYTES + (usp__region_guard ? USP_REGION_GUARD : 0);
+}
+
 static void *region_take(void)
 {
 	void *stale[USP_REGION_CACHE];
@@ -106,7 +117,7 @@ static void *region_take(void)
 	}
 	usp__local_unlock(&cache_lock);
 	for (int i = 0; i < n_stale; i++)
-		munmap(stale[i], USP_REGION_BYTES);
+		munmap(stale[i], region_span());
 	if (mem) {
 		/* the socket state starts from zero as in a fresh mapping; ring
 		 * bytes are always written before they are read */
@@ -118,9 +129,13 @@ static void *region_take(void)
 	 * kernel's socketpair would), leaves no file behind, and is freed by
 	 * the kernel when the last process unmaps it or exits.  Pages are
 	 * allocated only when touched. */
-	mem = mmap(NULL, USP_REGION_BYTES, PROT_READ | PROT_WRITE,
+	mem = mmap(NULL, region_span(), PROT_READ | PROT_WRITE,
 		   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	return mem == MAP_FAILED ? NULL : mem;
+	if (mem == MAP_FAILED)
+		return NULL;
+	if (usp__region_guard)
+		mprotect((unsigned char *)mem + USP_REGION_BYTES, USP_REGION_GUARD, PROT_NONE);
+	return mem;
 }
 
 /* For the tests' leak checks: is this region idle in the cache, and how
@@ -207,7 +222,7 @@ void usp__region_release(struct usp_pair *pair)
 		usp__local_unlock(&cache_lock);
 	}
 	if (!keep && !twice)
-		munmap(shm, USP_REGION_BYTES);
+		munmap(shm, region_span());
 	pair_free(pair);
 }
 

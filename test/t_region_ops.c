@@ -958,6 +958,12 @@ int tro_run(const uint8_t *data, size_t size, struct tro_stats *stats)
 	st.peek_off_on[0] = st.peek_off_on[1] = 0;
 	stats->inputs++;
 	unsigned long pipes_before = atomic_load(&tro_sigpipes);
+	/* A read or write past the end of the region would land in whatever
+	 * mapping follows, unseen by the sanitizers: with a PROT_NONE page
+	 * after each region it is SIGSEGV, a finding.  Set before the first
+	 * pair of the process (region_random and region_fuzz make none
+	 * before), as pair.c requires. */
+	usp__region_guard = true;
 	if (usp_socketpair(tipc ? AF_TIPC : AF_UNIX, st.type | ((b0 & 4) ? SOCK_NONBLOCK : 0), 0,
 			   st.sv) != 0) {
 		/* descriptors or memory ran out: not an answer to judge */
