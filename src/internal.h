@@ -327,7 +327,7 @@ struct usp_shared {
 #define USP_DATA_OFFSET                                                        \
 	((sizeof(struct usp_shared) + 4095) & ~(size_t)4095)
 #define USP_REGION_BYTES (USP_DATA_OFFSET + 2 * (size_t)USP_RING_BYTES)
-#define USP_REGION_GUARD 4096u /* pair.c usp__region_guard, for tests */
+#define USP_REGION_GUARD 4096u /* pair.c usp__region_guard_enable, for tests */
 
 /* ------------------------------------------------------------------------
  * Process-local state.
@@ -540,7 +540,9 @@ USP_HIDDEN void usp__region_cache_atfork_child(void);
 USP_HIDDEN bool usp__region_cached(const void *mem);
 USP_HIDDEN int usp__region_cache_count(void);
 USP_HIDDEN bool usp__lookup_cache_serves(int fd); /* fdtable.c, for tests */
-USP_HIDDEN extern bool usp__region_guard; /* pair.c, for tests */
+/* pair.c, for tests: a PROT_NONE page after every region; false once a
+ * region has been mapped */
+USP_HIDDEN bool usp__region_guard_enable(void);
 USP_HIDDEN extern _Atomic uint64_t usp__fork_gen; /* forks seen, parent or child */
 USP_HIDDEN void usp__backing_sndbuf(int kfd, struct usp_endpoint *ep);
 USP_HIDDEN void usp__backing_ready(struct usp_sock *s);

@@ -1186,12 +1186,17 @@ again:
 		uint64_t tail = (flags & MSG_PEEK) ? usp__ld_acq(&s->rxq->tail) /* C1 */
 						   : rx_tail(s, pos);
 		/* __skb_try_recv_from_queue(): a peek offset skips whole
-		 * messages, then starts inside the one it lands in */
-		skip = peek_skip(s, flags);
+		 * messages, then starts inside the one it lands in.  One
+		 * load: the field is the peer's to write too, and a skip and
+		 * a peek_at_off from two different values would leave skip
+		 * past the message (a copy from beyond it). */
+		int32_t off = (flags & MSG_PEEK) ? atomic_load_explicit(&s->self->peek_off,
+									memory_order_relaxed)
+						 : -1;
+		skip = off > 0 ? (size_t)off : 0;
 		/* a peek at an offset (SO_PEEK_OFF set, even to 0) also skips
 		 * an empty message an earlier peek returned (skb->peeked) */
-		bool peek_at_off = (flags & MSG_PEEK) &&
-				   atomic_load_explicit(&s->self->peek_off, memory_order_relaxed) >= 0;
+		bool peek_at_off = off >= 0;
 		kernel_skipped = false;
 		int r;
 		while ((r = usp__ring_peek(s->pair, s->rxq, s->rxdata, pos, tail, &rec)) == 0 &&
@@ -1242,6 +1247,11 @@ again:
 			err = r;
 			goto out;
 		}
+	}
+	if (USP_UNLIKELY(skip > rec.len)) { /* not after the walk above */
+		usp__pair_corrupt(s->pair);
+		err = -EIO;
+		goto out;
 	}
 	if ((flags & MSG_PEEK) && rec.len == 0 && !rec.peeked)
 		usp__ring_mark_peeked(s->rxdata, &rec);

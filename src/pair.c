@@ -90,15 +90,27 @@ void usp__region_cache_atfork_child(void)
 	cache_epoch++;
 }
 
-/* Tests and fuzzers (test/t_region_ops.c) set this before their first
- * pair, and never clear it: each region is then followed by a PROT_NONE
- * page, so that an access past its end faults instead of landing in the
- * next mapping unseen (the sanitizers do not track mmap'd memory). */
-bool usp__region_guard;
+/* For tests and fuzzers (test/region_random, fuzz/region_fuzz): each
+ * region is followed by a PROT_NONE page, so that an access past its end
+ * faults instead of landing in the next mapping unseen (the sanitizers do
+ * not track mmap'd memory).  It can be turned on only before the process
+ * maps its first region, and never off, so that every region is unmapped
+ * with the size it was mapped with. */
+static _Atomic bool region_guard, region_mapped;
+
+bool usp__region_guard_enable(void)
+{
+	if (atomic_load(&region_mapped))
+		return false;
+	atomic_store(&region_guard, true);
+	return true;
+}
 
 static size_t region_span(void)
 {
-	return USP_REGION_BYTES + (usp__region_guard ? USP_REGION_GUARD : 0);
+	return USP_REGION_BYTES + (atomic_load_explicit(&region_guard, memory_order_relaxed)
+					   ? USP_REGION_GUARD
+					   : 0);
 }
 
 static void *region_take(void)
@@ -129,12 +141,16 @@ static void *region_take(void)
 	 * kernel's socketpair would), leaves no file behind, and is freed by
 	 * the kernel when the last process unmaps it or exits.  Pages are
 	 * allocated only when touched. */
+	atomic_store(&region_mapped, true);
 	mem = mmap(NULL, region_span(), PROT_READ | PROT_WRITE,
 		   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED)
 		return NULL;
-	if (usp__region_guard)
-		mprotect((unsigned char *)mem + USP_REGION_BYTES, USP_REGION_GUARD, PROT_NONE);
+	if (atomic_load_explicit(&region_guard, memory_order_relaxed) &&
+	    mprotect((unsigned char *)mem + USP_REGION_BYTES, USP_REGION_GUARD, PROT_NONE) != 0) {
+		munmap(mem, region_span());
+		return NULL;
+	}
 	return mem;
 }
 

@@ -9,7 +9,9 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,8 +394,8 @@ static void guarded(int type, enum guarded what)
 		alarm(20);
 		_exit(guarded_child(type, what));
 	}
-	int st;
-	if (waitpid(child, &st, 0) != child) {
+	int st = 0;
+	if (child < 0 || waitpid(child, &st, 0) != child) {
 		CHECK(0, "%s: waitpid: %s", type_name(type), strerror(errno));
 		return;
 	}
@@ -404,6 +406,73 @@ static void guarded(int type, enum guarded what)
 		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s %s: %s %d", type_name(type),
 		      guarded_name[what], WIFSIGNALED(st) ? "killed by signal" : "exit",
 		      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
+/* SO_PEEK_OFF lives in the region, so the peer can change it during a
+ * peek.  A DGRAM/SEQPACKET peek read it twice, once for the bytes to skip
+ * and once for whether to walk past messages; a peer that flipped it
+ * between 2 GiB and -1 got a skip with no walk, and a copy from 2 GiB
+ * past the message.  A child peeks while a thread flips it: every answer
+ * must be the whole message or EAGAIN (the offset past the queue). */
+static atomic_bool flipping;
+
+static void *flip_peek_off(void *arg)
+{
+	_Atomic int32_t *peek_off = arg;
+	while (atomic_load(&flipping)) {
+		atomic_store(peek_off, 0x7fffffff);
+		atomic_store(peek_off, -1);
+	}
+	return NULL;
+}
+
+static int peek_off_flipped_child(int type)
+{
+	int sv[2];
+	if (usp_socketpair(AF_UNIX, type, 0, sv) != 0)
+		return 2;
+	char msg[100], buf[4096];
+	memset(msg, 'p', sizeof(msg));
+	if (usp_send(sv[0], msg, sizeof(msg), 0) != (ssize_t)sizeof(msg))
+		return 3;
+	int side;
+	struct usp_shared *shm = t_usp_region(sv[1], &side);
+	if (!shm)
+		return 4;
+	atomic_store(&flipping, true);
+	pthread_t t;
+	if (pthread_create(&t, NULL, flip_peek_off, &shm->ep[side].peek_off) != 0)
+		return 5;
+	int bad = 0;
+	for (int i = 0; i < 200000 && !bad; i++) {
+		ssize_t r = usp_recv(sv[1], buf, sizeof(buf), MSG_PEEK | MSG_DONTWAIT);
+		if (!(r == (ssize_t)sizeof(msg) && memcmp(buf, msg, sizeof(msg)) == 0) &&
+		    !(r < 0 && errno == EAGAIN)) {
+			fprintf(stderr, "%s: a peek gave %zd (%s)\n", type_name(type), r,
+				r < 0 ? strerror(errno) : "bytes");
+			bad = 1;
+		}
+	}
+	atomic_store(&flipping, false);
+	pthread_join(t, NULL);
+	return bad ? 6 : 0;
+}
+
+static void peek_off_flipped(int type)
+{
+	pid_t child = fork();
+	if (child == 0) {
+		alarm(30);
+		_exit(peek_off_flipped_child(type));
+	}
+	int st = 0;
+	if (child < 0 || waitpid(child, &st, 0) != child) {
+		CHECK(0, "%s: fork/waitpid: %s", type_name(type), strerror(errno));
+		return;
+	}
+	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s peek offset flipped: %s %d",
+	      type_name(type), WIFSIGNALED(st) ? "killed by signal" : "exit",
+	      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
 }
 
 int main(void)
@@ -428,6 +497,8 @@ int main(void)
 		guarded(types[t], GUARD_RELEASE);
 		guarded(types[t], GUARD_UNALIGNED_TAIL);
 	}
+	peek_off_flipped(SOCK_SEQPACKET);
+	peek_off_flipped(SOCK_DGRAM);
 	for (int t = 0; t < 3; t++)
 		random_scribbler(types[t], 1234u + (unsigned)t);
 	if (failures) {

@@ -42,6 +42,10 @@ static size_t make_input(uint8_t *buf, size_t cap)
 
 int main(void)
 {
+	if (!tro_guard_regions()) { /* before t_init's warm-up pair */
+		fprintf(stderr, "region_random: a region was mapped before main\n");
+		return 1;
+	}
 	t_init("region_random");
 	const char *e = getenv("T_SEED");
 	unsigned long long seed = e ? strtoull(e, NULL, 0)

@@ -927,6 +927,11 @@ static void unix_step(struct tro_state *st, struct tro_in *in, uint8_t code)
 	}
 }
 
+bool tro_guard_regions(void)
+{
+	return usp__region_guard_enable();
+}
+
 int tro_run(const uint8_t *data, size_t size, struct tro_stats *stats)
 {
 	static bool handler_set;
@@ -958,12 +963,6 @@ int tro_run(const uint8_t *data, size_t size, struct tro_stats *stats)
 	st.peek_off_on[0] = st.peek_off_on[1] = 0;
 	stats->inputs++;
 	unsigned long pipes_before = atomic_load(&tro_sigpipes);
-	/* A read or write past the end of the region would land in whatever
-	 * mapping follows, unseen by the sanitizers: with a PROT_NONE page
-	 * after each region it is SIGSEGV, a finding.  Set before the first
-	 * pair of the process (region_random and region_fuzz make none
-	 * before), as pair.c requires. */
-	usp__region_guard = true;
 	if (usp_socketpair(tipc ? AF_TIPC : AF_UNIX, st.type | ((b0 & 4) ? SOCK_NONBLOCK : 0), 0,
 			   st.sv) != 0) {
 		/* descriptors or memory ran out: not an answer to judge */

@@ -11,6 +11,7 @@
 #ifndef T_REGION_OPS_H
 #define T_REGION_OPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,12 @@ struct tro_stats {
 	unsigned long eio_pairs;   /* inputs whose pair ended with EIO */
 	unsigned long data_checked; /* received bytes compared with what was sent */
 };
+
+/* Before the process's first pair: every region gets a PROT_NONE page
+ * after it, so that a read or write past the region (which the
+ * sanitizers do not see in mmap'd memory) is a crash, a finding.  False
+ * if a region was mapped already. */
+bool tro_guard_regions(void);
 
 /* Runs one input.  Returns the number of rule violations (each printed to
  * stderr with the step that broke it); 0 means the input passed.
