@@ -264,6 +264,7 @@ static void scenario_woken_at_a_quarter(struct t_ctx *c)
 			if (reader == 0) {
 				char x;
 				alarm(20);
+				close(go[1]); /* a parent gone is end of file */
 				if (read(go[0], &x, 1) == 1)
 					drain_to_writable(c, sndbuf);
 				usp_close(c->a); /* its holds on the pair, before _exit */
