@@ -642,13 +642,18 @@ static inline uint64_t usp__lock_id(void)
 	return USP_LIKELY(id) ? id : usp__lock_id_slow();
 }
 
+/* L1: the word goes from `from` to `to` (the taker's id), with acquire */
+static inline bool usp__lock_take(struct usp_lock *l, uint64_t from, uint64_t to)
+{
+	return atomic_compare_exchange_strong_explicit(&l->word, &from, to,
+						       memory_order_acquire, /* L1 */
+						       memory_order_relaxed);
+}
+
 static inline void usp__lock(struct usp_lock *l)
 {
 	uint64_t self = usp__lock_id();
-	uint64_t expected = 0;
-	if (USP_UNLIKELY(!atomic_compare_exchange_strong_explicit(
-		    &l->word, &expected, self, memory_order_acquire, /* L1 */
-		    memory_order_relaxed)))
+	if (USP_UNLIKELY(!usp__lock_take(l, 0, self)))
 		usp__lock_slow(l, self);
 }
 

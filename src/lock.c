@@ -126,15 +126,10 @@ void usp__lock_init(struct usp_lock *l)
 	atomic_init(&l->word, 0);
 }
 
-static void futex_wake_one(struct usp_lock *l)
-{
-	syscall(SYS_futex, futex_half(l), FUTEX_WAKE, 1, NULL, NULL, 0);
-}
-
 void usp__lock_wake(struct usp_lock *l)
 {
 	int saved_errno = errno;
-	futex_wake_one(l);
+	syscall(SYS_futex, futex_half(l), FUTEX_WAKE, 1, NULL, NULL, 0);
 	errno = saved_errno;
 }
 
@@ -182,14 +177,11 @@ static void sleep_on(struct usp_lock *l, uint32_t low)
 void usp__lock_slow(struct usp_lock *l, uint64_t self)
 {
 	int saved_errno = errno;
-	uint64_t w, expected;
+	uint64_t w;
 	for (int i = 0; i < USP_LOCK_SPINS; i++) {
 		usp__cpu_relax();
 		w = atomic_load_explicit(&l->word, memory_order_relaxed);
-		expected = 0;
-		if (!w && atomic_compare_exchange_weak_explicit(&l->word, &expected, self,
-								 memory_order_acquire, /* L1 */
-								 memory_order_relaxed))
+		if (!w && usp__lock_take(l, 0, self))
 			goto out;
 	}
 	/* the owner is judged every USP_LOCK_CHECK_NS of waiting, by the
@@ -198,16 +190,14 @@ void usp__lock_slow(struct usp_lock *l, uint64_t self)
 	int64_t next_check = usp__now_ns() + USP_LOCK_CHECK_NS;
 	for (;;) {
 		w = atomic_load_explicit(&l->word, memory_order_relaxed);
+		/* free: taken with the bit, since others may sleep */
 		if (!w) {
-			expected = 0;
-			if (atomic_compare_exchange_strong_explicit(
-				    &l->word, &expected, self | USP_LOCK_WAITERS,
-				    memory_order_acquire, memory_order_relaxed)) /* L1 */
+			if (usp__lock_take(l, 0, self | USP_LOCK_WAITERS))
 				goto out;
 			continue;
 		}
 		if (!(w & USP_LOCK_WAITERS)) {
-			expected = w;
+			uint64_t expected = w;
 			if (!atomic_compare_exchange_strong_explicit(
 				    &l->word, &expected, w | USP_LOCK_WAITERS,
 				    memory_order_relaxed, memory_order_relaxed))
@@ -224,11 +214,7 @@ void usp__lock_slow(struct usp_lock *l, uint64_t self)
 		if (!w || !owner_gone(w, self))
 			continue;
 		/* take it over from the very owner judged gone */
-		expected = w;
-		if (atomic_compare_exchange_strong_explicit(&l->word, &expected,
-							    self | USP_LOCK_WAITERS,
-							    memory_order_acquire, /* L1 */
-							    memory_order_relaxed))
+		if (usp__lock_take(l, w, self | USP_LOCK_WAITERS))
 			goto out;
 	}
 out:
@@ -237,9 +223,5 @@ out:
 
 bool usp__trylock(struct usp_lock *l)
 {
-	uint64_t self = usp__lock_id();
-	uint64_t expected = 0;
-	return atomic_compare_exchange_strong_explicit(&l->word, &expected, self,
-						       memory_order_acquire, /* L1 */
-						       memory_order_relaxed);
+	return usp__lock_take(l, 0, usp__lock_id());
 }

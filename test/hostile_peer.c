@@ -387,25 +387,27 @@ static int guarded_child(int type, enum guarded what)
 	return 0;
 }
 
+struct guarded_case {
+	int type;
+	enum guarded what;
+};
+
+static int guarded_run(void *arg)
+{
+	struct guarded_case *g = arg;
+	return guarded_child(g->type, g->what);
+}
+
 static void guarded(int type, enum guarded what)
 {
-	pid_t child = fork();
-	if (child == 0) {
-		alarm(20);
-		_exit(guarded_child(type, what));
-	}
-	int st = 0;
-	if (child < 0 || waitpid(child, &st, 0) != child) {
-		CHECK(0, "%s: waitpid: %s", type_name(type), strerror(errno));
-		return;
-	}
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 77)
+	struct guarded_case g = {type, what};
+	int st = t_run_in_child(guarded_run, &g);
+	if (st == 77)
 		fprintf(stderr, "note: %s %s: the region did not land below the guard page, "
 			"not checked\n", type_name(type), guarded_name[what]);
 	else
-		CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s %s: %s %d", type_name(type),
-		      guarded_name[what], WIFSIGNALED(st) ? "killed by signal" : "exit",
-		      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+		CHECK(st == 0, "%s %s: %s %d", type_name(type), guarded_name[what],
+		      st > 128 ? "killed by signal" : "exit", st > 128 ? st - 128 : st);
 }
 
 /* SO_PEEK_OFF lives in the region, so the peer can change it during a
@@ -458,21 +460,16 @@ static int peek_off_flipped_child(int type)
 	return bad ? 6 : 0;
 }
 
+static int peek_off_flipped_run(void *arg)
+{
+	return peek_off_flipped_child(*(int *)arg);
+}
+
 static void peek_off_flipped(int type)
 {
-	pid_t child = fork();
-	if (child == 0) {
-		alarm(30);
-		_exit(peek_off_flipped_child(type));
-	}
-	int st = 0;
-	if (child < 0 || waitpid(child, &st, 0) != child) {
-		CHECK(0, "%s: fork/waitpid: %s", type_name(type), strerror(errno));
-		return;
-	}
-	CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s peek offset flipped: %s %d",
-	      type_name(type), WIFSIGNALED(st) ? "killed by signal" : "exit",
-	      WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+	int st = t_run_in_child(peek_off_flipped_run, &type);
+	CHECK(st == 0, "%s peek offset flipped: %s %d", type_name(type),
+	      st > 128 ? "killed by signal" : "exit", st > 128 ? st - 128 : st);
 }
 
 int main(void)

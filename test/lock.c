@@ -378,23 +378,32 @@ static void check_unprivileged_waiter(void)
 /* ---- 4. pid namespace ---- */
 
 /* 0 if this process's lock id is its own pid and thread id */
-static int id_is_own(void)
+static int id_is_own(void *arg)
 {
+	(void)arg;
 	uint64_t id = usp__lock_id();
 	return id == ((uint64_t)(uint32_t)getpid() << 32 | (uint32_t)gettid()) ? 0 : 1;
 }
 
-static int id_is_foreign(void)
+static int id_is_foreign(void *arg)
 {
+	(void)arg;
 	return usp__lock_id() == USP_LOCK_FOREIGN ? 0 : 1;
 }
 
-static int child_status(pid_t pid)
+/* the first process in a new pid namespace, and its children too */
+static int foreign_with_children(void *arg)
 {
-	int st;
-	if (waitpid(pid, &st, 0) != pid)
-		return 100;
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	int r = id_is_foreign(arg);
+	return r ? r : t_run_in_child(id_is_foreign, NULL) ? 2 : 0;
+}
+
+/* a process that enters a new pid namespace for its own children */
+static int in_new_pid_namespace(void *arg)
+{
+	if (unshare(CLONE_NEWPID) != 0)
+		return 77;
+	return t_run_in_child(foreign_with_children, arg);
 }
 
 static void check_pid_namespace(void)
@@ -402,33 +411,11 @@ static void check_pid_namespace(void)
 	int sv[2]; /* the fork handlers are installed with the first pair */
 	if (usp_socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
 		t_die("usp_socketpair: %s", strerror(errno));
-	if (id_is_own() != 0)
+	if (id_is_own(NULL) != 0)
 		t_fail("pid namespace: the first process's lock id is not its pid and tid");
-	pid_t child = fork();
-	if (child == 0)
-		_exit(id_is_own());
-	if (child_status(child) != 0)
+	if (t_run_in_child(id_is_own, NULL) != 0)
 		t_fail("pid namespace: a child in the same namespace does not write its ids");
-	/* A child that enters a new pid namespace for its own children */
-	child = fork();
-	if (child == 0) {
-		alarm(20);
-		if (unshare(CLONE_NEWPID) != 0)
-			_exit(77);
-		pid_t g = fork();
-		if (g == 0) {
-			int r = id_is_foreign();
-			if (r == 0) { /* and its children too */
-				pid_t gg = fork();
-				if (gg == 0)
-					_exit(id_is_foreign());
-				r = child_status(gg) ? 2 : 0;
-			}
-			_exit(r);
-		}
-		_exit(child_status(g));
-	}
-	int st = child_status(child);
+	int st = t_run_in_child(in_new_pid_namespace, NULL);
 	if (st == 77)
 		t_note("pid namespace: skipped, unshare(CLONE_NEWPID) refused (not root)");
 	else if (st != 0)
