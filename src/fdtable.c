@@ -191,6 +191,7 @@ static void atfork_child(void)
 	usp__region_cache_atfork_child();
 	usp__local_unlock(&table_mutex);
 	usp__watch_atfork_child();
+	usp__deferred_atfork_child();
 }
 
 static bool exit_drop_holder(struct usp_pair *pair, int side, int fd, void *arg)

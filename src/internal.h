@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -615,10 +616,12 @@ static inline void usp__local_reinit(pthread_mutex_t *m)
 #define USP_LOCK_TID_MASK 0x3fffffffu
 #define USP_LOCK_FOREIGN 0x3fffffffu /* not a thread id (those are < 2^22) */
 #define USP_LOCK_WAITERS 0x80000000u
+/* a signal handler of the owner's thread queued sends behind it (deferred.c) */
+#define USP_LOCK_DEFERRED 0x40000000u
 USP_HIDDEN extern USP_TLS uint64_t usp__tl_lock_id; /* 0 until first used */
 USP_HIDDEN uint64_t usp__lock_id_slow(void);
 USP_HIDDEN void usp__lock_slow(struct usp_lock *l, uint64_t self);
-USP_HIDDEN void usp__lock_wake(struct usp_lock *l);
+USP_HIDDEN void usp__unlock_slow(struct usp_lock *l);
 USP_HIDDEN void usp__lock_init(struct usp_lock *l);
 USP_HIDDEN bool usp__trylock(struct usp_lock *l);
 USP_HIDDEN void usp__lock_atfork_prepare(void);
@@ -657,12 +660,30 @@ static inline void usp__lock(struct usp_lock *l)
 		usp__lock_slow(l, self);
 }
 
+/* deferred.c: sends that a signal handler made while its own thread held
+ * the endpoint's send_lock, queued behind that holder, which makes them
+ * before it lets go (USP_LOCK_DEFERRED says there are some). */
+USP_HIDDEN bool usp__deferring(struct usp_lock *l, uint64_t self);
+USP_HIDDEN ssize_t usp__defer_send(struct usp_sock *s, const void *buf, size_t len);
+USP_HIDDEN void usp__send_deferred(struct usp_sock *s, const void *buf, uint32_t len);
+USP_HIDDEN void usp__deferred_flush(struct usp_lock *l);
+USP_HIDDEN void usp__deferred_atfork_child(void);
+USP_HIDDEN extern _Atomic unsigned long usp__deferred_sends; /* so far (for tests) */
+
+/* U1: pairs with L1 of the next holder.  A CAS from the word we hold
+ * rather than an exchange: a handler of ours may set USP_LOCK_DEFERRED
+ * (and a waiter USP_LOCK_WAITERS) at any moment, and deferred sends must
+ * go out while we still hold the lock, or a later send of a handler
+ * could overtake them. */
 static inline void usp__unlock(struct usp_lock *l)
 {
-	/* U1: pairs with L1 of the next holder */
-	uint64_t old = atomic_exchange_explicit(&l->word, 0, memory_order_release);
-	if (USP_UNLIKELY(old & USP_LOCK_WAITERS))
-		usp__lock_wake(l);
+	uint64_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
+	if (USP_LIKELY(!(w & (USP_LOCK_DEFERRED | USP_LOCK_WAITERS))) &&
+	    USP_LIKELY(atomic_compare_exchange_strong_explicit(&l->word, &w, 0,
+							       memory_order_release, /* U1 */
+							       memory_order_relaxed)))
+		return;
+	usp__unlock_slow(l);
 }
 
 /* truesize.c: the kernel's memory accounting for AF_UNIX skbs */

@@ -1437,6 +1437,64 @@ static bool plain_state(struct usp_sock *s)
 	return !unusual && !usp__mmsg_err_pending(s) && !usp__is_corrupt(s);
 }
 
+/*
+ * A send from a signal handler that interrupted its own thread while that
+ * thread held this endpoint's send_lock.  Waiting for the lock would wait
+ * for ourselves, so the bytes go into a deferred slot (deferred.c) and the
+ * holder's unlock sends them, after whatever the interrupted call queued:
+ * as if the handler had run just after that call, which is one of the
+ * orders the kernel can give.  This reads the shared state only; the
+ * holder may be anywhere in its send.  The answer is decided now: the
+ * charge must be below SO_SNDBUF, as sock_alloc_send_pskb() asks (a
+ * blocking send waits for the reader to make room, polling: the futex
+ * wait takes process-local locks).  A send that cannot be queued (an
+ * endpoint in any but the plain state, a peer gone, more than 256 bytes,
+ * every slot taken) fails with EAGAIN instead of waiting for itself
+ * (docs/DESIGN.md, known differences).
+ */
+static __attribute__((noinline, cold)) ssize_t handler_send(struct usp_sock *s, const void *buf,
+							 size_t len, int flags)
+{
+	for (;;) {
+		if (!plain_state(s) || usp__peer_gone(s))
+			return -EAGAIN;
+		uint64_t wmem =
+			atomic_load_explicit(&s->txq->charged, memory_order_relaxed) -
+			usp__ld_acq(&s->txq->released); /* P2 */
+		if (wmem < (uint64_t)sndbuf_of(s))
+			return usp__defer_send(s, buf, len);
+		if (sock_nonblock(s, flags))
+			return -EAGAIN;
+		struct timespec pause = {0, 50 * 1000};
+		nanosleep(&pause, NULL);
+	}
+}
+
+/* deferred.c: a deferred send goes out, from its thread's unlock of the
+ * send_lock it was queued behind, before the lock is let go (the caller
+ * holds it), so after what that holder queued.  Its room was checked when
+ * the handler made it and the handler has its answer, so nothing fails
+ * now: the charge may pass SO_SNDBUF by these bytes (as the kernel's does
+ * by an skb), shutdown bits set since then do not stop it, and a peer gone
+ * since then discards it as the kernel's release would.  After a fallback
+ * it goes through the kernel. */
+void usp__send_deferred(struct usp_sock *s, const void *buf, uint32_t len)
+{
+	if (usp__kernel_mode(s)) {
+		send(s->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		return;
+	}
+	uint64_t tail;
+	unsigned char *payload;
+	if (!usp__peer_gone(s) && !pair_corrupt(s) &&
+	    usp__ring_reserve(s->pair, s->txq, s->txdata, len, USP_REC_DATA,
+			      (uint64_t)sndbuf_of(s), &s->peer->recv_lock, &tail, &payload) == 0) {
+		memcpy(payload, buf, len);
+		publish(s, tail, len,
+			s->type == SOCK_STREAM ? usp__stream_truesize(len) : usp__dgram_truesize(len));
+	}
+}
+
 static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int flags)
 {
 	if ((flags & ~(MSG_DONTWAIT | MSG_NOSIGNAL)) || len == 0 || bad_ptr(buf) || s->tipc_type)
@@ -1458,7 +1516,13 @@ static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int fl
 	 * DGRAM before the lock, SEQPACKET never) */
 	if (s->type != SOCK_SEQPACKET)
 		usp__check_peer(s, false);
-	usp__lock(&s->self->send_lock);
+	struct usp_lock *lock = &s->self->send_lock;
+	uint64_t me = usp__lock_id();
+	if (USP_UNLIKELY(!usp__lock_take(lock, 0, me))) {
+		if (usp__deferring(lock, me))
+			return handler_send(s, buf, len, flags);
+		usp__lock_slow(lock, me);
+	}
 	uint64_t tail;
 	unsigned char *payload;
 	if (!plain_state(s) || usp__peer_gone(s) ||

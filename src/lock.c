@@ -16,18 +16,23 @@
  * The word (64 bits, on its own cache line in the region):
  *   bits  0-29  owner's thread id; USP_LOCK_FOREIGN when the owner's
  *               numbers cannot be judged here (below); 0 = free
+ *   bit  30     USP_LOCK_DEFERRED: a signal handler of the owner's thread
+ *               queued sends behind it (deferred.c)
  *   bit  31     USP_LOCK_WAITERS: someone may sleep on it
  *   bits 32-63  owner's process id
  * The futex is the low half (the 32-bit word at its address on a
  * little-endian machine), which holds the thread id and the waiters bit.
  *
- * Ordering: the acquiring CAS is an acquire (L1); the releasing exchange
- * is a release (U1, pairs with L1), so what one holder wrote is visible
- * to the next.  Wake protocol (the classic three-state futex mutex): a
+ * Ordering: the acquiring CAS is an acquire (L1); the releasing CAS to 0
+ * from the word the holder read is a release (U1, pairs with L1), so what
+ * one holder wrote is visible to the next.  A CAS rather than an exchange:
+ * with USP_LOCK_DEFERRED set, the holder first sends what its handlers
+ * deferred, still holding the lock (usp__unlock_slow).  Wake protocol (the classic three-state futex mutex): a
  * waiter sets USP_LOCK_WAITERS by CAS before it sleeps, and sleeps only
  * while the low half still holds exactly that value (the kernel compares
- * under its futex lock); the releasing exchange returns the old word, and
- * a set bit makes it wake one sleeper.  A woken waiter takes the lock
+ * under its futex lock); the releasing CAS fails if the bit was set since
+ * the holder read the word, and a set bit makes the release wake one
+ * sleeper.  A woken waiter takes the lock
  * with the bit set, since others may still sleep: at worst one wake too
  * many, never one too few.
  *
@@ -126,11 +131,28 @@ void usp__lock_init(struct usp_lock *l)
 	atomic_init(&l->word, 0);
 }
 
-void usp__lock_wake(struct usp_lock *l)
+/* usp__unlock() when the word has a bit set (or changed under its CAS):
+ * send what our handlers deferred behind the lock while we still hold it,
+ * then let go (U1) and wake a sleeper if the word had the waiters bit. */
+void usp__unlock_slow(struct usp_lock *l)
 {
-	int saved_errno = errno;
-	syscall(SYS_futex, futex_half(l), FUTEX_WAKE, 1, NULL, NULL, 0);
-	errno = saved_errno;
+	uint64_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
+	for (;;) {
+		if (w & USP_LOCK_DEFERRED) {
+			usp__deferred_flush(l);
+			w = atomic_load_explicit(&l->word, memory_order_relaxed);
+			continue;
+		}
+		if (atomic_compare_exchange_weak_explicit(&l->word, &w, 0,
+							  memory_order_release, /* U1 */
+							  memory_order_relaxed))
+			break;
+	}
+	if (w & USP_LOCK_WAITERS) {
+		int saved_errno = errno;
+		syscall(SYS_futex, futex_half(l), FUTEX_WAKE, 1, NULL, NULL, 0);
+		errno = saved_errno;
+	}
 }
 
 /* Has the owner written in `word` exited?  False whenever that cannot be

@@ -1,0 +1,206 @@
+/*
+ * handler_self: a signal handler writes to the very endpoint its thread
+ * is sending on, as in asyncio's pattern (the loop thread writes to the
+ * socketpair from call_soon_threadsafe(), and the C-level signal handler
+ * writes the signal number to the same descriptor).  The kernel's
+ * socket calls are async-signal-safe; uspair's send holds the endpoint's
+ * send_lock for a moment, and a handler that interrupted that moment used
+ * to wait for its own thread forever.
+ *
+ * For kernel and uspair pairs, STREAM, SEQPACKET and DGRAM, blocking and
+ * non-blocking: the main thread sends numbered one-byte messages on a[0]
+ * while a timer's handler writes a marker byte to a[0]; a reader thread
+ * drains a[1].  Both must give the same account: every handler write
+ * that returned 1 arrived, no handler write failed with anything but
+ * EAGAIN (non-blocking), and the main thread's bytes arrived complete and
+ * in order.  For uspair, some handler writes must have interrupted the
+ * main thread's own send (usp__deferred_sends counts them), or the case
+ * was not reached.
+ */
+#include "t_helpers.h"
+#include "internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sched.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHECK(cond, ...) ((cond) ? (void)0 : t_fail(__VA_ARGS__))
+#define MARK 0xee
+#define MAIN_VALUES 200 /* main's bytes count 0..199 round and round */
+
+static bool use_kernel;
+static int send_fd = -1, recv_fd = -1;
+static atomic_int handler_writes, handler_eagain, handler_errors;
+static atomic_bool reader_stop;
+static _Atomic double run_deadline;
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+	int saved = errno;
+	/* past the run's end (a handler slower than the timer), stop it */
+	double deadline = atomic_load(&run_deadline);
+	if (deadline && now_s() > deadline + 2) {
+		struct itimerval off = {{0, 0}, {0, 0}};
+		setitimer(ITIMER_REAL, &off, NULL);
+	}
+	unsigned char b = MARK;
+	ssize_t r = use_kernel ? write(send_fd, &b, 1) : usp_write(send_fd, &b, 1);
+	if (r == 1)
+		atomic_fetch_add(&handler_writes, 1);
+	else if (errno == EAGAIN)
+		atomic_fetch_add(&handler_eagain, 1);
+	else
+		atomic_fetch_add(&handler_errors, 1);
+	errno = saved;
+}
+
+struct account {
+	long marks, main_bytes;
+	bool in_order;
+};
+
+static void *reader(void *arg)
+{
+	struct account *acc = arg;
+	sigset_t alrm;
+	sigemptyset(&alrm);
+	sigaddset(&alrm, SIGALRM);
+	pthread_sigmask(SIG_BLOCK, &alrm, NULL);
+	unsigned char buf[512];
+	int expect = 0;
+	for (;;) {
+		ssize_t r = use_kernel ? recv(recv_fd, buf, sizeof(buf), MSG_DONTWAIT)
+				       : usp_recv(recv_fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (r <= 0) {
+			if (atomic_load(&reader_stop))
+				break;
+			continue;
+		}
+		for (ssize_t i = 0; i < r; i++) {
+			if (buf[i] == MARK) {
+				acc->marks++;
+				continue;
+			}
+			if (buf[i] != expect)
+				acc->in_order = false;
+			expect = (buf[i] + 1) % MAIN_VALUES;
+			acc->main_bytes++;
+		}
+	}
+	return NULL;
+}
+
+static void run(bool kernel, int type, bool nonblock)
+{
+	const char *kind = kernel ? "kernel" : "uspair";
+	const char *mode = nonblock ? "non-blocking" : "blocking";
+	int sv[2];
+	int flags = nonblock ? SOCK_NONBLOCK : 0;
+	CHECK((kernel ? socketpair : usp_socketpair)(AF_UNIX, type | flags, 0, sv) == 0,
+	      "%s: socketpair", kind);
+	use_kernel = kernel;
+	send_fd = sv[0];
+	recv_fd = sv[1];
+	atomic_store(&handler_writes, 0);
+	atomic_store(&handler_eagain, 0);
+	atomic_store(&handler_errors, 0);
+	atomic_store(&reader_stop, false);
+	unsigned long deferred_before = atomic_load(&usp__deferred_sends);
+	struct account acc = {0, 0, true};
+	pthread_t t;
+	CHECK(pthread_create(&t, NULL, reader, &acc) == 0, "pthread_create");
+
+	struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = SA_RESTART};
+	sigaction(SIGALRM, &sa, NULL);
+	double end = now_s() + 0.4;
+	atomic_store(&run_deadline, end);
+	struct itimerval it = {{0, 100}, {0, 100}};
+	setitimer(ITIMER_REAL, &it, NULL);
+	long sent = 0;
+	int errors = 0;
+	while (now_s() < end && errors == 0) {
+		/* Blocking: keep the queue well below SO_SNDBUF, so that a
+		 * handler's write never has to wait for room: a handler that
+		 * sleeps in a uspair wait takes process-local locks (docs/DESIGN.md,
+		 * known differences); non-blocking: let it fill. */
+		int queued = 0;
+		if (!nonblock && (kernel ? ioctl : usp_ioctl)(sv[0], SIOCOUTQ, &queued) == 0 &&
+		    queued > 65536) {
+			sched_yield();
+			continue;
+		}
+		unsigned char b = (unsigned char)(sent % MAIN_VALUES);
+		ssize_t r = kernel ? send(sv[0], &b, 1, 0) : usp_send(sv[0], &b, 1, 0);
+		if (r == 1)
+			sent++;
+		else if (!(r == -1 && (errno == EAGAIN || errno == EINTR)))
+			errors++;
+	}
+	atomic_store(&run_deadline, 0);
+	struct itimerval off = {{0, 0}, {0, 0}};
+	setitimer(ITIMER_REAL, &off, NULL);
+	/* everything sent is queued: let the reader drain it, then stop */
+	for (int i = 0; i < 200; i++) {
+		int queued = 0;
+		if ((kernel ? ioctl : usp_ioctl)(sv[1], FIONREAD, &queued) == 0 && queued == 0)
+			break;
+		t_sleep_ms(10);
+	}
+	atomic_store(&reader_stop, true);
+	pthread_join(t, NULL);
+
+	int writes = atomic_load(&handler_writes);
+	CHECK(errors == 0, "%s %s %s: the main thread's send failed", kind,
+	      t_type_name(type), mode);
+	CHECK(atomic_load(&handler_errors) == 0, "%s %s %s: %d handler writes failed", kind,
+	      t_type_name(type), mode, atomic_load(&handler_errors));
+	CHECK(!nonblock ? atomic_load(&handler_eagain) == 0 : true,
+	      "%s %s %s: a blocking handler write said EAGAIN", kind, t_type_name(type), mode);
+	CHECK(acc.marks == writes, "%s %s %s: handlers wrote %d bytes, %ld arrived", kind,
+	      t_type_name(type), mode, writes, acc.marks);
+	CHECK(acc.main_bytes == sent && acc.in_order,
+	      "%s %s %s: %ld main bytes sent, %ld arrived%s", kind, t_type_name(type), mode,
+	      sent, acc.main_bytes, acc.in_order ? "" : " out of order");
+	CHECK(writes > 100, "%s %s %s: only %d handler writes", kind, t_type_name(type), mode,
+	      writes);
+	unsigned long deferred = atomic_load(&usp__deferred_sends) - deferred_before;
+	if (!kernel)
+		CHECK(deferred > 0, "uspair %s %s: no handler interrupted its thread's send",
+		      t_type_name(type), mode);
+	if (getenv("T_VERBOSE"))
+		t_note("%s %s %s: %ld sent, %d handler writes (%lu deferred, %d EAGAIN)", kind,
+		       t_type_name(type), mode, sent, writes, deferred,
+		       atomic_load(&handler_eagain));
+	(kernel ? close : usp_close)(sv[0]);
+	(kernel ? close : usp_close)(sv[1]);
+}
+
+int main(void)
+{
+	t_init("handler_self");
+	static const int types[] = {SOCK_STREAM, SOCK_SEQPACKET, SOCK_DGRAM};
+	for (int i = 0; i < 3; i++)
+		for (int nb = 0; nb < 2; nb++)
+			for (int k = 0; k < 2; k++)
+				run(k == 0, types[i], nb);
+	return t_finish();
+}
