@@ -714,6 +714,38 @@ USP_HIDDEN void usp__ring_mark_peeked(unsigned char *data, const struct usp_rec 
 USP_HIDDEN int usp__ring_peek(struct usp_pair *pair, struct usp_ring *r,
 			      unsigned char *data, uint64_t pos, uint64_t tail,
 			      struct usp_rec *rec);
+/* The fast path's peek (io.c fast_recv): a plain data record at pos, with
+ * usp__ring_peek's checks, filling only what that path reads (pos, next,
+ * len, data, kernel, oob); anything else (an empty ring, a WRAP, another
+ * kind, a header that fails a check) is left to usp__ring_peek, which
+ * gives the same answer for a data record.  The header is copied out once
+ * and every check is on the copy, as the peer may be rewriting it. */
+static inline int usp__ring_peek_data(struct usp_pair *pair, struct usp_ring *r,
+				      unsigned char *data, uint64_t pos, uint64_t tail,
+				      struct usp_rec *rec)
+{
+	uint64_t off = pos & USP_RING_MASK;
+	/* USP_REC_HDR <= tail - pos <= USP_RING_BYTES, both aligned */
+	if (USP_LIKELY(tail - pos - USP_REC_HDR <= USP_RING_BYTES - USP_REC_HDR &&
+		       !((off | tail) & 7))) {
+		struct usp_rec_hdr h;
+		memcpy(&h, data + off, sizeof(h));
+		if (USP_LIKELY((h.kind & ~(uint32_t)USP_REC_PEEKED) == USP_REC_DATA &&
+			       h.len <= USP_MAX_SNDBUF)) {
+			uint64_t span = USP_REC_HDR + ((h.len + 7u) & ~7u);
+			if (USP_LIKELY(off + span <= USP_RING_BYTES && span <= tail - pos)) {
+				rec->pos = pos;
+				rec->next = pos + span;
+				rec->len = h.len;
+				rec->data = data + off + USP_REC_HDR;
+				rec->kernel = false;
+				rec->oob = false;
+				return 0;
+			}
+		}
+	}
+	return usp__ring_peek(pair, r, data, pos, tail, rec);
+}
 USP_HIDDEN int usp__ring_reserve(struct usp_pair *pair, struct usp_ring *r,
 				 unsigned char *data, uint32_t len, uint32_t kind,
 				 uint64_t sndbuf, struct usp_lock *consumer_lock,

@@ -1557,7 +1557,8 @@ static ssize_t fast_recv(struct usp_sock *s, void *buf, size_t len, int flags)
 		usp__lock(&self->recv_lock);
 		uint64_t pos = atomic_load_explicit(&s->rxq->head, memory_order_relaxed);
 		uint64_t tail = rx_tail(s, pos); /* C1 */
-		int r = plain_state(s) ? usp__ring_peek(s->pair, s->rxq, s->rxdata, pos, tail, &rec)
+		int r = plain_state(s) ? usp__ring_peek_data(s->pair, s->rxq, s->rxdata, pos,
+							     tail, &rec)
 				       : -EIO;
 		if (r == 0)
 			break;
