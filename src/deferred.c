@@ -43,13 +43,15 @@ struct deferred_send {
 };
 
 static struct deferred_send slots[USP_DEFER_SLOTS];
+/* the send_lock this thread's fast_send (io.c) is taking or holds */
+USP_TLS struct usp_lock *volatile usp__tl_fast_send_lock;
 static _Atomic uint64_t next_seq;
 _Atomic unsigned long usp__deferred_sends;
 
-/* Does l's word say that this thread holds it?  Then only a handler can be
- * running on the thread: the library never calls out while it holds an
- * endpoint lock.  A foreign id is not unique to a thread and proves
- * nothing. */
+/* Called by a send whose thread's marker (usp__tl_fast_send_lock) names
+ * l, so it is a handler that interrupted fast_send on l: does that call
+ * hold l yet (its word is ours)?  Not a foreign id, which is not unique to
+ * a thread; and never from the word alone, which the peer can write. */
 bool usp__deferring(struct usp_lock *l, uint64_t self)
 {
 	uint64_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
@@ -114,6 +116,24 @@ void usp__deferred_flush(struct usp_lock *l)
 		struct usp_pair *pair = first->sock.pair;
 		atomic_store_explicit(&first->filled, false, memory_order_relaxed);
 		atomic_store_explicit(&first->owner, 0, memory_order_release);
+		usp__pair_unref(pair);
+	}
+}
+
+/* A waiter took l over from `owner`, a thread of ours that died holding
+ * it (lock.c): what that thread's handlers queued behind it is dropped, as
+ * the kernel drops what a dying thread was sending, and must not go out
+ * with a later thread that gets the same id. */
+void usp__deferred_drop(struct usp_lock *l, uint64_t owner)
+{
+	for (int i = 0; i < USP_DEFER_SLOTS; i++) {
+		struct deferred_send *d = &slots[i];
+		if (atomic_load_explicit(&d->owner, memory_order_acquire) != owner ||
+		    !atomic_load_explicit(&d->filled, memory_order_relaxed) || d->lock != l)
+			continue;
+		struct usp_pair *pair = d->sock.pair;
+		atomic_store_explicit(&d->filled, false, memory_order_relaxed);
+		atomic_store_explicit(&d->owner, 0, memory_order_release);
 		usp__pair_unref(pair);
 	}
 }

@@ -611,7 +611,7 @@ static inline void usp__local_reinit(pthread_mutex_t *m)
 }
 /* lock.c: the endpoint locks (see there for the word, the ordering and
  * the wake protocol).  Locked: an acquiring CAS of the caller's id into a
- * free word (L1); unlocked: a releasing exchange with 0 (U1), which wakes
+ * free word (L1); unlocked: a releasing CAS to 0 (U1), which wakes
  * a sleeper when USP_LOCK_WAITERS was set. */
 #define USP_LOCK_TID_MASK 0x3fffffffu
 #define USP_LOCK_FOREIGN 0x3fffffffu /* not a thread id (those are < 2^22) */
@@ -663,7 +663,9 @@ static inline void usp__lock(struct usp_lock *l)
 /* deferred.c: sends that a signal handler made while its own thread held
  * the endpoint's send_lock, queued behind that holder, which makes them
  * before it lets go (USP_LOCK_DEFERRED says there are some). */
+USP_HIDDEN extern USP_TLS struct usp_lock *volatile usp__tl_fast_send_lock;
 USP_HIDDEN bool usp__deferring(struct usp_lock *l, uint64_t self);
+USP_HIDDEN void usp__deferred_drop(struct usp_lock *l, uint64_t owner);
 USP_HIDDEN ssize_t usp__defer_send(struct usp_sock *s, const void *buf, size_t len);
 USP_HIDDEN void usp__send_deferred(struct usp_sock *s, const void *buf, uint32_t len);
 USP_HIDDEN void usp__deferred_flush(struct usp_lock *l);

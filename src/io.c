@@ -1366,8 +1366,15 @@ ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 		if (r < 0)
 			return r;
 	}
+	/* the send_lock this call takes and holds at times: a handler's fast
+	 * send on it queues behind us while we hold it (see fast_send) */
+	struct usp_lock *outer = usp__tl_fast_send_lock;
+	usp__tl_fast_send_lock = &s->self->send_lock;
+	atomic_signal_fence(memory_order_seq_cst);
 	ssize_t r = s->type == SOCK_STREAM ? stream_sendmsg(s, msg, (size_t)len, flags, &scm)
 					   : dgram_sendmsg(s, msg, (size_t)len, flags, &scm);
+	atomic_signal_fence(memory_order_seq_cst);
+	usp__tl_fast_send_lock = outer;
 	if (r == -USP_ERAW)
 		usp__serve_flush(s); /* the caller sends through the kernel next */
 	usp__stat_add(&usp__stats.fast_bytes, r);
@@ -1516,27 +1523,38 @@ static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int fl
 	 * DGRAM before the lock, SEQPACKET never) */
 	if (s->type != SOCK_SEQPACKET)
 		usp__check_peer(s, false);
+	/* While this call holds the lock, a send of a handler that interrupts
+	 * it on the same endpoint queues behind it (deferred.c): the marker
+	 * says which lock the interrupted call is taking or holds, set before
+	 * it is taken and cleared after it is let go, and put back for a
+	 * handler's own send (signal fences: only our handlers read it).  A
+	 * word that only says "ours" proves nothing: the peer can write it. */
 	struct usp_lock *lock = &s->self->send_lock;
 	uint64_t me = usp__lock_id();
-	if (USP_UNLIKELY(!usp__lock_take(lock, 0, me))) {
-		if (usp__deferring(lock, me))
-			return handler_send(s, buf, len, flags);
+	struct usp_lock *outer = usp__tl_fast_send_lock;
+	if (USP_UNLIKELY(outer == lock) && usp__deferring(lock, me))
+		return handler_send(s, buf, len, flags);
+	usp__tl_fast_send_lock = lock;
+	atomic_signal_fence(memory_order_seq_cst);
+	if (USP_UNLIKELY(!usp__lock_take(lock, 0, me)))
 		usp__lock_slow(lock, me);
-	}
+	ssize_t r = -USP_SLOW;
 	uint64_t tail;
 	unsigned char *payload;
-	if (!plain_state(s) || usp__peer_gone(s) ||
-	    !usp__ring_has_room(s->pair, s->txq, (uint64_t)sndbuf) ||
+	if (plain_state(s) && !usp__peer_gone(s) &&
+	    usp__ring_has_room(s->pair, s->txq, (uint64_t)sndbuf) &&
 	    usp__ring_reserve(s->pair, s->txq, s->txdata, (uint32_t)len, USP_REC_DATA,
-			      (uint64_t)sndbuf, &s->peer->recv_lock, &tail, &payload) != 0) {
-		usp__unlock(&s->self->send_lock);
-		return -USP_SLOW;
+			      (uint64_t)sndbuf, &s->peer->recv_lock, &tail, &payload) == 0) {
+		memcpy(payload, buf, len);
+		publish(s, tail, (uint32_t)len, truesize);
+		r = (ssize_t)len;
 	}
-	memcpy(payload, buf, len);
-	publish(s, tail, (uint32_t)len, truesize);
-	usp__unlock(&s->self->send_lock);
-	usp__stat_add(&usp__stats.fast_bytes, (ssize_t)len);
-	return (ssize_t)len;
+	usp__unlock(lock);
+	atomic_signal_fence(memory_order_seq_cst);
+	usp__tl_fast_send_lock = outer;
+	if (r > 0)
+		usp__stat_add(&usp__stats.fast_bytes, r);
+	return r;
 }
 
 /* A receive from the record at the head; an empty queue is waited for

@@ -164,7 +164,8 @@ static bool owner_gone(uint64_t word, uint64_t self)
 	uint32_t tid = (uint32_t)word & USP_LOCK_TID_MASK;
 	uint32_t pid = (uint32_t)(word >> 32);
 	if (self == USP_LOCK_FOREIGN || tid == USP_LOCK_FOREIGN || !tid || !pid ||
-	    pid > INT_MAX || (word & ~(uint64_t)USP_LOCK_WAITERS) == self)
+	    pid > INT_MAX ||
+	    (word & ~(uint64_t)(USP_LOCK_WAITERS | USP_LOCK_DEFERRED)) == self)
 		return false;
 	/* EPERM: it exists (another user's) */
 	if (syscall(SYS_tgkill, (pid_t)pid, (pid_t)tid, 0) == -1 && errno == ESRCH)
@@ -235,9 +236,14 @@ void usp__lock_slow(struct usp_lock *l, uint64_t self)
 		w = atomic_load_explicit(&l->word, memory_order_relaxed);
 		if (!w || !owner_gone(w, self))
 			continue;
-		/* take it over from the very owner judged gone */
-		if (usp__lock_take(l, w, self | USP_LOCK_WAITERS))
+		/* take it over from the very owner judged gone, and drop what
+		 * its handlers had queued behind it (if it was ours) */
+		if (usp__lock_take(l, w, self | USP_LOCK_WAITERS)) {
+			if (w & USP_LOCK_DEFERRED)
+				usp__deferred_drop(
+					l, w & ~(uint64_t)(USP_LOCK_WAITERS | USP_LOCK_DEFERRED));
 			goto out;
+		}
 	}
 out:
 	errno = saved_errno;

@@ -12,8 +12,9 @@
  * while a timer's handler writes a marker byte to a[0]; a reader thread
  * drains a[1].  Both must give the same account: every handler write
  * that returned 1 arrived, no handler write failed with anything but
- * EAGAIN (non-blocking), and the main thread's bytes arrived complete and
- * in order.  For uspair, some handler writes must have interrupted the
+ * EAGAIN (non-blocking), the main thread's bytes and the handler's (each
+ * numbered) arrived complete and in order, and no handler byte came before
+ * a main byte whose send had returned when the handler wrote.  For uspair, some handler writes must have interrupted the
  * main thread's own send (usp__deferred_sends counts them), or the case
  * was not reached.
  */
@@ -36,12 +37,16 @@
 #include <unistd.h>
 
 #define CHECK(cond, ...) ((cond) ? (void)0 : t_fail(__VA_ARGS__))
-#define MARK 0xee
-#define MAIN_VALUES 200 /* main's bytes count 0..199 round and round */
+#define MAIN_VALUES 200	   /* main's bytes count 0..199 round and round */
+#define HANDLER_VALUES 55  /* the handler's 200..254 */
+#define MAX_HANDLER_WRITES 65536
 
 static bool use_kernel;
 static int send_fd = -1, recv_fd = -1;
 static atomic_int handler_writes, handler_eagain, handler_errors;
+/* main's sends that had returned when handler write k was made: byte k
+ * must arrive after that many of main's */
+static _Atomic long main_sent, sent_before[MAX_HANDLER_WRITES];
 static atomic_bool reader_stop;
 static _Atomic double run_deadline;
 
@@ -62,7 +67,13 @@ static void on_alarm(int sig)
 		struct itimerval off = {{0, 0}, {0, 0}};
 		setitimer(ITIMER_REAL, &off, NULL);
 	}
-	unsigned char b = MARK;
+	int k = atomic_load(&handler_writes);
+	if (k >= MAX_HANDLER_WRITES) {
+		errno = saved;
+		return;
+	}
+	unsigned char b = (unsigned char)(MAIN_VALUES + k % HANDLER_VALUES);
+	atomic_store(&sent_before[k], atomic_load(&main_sent));
 	ssize_t r = use_kernel ? write(send_fd, &b, 1) : usp_write(send_fd, &b, 1);
 	if (r == 1)
 		atomic_fetch_add(&handler_writes, 1);
@@ -75,7 +86,8 @@ static void on_alarm(int sig)
 
 struct account {
 	long marks, main_bytes;
-	bool in_order;
+	bool in_order;	   /* main's bytes, and the handler's, each in order */
+	bool overtaken;	   /* a handler byte came before a main byte sent earlier */
 };
 
 static void *reader(void *arg)
@@ -96,7 +108,11 @@ static void *reader(void *arg)
 			continue;
 		}
 		for (ssize_t i = 0; i < r; i++) {
-			if (buf[i] == MARK) {
+			if (buf[i] >= MAIN_VALUES) {
+				if (buf[i] != MAIN_VALUES + acc->marks % HANDLER_VALUES)
+					acc->in_order = false;
+				if (acc->main_bytes < atomic_load(&sent_before[acc->marks]))
+					acc->overtaken = true;
 				acc->marks++;
 				continue;
 			}
@@ -125,7 +141,8 @@ static void run(bool kernel, int type, bool nonblock)
 	atomic_store(&handler_errors, 0);
 	atomic_store(&reader_stop, false);
 	unsigned long deferred_before = atomic_load(&usp__deferred_sends);
-	struct account acc = {0, 0, true};
+	struct account acc = {0, 0, true, false};
+	atomic_store(&main_sent, 0);
 	pthread_t t;
 	CHECK(pthread_create(&t, NULL, reader, &acc) == 0, "pthread_create");
 
@@ -151,7 +168,7 @@ static void run(bool kernel, int type, bool nonblock)
 		unsigned char b = (unsigned char)(sent % MAIN_VALUES);
 		ssize_t r = kernel ? send(sv[0], &b, 1, 0) : usp_send(sv[0], &b, 1, 0);
 		if (r == 1)
-			sent++;
+			atomic_store(&main_sent, ++sent);
 		else if (!(r == -1 && (errno == EAGAIN || errno == EINTR)))
 			errors++;
 	}
@@ -180,7 +197,9 @@ static void run(bool kernel, int type, bool nonblock)
 	CHECK(acc.main_bytes == sent && acc.in_order,
 	      "%s %s %s: %ld main bytes sent, %ld arrived%s", kind, t_type_name(type), mode,
 	      sent, acc.main_bytes, acc.in_order ? "" : " out of order");
-	CHECK(writes > 100, "%s %s %s: only %d handler writes", kind, t_type_name(type), mode,
+	CHECK(!acc.overtaken, "%s %s %s: a handler's byte overtook a byte sent before it",
+	      kind, t_type_name(type), mode);
+	CHECK(writes > 20, "%s %s %s: only %d handler writes", kind, t_type_name(type), mode,
 	      writes);
 	unsigned long deferred = atomic_load(&usp__deferred_sends) - deferred_before;
 	if (!kernel)
