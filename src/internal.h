@@ -752,6 +752,33 @@ USP_HIDDEN int usp__ring_reserve(struct usp_pair *pair, struct usp_ring *r,
 				 unsigned char *data, uint32_t len, uint32_t kind,
 				 uint64_t sndbuf, struct usp_lock *consumer_lock,
 				 uint64_t *tail, unsigned char **payload);
+/* The fast path's reserve (io.c fast_send): a data record that fits below
+ * the ring's end, within the space the producer's cached head leaves, and
+ * does not cross a USP_RING_HOT_BYTES boundary past the first (where
+ * usp__ring_reserve looks for an early wrap).  The checks are
+ * usp__ring_reserve's on the same values; anything else goes there. */
+static inline int usp__ring_reserve_data(struct usp_pair *pair, struct usp_ring *r,
+					 unsigned char *data, uint32_t len, uint64_t sndbuf,
+					 struct usp_lock *consumer_lock, uint64_t *tail,
+					 unsigned char **payload)
+{
+	uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
+	uint64_t h = atomic_load_explicit(&r->seen_head, memory_order_relaxed);
+	uint64_t span = USP_REC_HDR + (((uint64_t)len + 7u) & ~(uint64_t)7u);
+	uint64_t off = t & USP_RING_MASK;
+	if (USP_LIKELY(!(t & 7) && off + span <= USP_RING_BYTES &&
+		       (off <= USP_RING_HOT_BYTES ||
+			off / USP_RING_HOT_BYTES == (off + span) / USP_RING_HOT_BYTES) &&
+		       t - h <= USP_RING_BYTES && t + span - h <= USP_RING_BYTES)) {
+		struct usp_rec_hdr hdr = {len, USP_REC_DATA};
+		memcpy(data + off, &hdr, sizeof(hdr));
+		*payload = data + off + USP_REC_HDR;
+		*tail = t + span;
+		return 0;
+	}
+	return usp__ring_reserve(pair, r, data, len, USP_REC_DATA, sndbuf, consumer_lock, tail,
+				 payload);
+}
 USP_HIDDEN bool usp__ring_has_room(struct usp_pair *pair, struct usp_ring *r,
 				   uint64_t sndbuf);
 USP_HIDDEN uint64_t usp__ring_wmem(struct usp_pair *pair, struct usp_ring *r);

@@ -1543,8 +1543,8 @@ static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int fl
 	unsigned char *payload;
 	if (plain_state(s) && !usp__peer_gone(s) &&
 	    usp__ring_has_room(s->pair, s->txq, (uint64_t)sndbuf) &&
-	    usp__ring_reserve(s->pair, s->txq, s->txdata, (uint32_t)len, USP_REC_DATA,
-			      (uint64_t)sndbuf, &s->peer->recv_lock, &tail, &payload) == 0) {
+	    usp__ring_reserve_data(s->pair, s->txq, s->txdata, (uint32_t)len, (uint64_t)sndbuf,
+				   &s->peer->recv_lock, &tail, &payload) == 0) {
 		memcpy(payload, buf, len);
 		publish(s, tail, (uint32_t)len, truesize);
 		r = (ssize_t)len;
