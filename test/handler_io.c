@@ -51,20 +51,11 @@ static atomic_int handler_writes, handler_errors;
 static atomic_int main_tid, churn_tid;
 static atomic_bool churn_stop;
 
-static double now_s(void);
-
 static void on_alarm(int sig)
 {
 	(void)sig;
 	int saved = errno;
-	/* A handler that takes longer than the timer's period would run
-	 * again at once on its return, and the loop below would never see
-	 * its deadline: past it, the handler stops the timer itself. */
-	double deadline = atomic_load(&run_deadline);
-	if (deadline && now_s() > deadline + 2) {
-		struct itimerval off = {{0, 0}, {0, 0}};
-		setitimer(ITIMER_REAL, &off, NULL);
-	}
+	t_stop_timer_past(atomic_load(&run_deadline));
 	ssize_t r = use_kernel ? write(wake_fd, "s", 1) : usp_write(wake_fd, "s", 1);
 	if (r == 1)
 		atomic_fetch_add(&handler_writes, 1);
@@ -143,12 +134,6 @@ static void *monitor(void *arg)
 	return NULL;
 }
 
-static double now_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static void run(bool kernel, int type)
 {
@@ -188,10 +173,10 @@ static void run(bool kernel, int type)
 
 	long received = 0, rounds = 0;
 	bool intact = true;
-	double end = now_s() + 0.5;
+	double end = t_now() + 0.5;
 	atomic_store(&run_deadline, end);
 	char out[64], in[64], sink[256];
-	while (now_s() < end && intact) {
+	while (t_now() < end && intact) {
 		memset(out, (int)(rounds & 0x7f), sizeof(out));
 		ssize_t s = kernel ? send(a[0], out, sizeof(out), 0) : usp_send(a[0], out, sizeof(out), 0);
 		size_t got = 0;

@@ -50,23 +50,12 @@ static _Atomic long main_sent, sent_before[MAX_HANDLER_WRITES];
 static atomic_bool reader_stop;
 static _Atomic double run_deadline;
 
-static double now_s(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
 
 static void on_alarm(int sig)
 {
 	(void)sig;
 	int saved = errno;
-	/* past the run's end (a handler slower than the timer), stop it */
-	double deadline = atomic_load(&run_deadline);
-	if (deadline && now_s() > deadline + 2) {
-		struct itimerval off = {{0, 0}, {0, 0}};
-		setitimer(ITIMER_REAL, &off, NULL);
-	}
+	t_stop_timer_past(atomic_load(&run_deadline));
 	int k = atomic_load(&handler_writes);
 	if (k >= MAX_HANDLER_WRITES) {
 		errno = saved;
@@ -148,13 +137,13 @@ static void run(bool kernel, int type, bool nonblock)
 
 	struct sigaction sa = {.sa_handler = on_alarm, .sa_flags = SA_RESTART};
 	sigaction(SIGALRM, &sa, NULL);
-	double end = now_s() + 0.4;
+	double end = t_now() + 0.4;
 	atomic_store(&run_deadline, end);
 	struct itimerval it = {{0, 100}, {0, 100}};
 	setitimer(ITIMER_REAL, &it, NULL);
 	long sent = 0;
 	int errors = 0;
-	while (now_s() < end && errors == 0) {
+	while (t_now() < end && errors == 0) {
 		/* Blocking: keep the queue well below SO_SNDBUF, so that a
 		 * handler's write never has to wait for room: a handler that
 		 * sleeps in a uspair wait takes process-local locks (docs/DESIGN.md,

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
@@ -1403,6 +1404,14 @@ int t_thread_sanitizer(void)
 #else
 	return 0;
 #endif
+}
+
+void t_stop_timer_past(double deadline)
+{
+	if (deadline && t_now() > deadline + 2) {
+		struct itimerval off = {{0, 0}, {0, 0}};
+		setitimer(ITIMER_REAL, &off, NULL);
+	}
 }
 
 double t_now(void)

@@ -240,6 +240,11 @@ unsigned long t_sigpipe_count(void);
 int t_thread_sanitizer(void);
 
 double t_now(void);			/* CLOCK_MONOTONIC seconds */
+/* For a handler of an ITIMER_REAL timer: past deadline + 2 s (t_now()),
+ * stop the timer.  A handler slower than the timer's period runs again at
+ * once on its return, and the interrupted loop never sees its deadline.
+ * Async-signal-safe; deadline 0 means no run in progress. */
+void t_stop_timer_past(double deadline);
 void t_sleep_ms(unsigned ms);
 int t_count_open_fds(void);
 /* Starts a thread with SIGALRM and the step-watchdog signal blocked. */
