@@ -54,6 +54,7 @@
  * sender may queue while its charged truesize is below SO_SNDBUF (at most
  * USP_MAX_SNDBUF), and each record costs less ring space than truesize. */
 #define USP_MAX_SNDBUF (8u << 20)
+#define USP_MIN_SANE_SNDBUF 2048 /* below any SO_SNDBUF the kernel gives */
 #define USP_RING_BYTES (32u << 20)
 #define USP_RING_MASK (USP_RING_BYTES - 1)
 /* When the ring is empty and the write offset is past this, the producer

@@ -138,8 +138,11 @@ static bool pair_corrupt(struct usp_sock *s)
 static int endpoint_sndbuf(struct usp_endpoint *ep)
 {
 	int v = atomic_load_explicit(&ep->sndbuf, memory_order_relaxed);
-	if (v < 1 || v > (int)USP_MAX_SNDBUF)
-		v = (int)USP_MAX_SNDBUF; /* untrusted: keep it in range */
+	/* untrusted: keep it in range.  The kernel never gives less than
+	 * SOCK_MIN_SNDBUF (4608 on x86_64); below USP_MIN_SANE_SNDBUF, the
+	 * datagram bound `sndbuf - 32` would wrap and admit any length. */
+	if (v < USP_MIN_SANE_SNDBUF || v > (int)USP_MAX_SNDBUF)
+		v = (int)USP_MAX_SNDBUF;
 	return v;
 }
 

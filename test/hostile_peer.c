@@ -271,6 +271,36 @@ static void huge_timeouts(int type)
 	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
 }
 
+/* A peer that writes a tiny SO_SNDBUF (below 32) into our endpoint: the
+ * datagram bound `sndbuf - 32` must not wrap and admit a length of 4 GiB
+ * and more, whose 32-bit record length would be small and whose copy
+ * would run far past the ring.  The send must fail with EMSGSIZE, as the
+ * kernel's does for any datagram above SO_SNDBUF - 32 (the buffer is
+ * 4 GiB of readable zero pages, reserved but never touched). */
+static void tiny_sndbuf(int type)
+{
+	int sv[2];
+	size_t len = ((size_t)1 << 32) + 8;
+	void *buf = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (buf == MAP_FAILED) {
+		CHECK(0, "mmap: %s", strerror(errno));
+		return;
+	}
+	if (usp_socketpair(AF_UNIX, type, 0, sv) != 0) {
+		CHECK(0, "usp_socketpair: %s", strerror(errno));
+		munmap(buf, len);
+		return;
+	}
+	int side = 0;
+	struct usp_shared *shm = t_usp_region(sv[0], &side);
+	atomic_store(&shm->ep[side].sndbuf, 8);
+	ssize_t r = usp_send(sv[0], buf, len, MSG_DONTWAIT);
+	CHECK(r < 0 && errno == EMSGSIZE, "%s: a 4 GiB send with SO_SNDBUF 8 in the region gave %zd (%s)",
+	      type_name(type), r, r < 0 ? strerror(errno) : "");
+	CHECK(usp_close(sv[0]) == 0 && usp_close(sv[1]) == 0, "close");
+	munmap(buf, len);
+}
+
 /* A child writes random bytes over the control structures and ring
  * headers while the parent sends and receives; every call must return
  * (data, EAGAIN or EIO) and nothing may crash. */
@@ -488,6 +518,8 @@ int main(void)
 		eio_before_state_errors(types[t]);
 		corrupt_flag_cleared(types[t]);
 		huge_timeouts(types[t]);
+		if (types[t] != SOCK_STREAM)
+			tiny_sndbuf(types[t]);
 	}
 	seqpacket_peer_gone_unshut();
 	for (int t = 0; t < 3; t++) {
