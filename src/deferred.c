@@ -43,19 +43,25 @@ struct deferred_send {
 };
 
 static struct deferred_send slots[USP_DEFER_SLOTS];
-/* the send_lock this thread's fast_send (io.c) is taking or holds */
-USP_TLS struct usp_lock *volatile usp__tl_fast_send_lock;
+/* the top of this thread's chain of send marks (io.c fast_send,
+ * usp__sendmsg) */
+USP_TLS struct usp_send_mark *volatile usp__tl_send_marks;
 static _Atomic uint64_t next_seq;
 _Atomic unsigned long usp__deferred_sends;
 
-/* Called by a send whose thread's marker (usp__tl_fast_send_lock) names
- * l, so it is a handler that interrupted fast_send on l: does that call
- * hold l yet (its word is ours)?  Not a foreign id, which is not unique to
- * a thread; and never from the word alone, which the peer can write. */
+/* Is this send a handler's that interrupted a send of its own thread
+ * holding l?  A mark of l in the thread's chain says that a call below
+ * is taking or holds l (a handler's own sends on other endpoints may be
+ * marked above it), and the word being ours says it holds it.  Not a
+ * foreign id, which is not unique to a thread; and never from the word
+ * alone, which the peer can write. */
 bool usp__deferring(struct usp_lock *l, uint64_t self)
 {
+	bool marked = false;
+	for (struct usp_send_mark *m = usp__tl_send_marks; m && !marked; m = m->outer)
+		marked = m->lock == l;
 	uint64_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
-	return (w & ~(uint64_t)(USP_LOCK_WAITERS | USP_LOCK_DEFERRED)) == self &&
+	return marked && (w & ~(uint64_t)(USP_LOCK_WAITERS | USP_LOCK_DEFERRED)) == self &&
 	       (self & USP_LOCK_TID_MASK) != USP_LOCK_FOREIGN;
 }
 
@@ -81,7 +87,7 @@ ssize_t usp__defer_send(struct usp_sock *s, const void *buf, size_t len)
 		atomic_fetch_add_explicit(&s->pair->refs, 1, memory_order_relaxed);
 		d->len = (uint32_t)len;
 		memcpy(d->data, buf, len);
-		atomic_store_explicit(&d->filled, true, memory_order_relaxed);
+		atomic_store_explicit(&d->filled, true, memory_order_release);
 		/* the slot is complete before the bit announces it to the
 		 * holder we interrupted (the same thread) */
 		atomic_signal_fence(memory_order_seq_cst);
@@ -106,7 +112,7 @@ void usp__deferred_flush(struct usp_lock *l)
 		for (int i = 0; i < USP_DEFER_SLOTS; i++) {
 			struct deferred_send *d = &slots[i];
 			if (atomic_load_explicit(&d->owner, memory_order_relaxed) == self &&
-			    atomic_load_explicit(&d->filled, memory_order_relaxed) &&
+			    atomic_load_explicit(&d->filled, memory_order_acquire) &&
 			    d->lock == l && (!first || d->seq < first->seq))
 				first = d;
 		}
@@ -129,7 +135,7 @@ void usp__deferred_drop(struct usp_lock *l, uint64_t owner)
 	for (int i = 0; i < USP_DEFER_SLOTS; i++) {
 		struct deferred_send *d = &slots[i];
 		if (atomic_load_explicit(&d->owner, memory_order_acquire) != owner ||
-		    !atomic_load_explicit(&d->filled, memory_order_relaxed) || d->lock != l)
+		    !atomic_load_explicit(&d->filled, memory_order_acquire) || d->lock != l)
 			continue;
 		struct usp_pair *pair = d->sock.pair;
 		atomic_store_explicit(&d->filled, false, memory_order_relaxed);

@@ -664,7 +664,27 @@ static inline void usp__lock(struct usp_lock *l)
 /* deferred.c: sends that a signal handler made while its own thread held
  * the endpoint's send_lock, queued behind that holder, which makes them
  * before it lets go (USP_LOCK_DEFERRED says there are some). */
-USP_HIDDEN extern USP_TLS struct usp_lock *volatile usp__tl_fast_send_lock;
+/* A send's mark of the send_lock it is taking or holds, on its stack; the
+ * thread's marks form a chain (a handler's send on top of the call it
+ * interrupted), which only the thread and its handlers read. */
+struct usp_send_mark {
+	struct usp_lock *lock;
+	struct usp_send_mark *outer;
+};
+USP_HIDDEN extern USP_TLS struct usp_send_mark *volatile usp__tl_send_marks;
+static inline void usp__send_mark(struct usp_send_mark *m, struct usp_lock *l)
+{
+	m->lock = l;
+	m->outer = usp__tl_send_marks;
+	atomic_signal_fence(memory_order_seq_cst);
+	usp__tl_send_marks = m;
+	atomic_signal_fence(memory_order_seq_cst);
+}
+static inline void usp__send_unmark(struct usp_send_mark *m)
+{
+	atomic_signal_fence(memory_order_seq_cst);
+	usp__tl_send_marks = m->outer;
+}
 USP_HIDDEN bool usp__deferring(struct usp_lock *l, uint64_t self);
 USP_HIDDEN void usp__deferred_drop(struct usp_lock *l, uint64_t owner);
 USP_HIDDEN ssize_t usp__defer_send(struct usp_sock *s, const void *buf, size_t len);

@@ -1371,13 +1371,11 @@ ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 	}
 	/* the send_lock this call takes and holds at times: a handler's fast
 	 * send on it queues behind us while we hold it (see fast_send) */
-	struct usp_lock *outer = usp__tl_fast_send_lock;
-	usp__tl_fast_send_lock = &s->self->send_lock;
-	atomic_signal_fence(memory_order_seq_cst);
+	struct usp_send_mark mark;
+	usp__send_mark(&mark, &s->self->send_lock);
 	ssize_t r = s->type == SOCK_STREAM ? stream_sendmsg(s, msg, (size_t)len, flags, &scm)
 					   : dgram_sendmsg(s, msg, (size_t)len, flags, &scm);
-	atomic_signal_fence(memory_order_seq_cst);
-	usp__tl_fast_send_lock = outer;
+	usp__send_unmark(&mark);
 	if (r == -USP_ERAW)
 		usp__serve_flush(s); /* the caller sends through the kernel next */
 	usp__stat_add(&usp__stats.fast_bytes, r);
@@ -1527,18 +1525,16 @@ static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int fl
 	if (s->type != SOCK_SEQPACKET)
 		usp__check_peer(s, false);
 	/* While this call holds the lock, a send of a handler that interrupts
-	 * it on the same endpoint queues behind it (deferred.c): the marker
-	 * says which lock the interrupted call is taking or holds, set before
-	 * it is taken and cleared after it is let go, and put back for a
-	 * handler's own send (signal fences: only our handlers read it).  A
-	 * word that only says "ours" proves nothing: the peer can write it. */
+	 * it on the same endpoint queues behind it (deferred.c): the mark
+	 * says which lock this call is taking or holds, from before it is
+	 * taken until after it is let go.  A word that only says "ours"
+	 * proves nothing: the peer can write it. */
 	struct usp_lock *lock = &s->self->send_lock;
 	uint64_t me = usp__lock_id();
-	struct usp_lock *outer = usp__tl_fast_send_lock;
-	if (USP_UNLIKELY(outer == lock) && usp__deferring(lock, me))
+	if (USP_UNLIKELY(usp__tl_send_marks != NULL) && usp__deferring(lock, me))
 		return handler_send(s, buf, len, flags);
-	usp__tl_fast_send_lock = lock;
-	atomic_signal_fence(memory_order_seq_cst);
+	struct usp_send_mark mark;
+	usp__send_mark(&mark, lock);
 	if (USP_UNLIKELY(!usp__lock_take(lock, 0, me)))
 		usp__lock_slow(lock, me);
 	ssize_t r = -USP_SLOW;
@@ -1553,8 +1549,7 @@ static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int fl
 		r = (ssize_t)len;
 	}
 	usp__unlock(lock);
-	atomic_signal_fence(memory_order_seq_cst);
-	usp__tl_fast_send_lock = outer;
+	usp__send_unmark(&mark);
 	if (r > 0)
 		usp__stat_add(&usp__stats.fast_bytes, r);
 	return r;

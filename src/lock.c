@@ -137,11 +137,16 @@ void usp__lock_init(struct usp_lock *l)
 void usp__unlock_slow(struct usp_lock *l)
 {
 	uint64_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
-	for (;;) {
+	for (int tries = 0;; tries++) {
 		if (w & USP_LOCK_DEFERRED) {
 			usp__deferred_flush(l);
 			w = atomic_load_explicit(&l->word, memory_order_relaxed);
-			continue;
+		}
+		/* a peer that keeps flipping bits in the word could fail our
+		 * CAS for ever: after a while let go by exchange (U1 too) */
+		if (tries >= 64) {
+			w = atomic_exchange_explicit(&l->word, 0, memory_order_release);
+			break;
 		}
 		if (atomic_compare_exchange_weak_explicit(&l->word, &w, 0,
 							  memory_order_release, /* U1 */
