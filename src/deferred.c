@@ -43,23 +43,23 @@ struct deferred_send {
 };
 
 static struct deferred_send slots[USP_DEFER_SLOTS];
-/* the top of this thread's chain of send marks (io.c fast_send,
- * usp__sendmsg) */
-USP_TLS struct usp_send_mark *volatile usp__tl_send_marks;
+/* this thread's send marks (io.c fast_send, usp__sendmsg) */
+USP_TLS struct usp_send_marks usp__tl_send_marks;
 static _Atomic uint64_t next_seq;
 _Atomic unsigned long usp__deferred_sends;
 
 /* Is this send a handler's that interrupted a send of its own thread
- * holding l?  A mark of l in the thread's chain says that a call below
- * is taking or holds l (a handler's own sends on other endpoints may be
+ * holding l?  A mark of l among the thread's says that a call below is
+ * taking or holds l (a handler's own sends on other endpoints may be
  * marked above it), and the word being ours says it holds it.  Not a
  * foreign id, which is not unique to a thread; and never from the word
  * alone, which the peer can write. */
 bool usp__deferring(struct usp_lock *l, uint64_t self)
 {
 	bool marked = false;
-	for (struct usp_send_mark *m = usp__tl_send_marks; m && !marked; m = m->outer)
-		marked = m->lock == l;
+	unsigned depth = usp__tl_send_marks.depth;
+	for (unsigned i = 0; i < depth && i < USP_SEND_MARKS; i++)
+		marked |= usp__tl_send_marks.lock[i] == l;
 	uint64_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
 	return marked && (w & ~(uint64_t)(USP_LOCK_WAITERS | USP_LOCK_DEFERRED)) == self &&
 	       (self & USP_LOCK_TID_MASK) != USP_LOCK_FOREIGN;

@@ -664,26 +664,37 @@ static inline void usp__lock(struct usp_lock *l)
 /* deferred.c: sends that a signal handler made while its own thread held
  * the endpoint's send_lock, queued behind that holder, which makes them
  * before it lets go (USP_LOCK_DEFERRED says there are some). */
-/* A send's mark of the send_lock it is taking or holds, on its stack; the
- * thread's marks form a chain (a handler's send on top of the call it
- * interrupted), which only the thread and its handlers read. */
-struct usp_send_mark {
-	struct usp_lock *lock;
-	struct usp_send_mark *outer;
+/* The send_locks this thread's sends are taking or hold, innermost last
+ * (a handler's sends above the call it interrupted); only the thread and
+ * its handlers touch it.  An array of lock addresses, compared and never
+ * followed, with a depth: a siglongjmp out of a marked call leaves its
+ * entry behind, which costs a look but can never be followed. */
+#define USP_SEND_MARKS 8
+struct usp_send_marks {
+	struct usp_lock *lock[USP_SEND_MARKS];
+	unsigned depth;
 };
-USP_HIDDEN extern USP_TLS struct usp_send_mark *volatile usp__tl_send_marks;
-static inline void usp__send_mark(struct usp_send_mark *m, struct usp_lock *l)
+USP_HIDDEN extern USP_TLS struct usp_send_marks usp__tl_send_marks;
+/* Mark l; false when the array is full (then nothing is marked).  The
+ * depth goes up before the entry is written: a handler that comes in
+ * between sees a stale entry, which cannot make it defer (the word is
+ * not ours yet), and pushes above it. */
+static inline bool usp__send_mark(struct usp_lock *l)
 {
-	m->lock = l;
-	m->outer = usp__tl_send_marks;
+	unsigned d = usp__tl_send_marks.depth;
+	if (USP_UNLIKELY(d >= USP_SEND_MARKS))
+		return false;
+	usp__tl_send_marks.depth = d + 1;
 	atomic_signal_fence(memory_order_seq_cst);
-	usp__tl_send_marks = m;
+	usp__tl_send_marks.lock[d] = l;
 	atomic_signal_fence(memory_order_seq_cst);
+	return true;
 }
-static inline void usp__send_unmark(struct usp_send_mark *m)
+static inline void usp__send_unmark(bool marked)
 {
 	atomic_signal_fence(memory_order_seq_cst);
-	usp__tl_send_marks = m->outer;
+	if (marked)
+		usp__tl_send_marks.depth--;
 }
 USP_HIDDEN bool usp__deferring(struct usp_lock *l, uint64_t self);
 USP_HIDDEN void usp__deferred_drop(struct usp_lock *l, uint64_t owner);

@@ -1371,11 +1371,10 @@ ssize_t usp__sendmsg(struct usp_sock *s, const struct msghdr *msg_in, int flags)
 	}
 	/* the send_lock this call takes and holds at times: a handler's fast
 	 * send on it queues behind us while we hold it (see fast_send) */
-	struct usp_send_mark mark;
-	usp__send_mark(&mark, &s->self->send_lock);
+	bool marked = usp__send_mark(&s->self->send_lock);
 	ssize_t r = s->type == SOCK_STREAM ? stream_sendmsg(s, msg, (size_t)len, flags, &scm)
 					   : dgram_sendmsg(s, msg, (size_t)len, flags, &scm);
-	usp__send_unmark(&mark);
+	usp__send_unmark(marked);
 	if (r == -USP_ERAW)
 		usp__serve_flush(s); /* the caller sends through the kernel next */
 	usp__stat_add(&usp__stats.fast_bytes, r);
@@ -1531,10 +1530,9 @@ static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int fl
 	 * proves nothing: the peer can write it. */
 	struct usp_lock *lock = &s->self->send_lock;
 	uint64_t me = usp__lock_id();
-	if (USP_UNLIKELY(usp__tl_send_marks != NULL) && usp__deferring(lock, me))
+	if (USP_UNLIKELY(usp__tl_send_marks.depth) && usp__deferring(lock, me))
 		return handler_send(s, buf, len, flags);
-	struct usp_send_mark mark;
-	usp__send_mark(&mark, lock);
+	bool marked = usp__send_mark(lock);
 	if (USP_UNLIKELY(!usp__lock_take(lock, 0, me)))
 		usp__lock_slow(lock, me);
 	ssize_t r = -USP_SLOW;
@@ -1549,7 +1547,7 @@ static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int fl
 		r = (ssize_t)len;
 	}
 	usp__unlock(lock);
-	usp__send_unmark(&mark);
+	usp__send_unmark(marked);
 	if (r > 0)
 		usp__stat_add(&usp__stats.fast_bytes, r);
 	return r;

@@ -138,15 +138,18 @@ void usp__unlock_slow(struct usp_lock *l)
 {
 	uint64_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
 	for (int tries = 0;; tries++) {
-		if (w & USP_LOCK_DEFERRED) {
-			usp__deferred_flush(l);
-			w = atomic_load_explicit(&l->word, memory_order_relaxed);
-		}
-		/* a peer that keeps flipping bits in the word could fail our
-		 * CAS for ever: after a while let go by exchange (U1 too) */
+		/* a peer that keeps flipping bits in the word could keep us
+		 * here for ever: after a while let go by exchange (U1 too) */
 		if (tries >= 64) {
 			w = atomic_exchange_explicit(&l->word, 0, memory_order_release);
 			break;
+		}
+		/* never let go of a word with the bit: a handler may have set
+		 * it after the flush's last look */
+		if (w & USP_LOCK_DEFERRED) {
+			usp__deferred_flush(l);
+			w = atomic_load_explicit(&l->word, memory_order_relaxed);
+			continue;
 		}
 		if (atomic_compare_exchange_weak_explicit(&l->word, &w, 0,
 							  memory_order_release, /* U1 */
