@@ -61,7 +61,7 @@ bool usp__deferring(struct usp_lock *l, uint64_t self)
 	for (unsigned i = 0; i < depth && i < USP_SEND_MARKS; i++)
 		marked |= usp__tl_send_marks.lock[i] == l;
 	uint64_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
-	return marked && (w & ~(uint64_t)(USP_LOCK_WAITERS | USP_LOCK_DEFERRED)) == self &&
+	return marked && usp__lock_owner(w) == self &&
 	       (self & USP_LOCK_TID_MASK) != USP_LOCK_FOREIGN;
 }
 

@@ -619,6 +619,11 @@ static inline void usp__local_reinit(pthread_mutex_t *m)
 #define USP_LOCK_WAITERS 0x80000000u
 /* a signal handler of the owner's thread queued sends behind it (deferred.c) */
 #define USP_LOCK_DEFERRED 0x40000000u
+/* the owner's id in a word: pid and thread id, without the flag bits */
+static inline uint64_t usp__lock_owner(uint64_t word)
+{
+	return word & ~(uint64_t)(USP_LOCK_WAITERS | USP_LOCK_DEFERRED);
+}
 USP_HIDDEN extern USP_TLS uint64_t usp__tl_lock_id; /* 0 until first used */
 USP_HIDDEN uint64_t usp__lock_id_slow(void);
 USP_HIDDEN void usp__lock_slow(struct usp_lock *l, uint64_t self);
@@ -661,9 +666,6 @@ static inline void usp__lock(struct usp_lock *l)
 		usp__lock_slow(l, self);
 }
 
-/* deferred.c: sends that a signal handler made while its own thread held
- * the endpoint's send_lock, queued behind that holder, which makes them
- * before it lets go (USP_LOCK_DEFERRED says there are some). */
 /* The send_locks this thread's sends are taking or hold, innermost last
  * (a handler's sends above the call it interrupted); only the thread and
  * its handlers touch it.  An array of lock addresses, compared and never
@@ -696,6 +698,9 @@ static inline void usp__send_unmark(bool marked)
 	if (marked)
 		usp__tl_send_marks.depth--;
 }
+/* deferred.c: sends that a signal handler made while its own thread held
+ * the endpoint's send_lock, queued behind that holder, which makes them
+ * before it lets go (USP_LOCK_DEFERRED says there are some). */
 USP_HIDDEN bool usp__deferring(struct usp_lock *l, uint64_t self);
 USP_HIDDEN void usp__deferred_drop(struct usp_lock *l, uint64_t owner);
 USP_HIDDEN ssize_t usp__defer_send(struct usp_sock *s, const void *buf, size_t len);

@@ -1465,10 +1465,7 @@ static __attribute__((noinline, cold)) ssize_t handler_send(struct usp_sock *s, 
 	for (;;) {
 		if (!plain_state(s) || usp__peer_gone(s))
 			return -EAGAIN;
-		uint64_t wmem =
-			atomic_load_explicit(&s->txq->charged, memory_order_relaxed) -
-			usp__ld_acq(&s->txq->released); /* P2 */
-		if (wmem < (uint64_t)sndbuf_of(s))
+		if (tx_wmem(s) < (uint64_t)sndbuf_of(s))
 			return usp__defer_send(s, buf, len);
 		if (sock_nonblock(s, flags))
 			return -EAGAIN;

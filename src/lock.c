@@ -27,14 +27,15 @@
  * from the word the holder read is a release (U1, pairs with L1), so what
  * one holder wrote is visible to the next.  A CAS rather than an exchange:
  * with USP_LOCK_DEFERRED set, the holder first sends what its handlers
- * deferred, still holding the lock (usp__unlock_slow).  Wake protocol (the classic three-state futex mutex): a
- * waiter sets USP_LOCK_WAITERS by CAS before it sleeps, and sleeps only
- * while the low half still holds exactly that value (the kernel compares
- * under its futex lock); the releasing CAS fails if the bit was set since
- * the holder read the word, and a set bit makes the release wake one
- * sleeper.  A woken waiter takes the lock
- * with the bit set, since others may still sleep: at worst one wake too
- * many, never one too few.
+ * deferred, still holding the lock (usp__unlock_slow).
+ *
+ * Wake protocol (the classic three-state futex mutex): a waiter sets
+ * USP_LOCK_WAITERS by CAS before it sleeps, and sleeps only while the low
+ * half still holds exactly that value (the kernel compares under its futex
+ * lock); the releasing CAS fails if the bit was set since the holder read
+ * the word, and a set bit makes the release wake one sleeper.  A woken
+ * waiter takes the lock with the bit set, since others may still sleep:
+ * at worst one wake too many, never one too few.
  *
  * Liveness: a waiter sleeps at most USP_LOCK_CHECK_NS at a time, and
  * after each USP_LOCK_CHECK_NS of waiting (by the clock, however often
@@ -173,7 +174,7 @@ static bool owner_gone(uint64_t word, uint64_t self)
 	uint32_t pid = (uint32_t)(word >> 32);
 	if (self == USP_LOCK_FOREIGN || tid == USP_LOCK_FOREIGN || !tid || !pid ||
 	    pid > INT_MAX ||
-	    (word & ~(uint64_t)(USP_LOCK_WAITERS | USP_LOCK_DEFERRED)) == self)
+	    usp__lock_owner(word) == self)
 		return false;
 	/* EPERM: it exists (another user's) */
 	if (syscall(SYS_tgkill, (pid_t)pid, (pid_t)tid, 0) == -1 && errno == ESRCH)
@@ -248,8 +249,7 @@ void usp__lock_slow(struct usp_lock *l, uint64_t self)
 		 * its handlers had queued behind it (if it was ours) */
 		if (usp__lock_take(l, w, self | USP_LOCK_WAITERS)) {
 			if (w & USP_LOCK_DEFERRED)
-				usp__deferred_drop(
-					l, w & ~(uint64_t)(USP_LOCK_WAITERS | USP_LOCK_DEFERRED));
+				usp__deferred_drop(l, usp__lock_owner(w));
 			goto out;
 		}
 	}
