@@ -372,6 +372,9 @@ struct usp_pair {
 	/* this side's last publish woke a peer that had slept for long
 	 * (wait.c usp__spin) */
 	_Atomic bool woke_peer[2];
+	/* this side's last spin succeeded within a few looks (wait.c
+	 * usp__spin): the next one first waits without looking */
+	_Atomic bool spin_quick[2];
 	/* the tail of each side's receive ring as this process's readers
 	 * last read it (io.c rx_tail); written under that side's recv_lock */
 	_Atomic uint64_t seen_tail[2];
@@ -725,6 +728,38 @@ static inline void usp__unlock(struct usp_lock *l)
 	usp__unlock_slow(l);
 }
 
+/* After a locked read-modify-write: a full barrier, as the kernel's
+ * smp_mb__after_atomic().  x86 orders every load and store around a
+ * LOCK-prefixed instruction, so the compiler is all that must be kept
+ * from moving accesses across it; elsewhere it is a fence. */
+static inline void usp__mb_after_rmw(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	atomic_signal_fence(memory_order_seq_cst);
+#else
+	atomic_thread_fence(memory_order_seq_cst);
+#endif
+}
+
+/* usp__unlock that is also a full barrier between what the caller did
+ * under the lock and what it does next: the W1 of a wake after the
+ * release (io.c fast_send, fast_recv), one locked instruction where a
+ * release and a fence took two.  The release CAS is seq_cst so that no
+ * later access moves above it in the compiler either. */
+static inline void usp__unlock_full(struct usp_lock *l)
+{
+	uint64_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
+	if (USP_LIKELY(!(w & (USP_LOCK_DEFERRED | USP_LOCK_WAITERS))) &&
+	    USP_LIKELY(atomic_compare_exchange_strong_explicit(&l->word, &w, 0,
+							       memory_order_seq_cst, /* U1 */
+							       memory_order_relaxed))) {
+		usp__mb_after_rmw(); /* W1: pairs with S1 (wait.c) */
+		return;
+	}
+	usp__unlock_slow(l);
+	atomic_thread_fence(memory_order_seq_cst); /* W1: pairs with S1 */
+}
+
 /* truesize.c: the kernel's memory accounting for AF_UNIX skbs */
 USP_HIDDEN uint32_t usp__dgram_truesize(size_t len);
 USP_HIDDEN size_t usp__stream_chunk(size_t remaining, int sndbuf);
@@ -863,8 +898,25 @@ USP_HIDDEN int64_t usp__coarse_now_ns(void);
 #define USP_WAKE_ROOM 2u
 #define USP_WAKE_ALL (USP_WAKE_DATA | USP_WAKE_ROOM)
 /* true when it woke a receiver that had been asleep for longer than the
- * longest spin (an idle peer, not one that slept a moment ago) */
-USP_HIDDEN bool usp__wake(struct usp_endpoint *ep, int token_fd, unsigned which);
+ * longest spin (an idle peer, not one that slept a moment ago).
+ * usp__wake_after_mb: the caller has issued W1 itself (usp__unlock_full);
+ * most calls find nobody to wake, and decide so without a call. */
+USP_HIDDEN bool usp__wake_sleepers(struct usp_endpoint *ep, int token_fd, unsigned which);
+static inline bool usp__wake_after_mb(struct usp_endpoint *ep, int token_fd, unsigned which)
+{
+	if (USP_LIKELY(!((which & USP_WAKE_DATA) &&
+			 atomic_load_explicit(&ep->sleepers, memory_order_relaxed)) &&
+		       !((which & USP_WAKE_ROOM) &&
+			 atomic_load_explicit(&ep->room_sleepers, memory_order_relaxed)) &&
+		       !(token_fd >= 0 && atomic_load_explicit(&ep->pollers, memory_order_relaxed))))
+		return false;
+	return usp__wake_sleepers(ep, token_fd, which);
+}
+static inline bool usp__wake(struct usp_endpoint *ep, int token_fd, unsigned which)
+{
+	atomic_thread_fence(memory_order_seq_cst); /* W1: pairs with S1 */
+	return usp__wake_after_mb(ep, token_fd, which);
+}
 static inline bool usp__wake_endpoint(struct usp_endpoint *ep, int token_fd)
 {
 	return usp__wake(ep, token_fd, USP_WAKE_ALL);
@@ -872,11 +924,16 @@ static inline bool usp__wake_endpoint(struct usp_endpoint *ep, int token_fd)
 /* After publishing into the peer's queue: wake its receivers, and
  * remember whether one had slept long, so that our own next wait sleeps
  * at once instead of spinning against it for the CPU (usp__spin). */
-static inline void usp__wake_reader(struct usp_sock *s)
+static inline void usp__wake_reader_after_mb(struct usp_sock *s)
 {
-	bool woke = usp__wake(s->peer, s->fd, USP_WAKE_DATA);
+	bool woke = usp__wake_after_mb(s->peer, s->fd, USP_WAKE_DATA);
 	if (woke != atomic_load_explicit(&s->pair->woke_peer[s->side], memory_order_relaxed))
 		atomic_store_explicit(&s->pair->woke_peer[s->side], woke, memory_order_relaxed);
+}
+static inline void usp__wake_reader(struct usp_sock *s)
+{
+	atomic_thread_fence(memory_order_seq_cst); /* W1: pairs with S1 */
+	usp__wake_reader_after_mb(s);
 }
 
 struct usp_wait {

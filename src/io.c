@@ -270,16 +270,16 @@ static inline __attribute__((always_inline)) uint64_t rx_tail(struct usp_sock *s
  * room (send_ready), which writable implies, so no wake-up is lost; like
  * the kernel's writer, it then sleeps on while the reader keeps the
  * queue above a quarter.  (wake_room below first rules out consumes
- * that cannot have made the queue writable.) */
-static void wake_room_fenced(struct usp_sock *s)
+ * that cannot have made the queue writable.)  The caller issued W1: a
+ * fence (wake_room) or the release of its recv_lock (fast_recv). */
+static void wake_room_after_mb(struct usp_sock *s)
 {
 	struct usp_endpoint *sender = s->peer;
-	atomic_thread_fence(memory_order_seq_cst); /* W1: pairs with S1 */
 	if (USP_LIKELY(!atomic_load_explicit(&sender->room_sleepers, memory_order_relaxed) &&
 		       !atomic_load_explicit(&sender->pollers, memory_order_relaxed)))
 		return;
 	if (usp__wmem_writable(usp__ring_wmem(s->pair, s->rxq), endpoint_sndbuf(sender)))
-		usp__wake(sender, s->fd, USP_WAKE_ROOM);
+		usp__wake_sleepers(sender, s->fd, USP_WAKE_ROOM);
 }
 
 /*
@@ -299,13 +299,19 @@ static void wake_room_fenced(struct usp_sock *s)
  * through our recv_lock so that what a skipping consume released is
  * visible to them (sockopt.c).  Caller holds our recv_lock.
  */
-static inline __attribute__((always_inline)) void wake_room(struct usp_sock *s)
+static inline __attribute__((always_inline)) bool room_maybe_writable(struct usp_sock *s)
 {
 	uint64_t low = atomic_load_explicit(&s->pair->seen_charged[s->side], memory_order_relaxed) -
 		       atomic_load_explicit(&s->rxq->released, memory_order_relaxed);
-	if (low - 1 < USP_MAX_SNDBUF && !usp__wmem_writable(low, endpoint_sndbuf(s->peer)))
-		return;
-	wake_room_fenced(s);
+	return !(low - 1 < USP_MAX_SNDBUF && !usp__wmem_writable(low, endpoint_sndbuf(s->peer)));
+}
+
+static inline __attribute__((always_inline)) void wake_room(struct usp_sock *s)
+{
+	if (room_maybe_writable(s)) {
+		atomic_thread_fence(memory_order_seq_cst); /* W1: pairs with S1 */
+		wake_room_after_mb(s);
+	}
 }
 
 /* Consume the record at head (C2: pairs with P2 in the sender). */
@@ -1540,13 +1546,20 @@ static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int fl
 	    usp__ring_reserve_data(s->pair, s->txq, s->txdata, (uint32_t)len, (uint64_t)sndbuf,
 				   &s->peer->recv_lock, &tail, &payload) == 0) {
 		memcpy(payload, buf, len);
-		publish(s, tail, (uint32_t)len, truesize);
+		usp__ring_publish(s->txq, tail, (uint32_t)len, truesize);
 		r = (ssize_t)len;
 	}
-	usp__unlock(lock);
+	/* The release is W1 too: the wake below needs a full barrier
+	 * between the tail and the sleeper counts, and the releasing CAS
+	 * is one (a fence under the lock cost a second locked instruction
+	 * per message).  Waking after the release is waking a moment
+	 * later; the protocol does not ask for the lock. */
+	usp__unlock_full(lock);
 	usp__send_unmark(marked);
-	if (r > 0)
+	if (r > 0) {
+		usp__wake_reader_after_mb(s);
 		usp__stat_add(&usp__stats.fast_bytes, r);
+	}
 	return r;
 }
 
@@ -1584,6 +1597,7 @@ static ssize_t fast_recv(struct usp_sock *s, void *buf, size_t len, int flags)
 			return -USP_SLOW;
 	}
 	size_t chunk;
+	bool wake = false;
 	if (rec.kernel || rec.oob)
 		goto slow;
 	if (stream) {
@@ -1596,17 +1610,23 @@ static ssize_t fast_recv(struct usp_sock *s, void *buf, size_t len, int flags)
 		if (chunk < len && rx_tail(s, rec.next) != rec.next)
 			goto slow;
 		memcpy(buf, rec.data + used, chunk);
-		if (used + chunk < rec.len)
+		if (used + chunk < rec.len) {
 			atomic_store_explicit(&s->rxq->head_used, used + (uint32_t)chunk,
 					      memory_order_relaxed);
-		else
-			consume(s, &rec, usp__stream_truesize(rec.len));
+		} else {
+			usp__ring_consume(s->rxq, &rec, usp__stream_truesize(rec.len));
+			wake = room_maybe_writable(s);
+		}
 	} else {
 		chunk = rec.len < len ? rec.len : len; /* the rest is dropped */
 		memcpy(buf, rec.data, chunk);
-		consume(s, &rec, usp__dgram_truesize(rec.len));
+		usp__ring_consume(s->rxq, &rec, usp__dgram_truesize(rec.len));
+		wake = room_maybe_writable(s);
 	}
-	usp__unlock(&self->recv_lock);
+	/* the release is the wake's W1 (as in fast_send) */
+	usp__unlock_full(&self->recv_lock);
+	if (wake)
+		wake_room_after_mb(s);
 	usp__stat_add(&usp__stats.fast_bytes, (ssize_t)chunk);
 	return (ssize_t)chunk;
 slow:
