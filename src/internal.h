@@ -229,7 +229,8 @@ struct usp_lock {
  *  - A sleeper increments `sleepers` (receivers) or `room_sleepers`
  *    (senders), reads `event_seq` or `room_seq`, re-checks its condition,
  *    then futex-waits on that word.  The waker, after its change, issues a
- *    seq_cst fence (W1) and reads the sleeper count; the sleeper's
+ *    seq_cst fence (W1; or a locked release that is one, usp__unlock_full,
+ *    in the fast path) and reads the sleeper count; the sleeper's
  *    increment is seq_cst (S1).  W1/S1 form a Dekker pair: either the waker
  *    sees the sleeper, or the sleeper's re-check sees the change.
  *  - A poller (usp_poll) counts itself in `pollers` (seq_cst, like S1)
@@ -372,9 +373,9 @@ struct usp_pair {
 	/* this side's last publish woke a peer that had slept for long
 	 * (wait.c usp__spin) */
 	_Atomic bool woke_peer[2];
-	/* this side's last spin succeeded within a few looks (wait.c
-	 * usp__spin): the next one first waits without looking */
-	_Atomic bool spin_quick[2];
+	/* this side's last spin for data ([0]) or room ([1]) was quick
+	 * (wait.c usp__spin): the next one first waits without looking */
+	_Atomic bool spin_quick[2][2];
 	/* the tail of each side's receive ring as this process's readers
 	 * last read it (io.c rx_tail); written under that side's recv_lock */
 	_Atomic uint64_t seen_tail[2];
@@ -743,9 +744,10 @@ static inline void usp__mb_after_rmw(void)
 
 /* usp__unlock that is also a full barrier between what the caller did
  * under the lock and what it does next: the W1 of a wake after the
- * release (io.c fast_send, fast_recv), one locked instruction where a
- * release and a fence took two.  The release CAS is seq_cst so that no
- * later access moves above it in the compiler either. */
+ * release (io.c fast_send, fast_recv): on x86 one locked instruction
+ * where a release and a fence took two (elsewhere the fence stays).  The
+ * release CAS is seq_cst so that no later access moves above it in the
+ * compiler either. */
 static inline void usp__unlock_full(struct usp_lock *l)
 {
 	uint64_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
@@ -945,7 +947,8 @@ struct usp_wait {
 	bool moved_data;
 };
 typedef bool (*usp_ready_fn)(struct usp_sock *s);
-USP_HIDDEN bool usp__spin(struct usp_sock *s, usp_ready_fn ready);
+/* wait_for: USP_WAKE_DATA or USP_WAKE_ROOM (what ready(s) waits for) */
+USP_HIDDEN bool usp__spin(struct usp_sock *s, usp_ready_fn ready, unsigned wait_for);
 USP_HIDDEN void usp__wait_init(struct usp_wait *w, int64_t timeo_us, unsigned wait_for);
 USP_HIDDEN int usp__wait(struct usp_sock *s, struct usp_wait *w,
 			 usp_ready_fn ready, bool liveness);

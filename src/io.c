@@ -1554,7 +1554,10 @@ static ssize_t fast_send(struct usp_sock *s, const void *buf, size_t len, int fl
 	 * is one (a fence under the lock cost a second locked instruction
 	 * per message).  Waking after the release is waking a moment
 	 * later; the protocol does not ask for the lock. */
-	usp__unlock_full(lock);
+	if (r > 0)
+		usp__unlock_full(lock);
+	else
+		usp__unlock(lock);
 	usp__send_unmark(marked);
 	if (r > 0) {
 		usp__wake_reader_after_mb(s);
@@ -1593,7 +1596,7 @@ static ssize_t fast_recv(struct usp_sock *s, void *buf, size_t len, int flags)
 			return -USP_SLOW;
 		s->wait_tail = tail;
 		s->spun = true;
-		if (!usp__spin(s, recv_ready_past))
+		if (!usp__spin(s, recv_ready_past, USP_WAKE_DATA))
 			return -USP_SLOW;
 	}
 	size_t chunk;
@@ -1624,9 +1627,12 @@ static ssize_t fast_recv(struct usp_sock *s, void *buf, size_t len, int flags)
 		wake = room_maybe_writable(s);
 	}
 	/* the release is the wake's W1 (as in fast_send) */
-	usp__unlock_full(&self->recv_lock);
-	if (wake)
+	if (wake) {
+		usp__unlock_full(&self->recv_lock);
 		wake_room_after_mb(s);
+	} else {
+		usp__unlock(&self->recv_lock);
+	}
 	usp__stat_add(&usp__stats.fast_bytes, (ssize_t)chunk);
 	return (ssize_t)chunk;
 slow:

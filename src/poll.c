@@ -3,9 +3,9 @@
  * merged with the kernel's answer for every other descriptor.
  *
  * To sleep, a poller counts itself in each uspair endpoint's `pollers`
- * (seq_cst, pairs with W1 in usp__wake_endpoint), re-computes the masks,
- * and sleeps in the kernel's poll() with each endpoint's backing socket
- * asked for POLLIN.  A waker that sees pollers and wins `token_sent` sends
+ * (seq_cst, pairs with the wakers' W1: usp__wake, usp__unlock_full),
+ * re-computes the masks, and sleeps in the kernel's poll() with each
+ * endpoint's backing socket asked for POLLIN.  A waker that sees pollers and wins `token_sent` sends
  * one token byte through the kernel pair (wait.c), which makes that
  * backing socket readable; whoever consumes tokens clears token_sent
  * (scm.c skip_tokens), so at most one token is on its way per endpoint and
@@ -88,7 +88,7 @@ static int scan_uspair(struct pollfd *fds, nfds_t nfds, const unsigned char *is_
 }
 
 /* Count this poller in every uspair endpoint of the set (S1-like: pairs
- * with W1 in usp__wake_endpoint), keeping a reference on its pair in
+ * with W1 of the wakers), keeping a reference on its pair in
  * armed[i] so that disarm() can leave the count even if the descriptor is
  * closed meanwhile.  An entry listed twice is counted twice. */
 static void arm(const struct pollfd *fds, nfds_t nfds, const unsigned char *is_usp,

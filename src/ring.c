@@ -223,12 +223,22 @@ bool usp__ring_has_room(struct usp_pair *pair, struct usp_ring *r,
 
 uint64_t usp__ring_wmem(struct usp_pair *pair, struct usp_ring *r)
 {
+	/* Callers may hold neither lock: other readers can move `released`
+	 * (and senders `charged`) between the two loads, and a reader
+	 * stopped between them long enough sees a difference no honest
+	 * pair has.  Only a difference with `released` unchanged across the
+	 * load of `charged` (a consistent pair) is corruption. */
 	uint64_t released = usp__ld_acq(&r->released);
-	uint64_t charged = usp__ld_acq(&r->charged);
-	uint64_t wmem = charged - released;
-	if (wmem > 4ull * USP_MAX_SNDBUF) {
-		usp__pair_corrupt(pair);
-		return 0;
+	for (int tries = 0; tries < 16; tries++) {
+		uint64_t charged = usp__ld_acq(&r->charged);
+		uint64_t wmem = charged - released;
+		if (wmem <= 4ull * USP_MAX_SNDBUF)
+			return wmem;
+		uint64_t again = usp__ld_acq(&r->released);
+		if (again == released)
+			break;
+		released = again;
 	}
-	return wmem;
+	usp__pair_corrupt(pair);
+	return 0;
 }

@@ -412,7 +412,7 @@ static int skip_tokens(struct usp_sock *s)
 	if (consumed) {
 		atomic_store(&s->self->token_sent, 0);
 		/* the poller's rescan of the masks follows: order it after
-		 * the clear (pairs with W1 in usp__wake_endpoint) */
+		 * the clear (pairs with W1 of the wakers) */
 		atomic_thread_fence(memory_order_seq_cst);
 	}
 	errno = saved;

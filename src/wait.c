@@ -11,9 +11,11 @@
  *   re-check condition                    if sleepers: event_seq += 1,
  *   futex_wait(&event_seq, seq)                        futex_wake(all)
  *
- * S1 and W1 order the two sides: either the waker sees the sleeper, or the
- * sleeper's re-check sees the change; a bump between the sleeper's read of
- * event_seq and its futex_wait makes the wait return at once.
+ * (The fast path's W1 is the release of its lock: internal.h
+ * usp__unlock_full.)  S1 and W1 order the two sides: either the waker
+ * sees the sleeper, or the sleeper's re-check sees the change; a bump
+ * between the sleeper's read of event_seq and its futex_wait makes the
+ * wait return at once.
  *
  * Receivers (waiting for data) and senders (waiting for room in the peer's
  * queue) have a pair of words each: sleepers/event_seq and
@@ -46,15 +48,10 @@
 #define USP_TICK_NS (40 * 1000 * 1000LL)
 #define USP_SPIN_MIN_NS 2000
 #define USP_SPIN_MAX_NS 50000
-/* usp__spin's wait without looking, after quick spins (pauses are
- * 13 ns each on the 2-vCPU machines; 16 is about one 64-byte message's
- * time at the sender) */
-#ifndef USP_SPIN_BLIND_PAUSES
-#define USP_SPIN_BLIND_PAUSES 16
-#endif
-#ifndef USP_SPIN_QUICK_POLLS
+/* usp__spin's wait without looking after quick spins: about one 64-byte
+ * message's time at a busy sender on the 2-vCPU machines */
+#define USP_SPIN_BLIND_NS 200
 #define USP_SPIN_QUICK_POLLS 4
-#endif
 
 int64_t usp__now_ns(void)
 {
@@ -179,37 +176,42 @@ static void wait_cancelled(void *arg)
  * spin because it had just woken the other (4 KiB round trips took 60 us
  * instead of 3).
  *
- * A spin that its last one found quick to succeed (within
- * USP_SPIN_QUICK_POLLS looks) first waits USP_SPIN_BLIND_PAUSES pauses
- * without looking.  That is a reader that caught up with a busy sender:
- * every look pulls the line of the tail (and the record's, which the
- * ready function prefetches) away from the sender in the middle of its
+ * A spin whose predecessor (of this side, waiting for the same thing)
+ * was quick first waits USP_SPIN_BLIND_NS without looking.  Quick: the
+ * data came within USP_SPIN_QUICK_POLLS looks, or, for a spin that
+ * waited blind, at the first look, so that a wait longer than needed
+ * ends the blind waits.  That is a reader that caught up with a busy
+ * sender: every look pulls the tail's line (and the record's, which
+ * recv_ready_past prefetches) away from the sender in the middle of its
  * writes, and the sender's locked release then waits for them to come
- * back.  A reader of a faster receive path than the sender's send path
- * spent a third of its receives looking, and halved the one-way rate of
- * 64-byte messages between processes (make rate-floor: 4-5 M/s instead
- * of 8-10; 7-9 with the blind wait).  A reader waiting for an answer
- * (a round trip) waits longer than that for it, so its spins are not
- * quick and look from the start: its round trip is unchanged.
+ * back.  When the receive path became cheaper than the send path, the
+ * reader found the queue empty on a third of its receives instead of a
+ * tenth, and the one-way rate of 64-byte messages between processes
+ * halved (make rate-floor: 3.2-4.0 M/s instead of 8-10; 7.6-9 with the
+ * blind wait).  A reader waiting for an answer (a round trip) waits
+ * longer than USP_SPIN_QUICK_POLLS looks for it, so it looks from the
+ * start and its round trip is unchanged.  The wait is by the clock, not
+ * by a count of pauses, whose length differs between CPUs by ten times.
  */
-bool usp__spin(struct usp_sock *s, usp_ready_fn ready)
+bool usp__spin(struct usp_sock *s, usp_ready_fn ready, unsigned wait_for)
 {
 	if (atomic_load_explicit(&s->pair->woke_peer[s->side], memory_order_relaxed))
 		return false;
 	_Atomic int64_t *budget = &s->pair->spin_ns[s->side];
-	_Atomic bool *quick = &s->pair->spin_quick[s->side];
+	_Atomic bool *quick = &s->pair->spin_quick[s->side][wait_for == USP_WAKE_ROOM];
 	int64_t limit = atomic_load_explicit(budget, memory_order_relaxed);
 	int64_t start = usp__now_ns();
-	bool was_quick = atomic_load_explicit(quick, memory_order_relaxed);
-	if (was_quick)
-		for (unsigned k = 0; k < USP_SPIN_BLIND_PAUSES; k++)
+	bool blind = atomic_load_explicit(quick, memory_order_relaxed);
+	if (blind)
+		while (usp__now_ns() - start < USP_SPIN_BLIND_NS)
 			usp__cpu_relax();
 	for (unsigned i = 1;; i++) {
 		if (ready(s)) {
 			if (limit < USP_SPIN_MAX_NS)
 				atomic_store_explicit(budget, limit * 2, memory_order_relaxed);
-			if (was_quick != (i <= USP_SPIN_QUICK_POLLS))
-				atomic_store_explicit(quick, !was_quick, memory_order_relaxed);
+			bool was_quick = blind ? i == 1 : i <= USP_SPIN_QUICK_POLLS;
+			if (was_quick != blind)
+				atomic_store_explicit(quick, was_quick, memory_order_relaxed);
 			return true;
 		}
 		usp__cpu_relax();
@@ -218,6 +220,8 @@ bool usp__spin(struct usp_sock *s, usp_ready_fn ready)
 	}
 	if (limit > USP_SPIN_MIN_NS)
 		atomic_store_explicit(budget, limit / 2, memory_order_relaxed);
+	if (blind)
+		atomic_store_explicit(quick, false, memory_order_relaxed);
 	return false;
 }
 
@@ -251,7 +255,7 @@ int usp__wait(struct usp_sock *s, struct usp_wait *w, usp_ready_fn ready,
 		w->spun = true;
 	if (!w->spun) {
 		w->spun = true;
-		if (usp__spin(s, ready))
+		if (usp__spin(s, ready, w->wait_for))
 			return 0;
 	}
 	/* the hint first: a waker that sees this sleeper sees its time */
