@@ -17,11 +17,14 @@
  *             fence per message too, as uspair's receive path does
  *
  * The modes alternate over ROUNDS rounds and the median is printed, with
- * the rate uspair's own one-way SEQPACKET 64 B test gets in the same run.
+ * the rate uspair's own one-way SEQPACKET 64 B test gets in the same run
+ * and the kernel's socketpair (its first byte checked the same way), and
+ * each median as a multiple of the kernel's.
  *   rate_floor [ROUNDS]
  * Every record is checked (its first byte is its sequence number).
  */
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,9 +43,9 @@
 #define MESSAGES 4000000L
 #define MAX_ROUNDS 15
 
-enum mode { BARE, XCHG, FENCE, ROBUST, ROBUST2, USPAIR, N_MODES };
-static const char *const mode_names[N_MODES] = {"bare",	   "xchg",    "+fence",
-						"robust", "robust2", "uspair"};
+enum mode { BARE, XCHG, FENCE, ROBUST, ROBUST2, USPAIR, KERNEL, N_MODES };
+static const char *const mode_names[N_MODES] = {"bare",	   "xchg",   "+fence", "robust",
+						"robust2", "uspair", "kernel"};
 
 struct ring {
 	_Alignas(64) _Atomic uint64_t tail;
@@ -137,34 +140,41 @@ static double run_ring(enum mode mode)
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? rate : -1;
 }
 
-static double run_uspair(void)
+/* One-way SEQPACKET messages through a uspair pair, or through the
+ * kernel's (an eighth as many: it is about ten times slower). */
+static double run_socketpair(bool kernel)
 {
+	int (*pair_fn)(int, int, int, int *) = kernel ? socketpair : usp_socketpair;
+	ssize_t (*send_fn)(int, const void *, size_t, int) = kernel ? send : usp_send;
+	ssize_t (*recv_fn)(int, void *, size_t, int) = kernel ? recv : usp_recv;
+	int (*close_fn)(int) = kernel ? close : usp_close;
+	const long messages = kernel ? MESSAGES / 8 : MESSAGES;
 	int sv[2];
-	if (usp_socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) < 0)
+	if (pair_fn(AF_UNIX, SOCK_SEQPACKET, 0, sv) < 0)
 		return -1;
 	unsigned char buf[MSG];
 	memset(buf, 0, sizeof(buf));
 	double t0 = now_s();
 	pid_t pid = fork();
 	if (pid == 0) {
-		usp_close(sv[0]);
-		for (long i = 0; i < MESSAGES; i++)
-			if (usp_recv(sv[1], buf, MSG, 0) != MSG || buf[0] != (unsigned char)i)
+		close_fn(sv[0]);
+		for (long i = 0; i < messages; i++)
+			if (recv_fn(sv[1], buf, MSG, 0) != MSG || buf[0] != (unsigned char)i)
 				_exit(1);
 		_exit(0);
 	}
 	if (pid < 0)
 		return -1;
-	usp_close(sv[1]);
-	for (long i = 0; i < MESSAGES; i++) {
+	close_fn(sv[1]);
+	for (long i = 0; i < messages; i++) {
 		buf[0] = (unsigned char)i;
-		if (usp_send(sv[0], buf, MSG, 0) != MSG)
+		if (send_fn(sv[0], buf, MSG, 0) != MSG)
 			break; /* the receiver failed (its end is closed) */
 	}
-	usp_close(sv[0]); /* a receiver still waiting then sees EOF: exit 1 */
+	close_fn(sv[0]); /* a receiver still waiting then sees EOF: exit 1 */
 	int status;
 	waitpid(pid, &status, 0);
-	double rate = MESSAGES / (now_s() - t0);
+	double rate = (double)messages / (now_s() - t0);
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? rate : -1;
 }
 
@@ -183,7 +193,7 @@ int main(int argc, char **argv)
 	for (int k = 0; k < rounds; k++) {
 		fprintf(stderr, "rate_floor: round %d of %d\n", k + 1, rounds);
 		for (int m = 0; m < N_MODES; m++) {
-			rate[m][k] = m == USPAIR ? run_uspair() : run_ring((enum mode)m);
+			rate[m][k] = m >= USPAIR ? run_socketpair(m == KERNEL) : run_ring((enum mode)m);
 			if (rate[m][k] < 0) {
 				fprintf(stderr, "rate_floor: %s failed\n", mode_names[m]);
 				return 1;
@@ -192,9 +202,11 @@ int main(int argc, char **argv)
 	}
 	printf("one-way %d B messages between two processes, M messages/s, median of %d rounds\n",
 	       MSG, rounds);
-	for (int m = 0; m < N_MODES; m++) {
+	for (int m = 0; m < N_MODES; m++)
 		qsort(rate[m], (size_t)rounds, sizeof(double), cmp_double);
-		printf("  %-7s %6.1f\n", mode_names[m], rate[m][rounds / 2] / 1e6);
-	}
+	double kernel = rate[KERNEL][rounds / 2];
+	for (int m = 0; m < N_MODES; m++)
+		printf("  %-7s %6.1f  %5.1fx the kernel\n", mode_names[m], rate[m][rounds / 2] / 1e6,
+		       rate[m][rounds / 2] / kernel);
 	return 0;
 }
