@@ -376,13 +376,19 @@ struct usp_pair {
 	/* this side's last spin for data ([0]) or room ([1]) was quick
 	 * (wait.c usp__spin): the next one first waits without looking */
 	_Atomic bool spin_quick[2][2];
-	/* the tail of each side's receive ring as this process's readers
-	 * last read it (io.c rx_tail); written under that side's recv_lock */
-	_Atomic uint64_t seen_tail[2];
-	/* the producer's `charged` read with that tail: a lower bound of the
-	 * charge (io.c wake_room); written under that side's recv_lock */
-	_Atomic uint64_t seen_charged[2];
 	_Atomic int64_t last_check_ns[2];
+	/* Written by a side's readers whenever they catch up with the
+	 * producer, so each side's on a line of its own: on the line of what
+	 * every call reads, they cost the other side's threads a miss per
+	 * message.  Written under that side's recv_lock. */
+	struct {
+		/* the tail of the side's receive ring as this process's
+		 * readers last read it (io.c rx_tail) */
+		_Alignas(USP_CACHELINE) _Atomic uint64_t tail;
+		/* the producer's `charged` read with that tail: a lower
+		 * bound of the charge (io.c wake_room) */
+		_Atomic uint64_t charged;
+	} seen[2];
 	/* a descriptor of each side in this process, if any (a hint: check
 	 * it with usp__lookup) */
 	_Atomic int fd_hint[2];

@@ -250,13 +250,13 @@ static void publish(struct usp_sock *s, uint64_t tail, uint32_t len,
  */
 static inline __attribute__((always_inline)) uint64_t rx_tail(struct usp_sock *s, uint64_t pos)
 {
-	_Atomic uint64_t *seen = &s->pair->seen_tail[s->side];
+	_Atomic uint64_t *seen = &s->pair->seen[s->side].tail;
 	uint64_t t = atomic_load_explicit(seen, memory_order_relaxed);
 	if ((int64_t)(t - pos) <= 0) {
 		t = usp__ld_acq(&s->rxq->tail); /* C1 */
 		atomic_store_explicit(seen, t, memory_order_relaxed);
 		/* on the tail's line; for wake_room's lower bound */
-		atomic_store_explicit(&s->pair->seen_charged[s->side],
+		atomic_store_explicit(&s->pair->seen[s->side].charged,
 				      atomic_load_explicit(&s->rxq->charged, memory_order_relaxed),
 				      memory_order_relaxed);
 	}
@@ -301,7 +301,7 @@ static void wake_room_after_mb(struct usp_sock *s)
  */
 static inline __attribute__((always_inline)) bool room_maybe_writable(struct usp_sock *s)
 {
-	uint64_t low = atomic_load_explicit(&s->pair->seen_charged[s->side], memory_order_relaxed) -
+	uint64_t low = atomic_load_explicit(&s->pair->seen[s->side].charged, memory_order_relaxed) -
 		       atomic_load_explicit(&s->rxq->released, memory_order_relaxed);
 	return !(low - 1 < USP_MAX_SNDBUF && !usp__wmem_writable(low, endpoint_sndbuf(s->peer)));
 }

@@ -199,8 +199,14 @@ static struct usp_pair *pair_alloc(void)
 	if (pair)
 		free_pairs = (struct usp_pair *)pair->shm;
 	usp__local_unlock(&free_pairs_lock);
-	if (!pair)
-		return calloc(1, sizeof(*pair));
+	if (!pair) {
+		/* aligned as its per-side lines (usp_pair.seen) ask */
+		size_t size = (sizeof(*pair) + USP_CACHELINE - 1) & ~(size_t)(USP_CACHELINE - 1);
+		pair = aligned_alloc(USP_CACHELINE, size);
+		if (pair)
+			memset(pair, 0, sizeof(*pair));
+		return pair;
+	}
 	pair->shm = NULL;
 	pair->type = 0;
 	size_t after = offsetof(struct usp_pair, refs) + sizeof(pair->refs);
