@@ -751,21 +751,13 @@ static inline void usp__mb_after_rmw(void)
 /* usp__unlock that is also a full barrier between what the caller did
  * under the lock and what it does next: the W1 of a wake after the
  * release (io.c fast_send, fast_recv): on x86 one locked instruction
- * where a release and a fence took two (elsewhere the fence stays).  The
- * release CAS is seq_cst so that no later access moves above it in the
- * compiler either. */
+ * where a release and a fence took two (elsewhere the fence stays).
+ * Every release ends in a locked read-modify-write of the word: the
+ * CAS of usp__unlock, or the CAS or exchange of usp__unlock_slow. */
 static inline void usp__unlock_full(struct usp_lock *l)
 {
-	uint64_t w = atomic_load_explicit(&l->word, memory_order_relaxed);
-	if (USP_LIKELY(!(w & (USP_LOCK_DEFERRED | USP_LOCK_WAITERS))) &&
-	    USP_LIKELY(atomic_compare_exchange_strong_explicit(&l->word, &w, 0,
-							       memory_order_seq_cst, /* U1 */
-							       memory_order_relaxed))) {
-		usp__mb_after_rmw(); /* W1: pairs with S1 (wait.c) */
-		return;
-	}
-	usp__unlock_slow(l);
-	atomic_thread_fence(memory_order_seq_cst); /* W1: pairs with S1 */
+	usp__unlock(l);
+	usp__mb_after_rmw(); /* W1: pairs with S1 (wait.c) */
 }
 
 /* truesize.c: the kernel's memory accounting for AF_UNIX skbs */

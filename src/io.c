@@ -314,6 +314,17 @@ static inline __attribute__((always_inline)) void wake_room(struct usp_sock *s)
 	}
 }
 
+/* Consume the record at head (C2: pairs with P2 in the sender) and say
+ * whether senders may need waking (room_maybe_writable); the caller then
+ * issues W1 and calls wake_room_after_mb().  Caller holds our recv_lock. */
+static inline __attribute__((always_inline)) bool consume_wake_later(struct usp_sock *s,
+								     const struct usp_rec *rec,
+								     uint32_t truesize)
+{
+	usp__ring_consume(s->rxq, rec, truesize);
+	return room_maybe_writable(s);
+}
+
 /* Consume the record at head (C2: pairs with P2 in the sender). */
 static inline __attribute__((always_inline)) void consume(struct usp_sock *s, const struct usp_rec *rec,
 		    uint32_t truesize)
@@ -1617,14 +1628,12 @@ static ssize_t fast_recv(struct usp_sock *s, void *buf, size_t len, int flags)
 			atomic_store_explicit(&s->rxq->head_used, used + (uint32_t)chunk,
 					      memory_order_relaxed);
 		} else {
-			usp__ring_consume(s->rxq, &rec, usp__stream_truesize(rec.len));
-			wake = room_maybe_writable(s);
+			wake = consume_wake_later(s, &rec, usp__stream_truesize(rec.len));
 		}
 	} else {
 		chunk = rec.len < len ? rec.len : len; /* the rest is dropped */
 		memcpy(buf, rec.data, chunk);
-		usp__ring_consume(s->rxq, &rec, usp__dgram_truesize(rec.len));
-		wake = room_maybe_writable(s);
+		wake = consume_wake_later(s, &rec, usp__dgram_truesize(rec.len));
 	}
 	/* the release is the wake's W1 (as in fast_send) */
 	if (wake) {
